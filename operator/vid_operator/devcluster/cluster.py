@@ -1,0 +1,373 @@
+"""A real Kubernetes control plane on loopback, for the tests and the demo.
+
+Used by ``python -m vid_operator.devcluster`` (``make cluster-up`` /
+``make cluster-down``) and by the pytest fixtures in ``tests/conftest.py``.
+
+It runs the real components, built by ``hack/tools.sh``: etcd (data on tmpfs
+when there is one), kube-apiserver (TLS, RBAC, a generated admin client
+certificate), kube-controller-manager (every default controller: Job, garbage
+collector, TTL-after-finished, pod GC, namespace, service account,
+node lifecycle, ...), kube-scheduler, and kwok, which plays the kubelet for
+the nodes labelled for it, following ``kwok.yaml`` beside this module.
+
+Everything the cluster owns lives in one folder: ``kubeconfig`` (admin),
+``pki/``, ``logs/<component>.log`` and ``state.json`` (ports and the PIDs to
+stop). Only loopback addresses are bound, each on a free port, so several
+clusters can run side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vid_operator.devcluster import nodes, pki, processes
+
+LOOPBACK = "127.0.0.1"
+SERVICE_CIDR = "10.96.0.0/16"  # only allocated to Service objects, never routed
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be started; the message names the log to read."""
+
+
+def tools_bin_dir() -> Path:
+    """The folder holding the control-plane binaries: ``$VIDOP_TOOLS_BIN`` if
+    set, else whatever ``hack/tools.sh`` builds or finds in its cache."""
+    if env := os.environ.get("VIDOP_TOOLS_BIN"):
+        return Path(env)
+    script = _REPO_ROOT / "hack" / "tools.sh"
+    if not script.exists():
+        raise ClusterError(f"set VIDOP_TOOLS_BIN: {script} is not there to build the binaries")
+    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        raise ClusterError(f"{script} failed with exit code {result.returncode}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class State:
+    """What ``state.json`` records about a running cluster."""
+
+    ports: dict[str, int]
+    etcd_data_dir: str
+    processes: list[processes.Started] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        raw = json.loads(path.read_text())
+        raw["processes"] = [processes.Started(**p) for p in raw["processes"]]
+        return cls(**raw)
+
+
+# Each component gets its own identity, as in a real cluster, so the bootstrap
+# RBAC roles the API server creates are what authorises them.
+_CLIENTS: dict[str, tuple[str, str | None]] = {
+    "admin": ("vidop-admin", "system:masters"),
+    "kube-controller-manager": ("system:kube-controller-manager", None),
+    "kube-scheduler": ("system:kube-scheduler", None),
+    # kwok writes the status of every pod and node it manages, as many kubelets would.
+    "kwok": ("kwok", "system:masters"),
+}
+
+
+class DevCluster:
+    """One control plane rooted at ``root``. ``up()`` starts it (or finds it
+    running), ``down()`` stops exactly the processes it started."""
+
+    def __init__(self, root: Path, bin_dir: Path | None = None) -> None:
+        self.root = root
+        self._bin_dir = bin_dir
+        self.kubeconfig = root / "kubeconfig"
+        self.logs = root / "logs"
+        self._state_file = root / "state.json"
+        self._pki_dir = root / "pki"
+
+    # -- public surface ---------------------------------------------------
+
+    def is_up(self) -> bool:
+        """Whether every component recorded in ``state.json`` still runs."""
+        if not self._state_file.exists():
+            return False
+        state = State.load(self._state_file)
+        return len(state.processes) == len(COMPONENTS) and all(
+            processes.is_running(p) for p in state.processes
+        )
+
+    def up(self, timeout: float = 120.0) -> None:
+        """Start the control plane and wait until every node is Ready."""
+        if self.is_up():
+            return
+        self.down()  # a half-started or crashed earlier run
+        bin_dir = self._bin_dir or tools_bin_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.logs, ignore_errors=True)
+        issued = pki.generate(self._pki_dir, _CLIENTS)
+        state = State(
+            ports={name: _free_port() for name in
+                   ("etcd-client", "etcd-peer", "apiserver", "controller-manager",
+                    "scheduler", "kwok")},
+            etcd_data_dir=tempfile.mkdtemp(prefix="vidop-etcd-", dir=_tmpfs_or_none()),
+        )
+        state.save(self._state_file)
+        deadline = time.monotonic() + timeout
+        try:
+            self._start_all(bin_dir, issued, state, deadline)
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        """Stop the processes recorded in ``state.json`` (newest first) and
+        delete etcd's data. Safe to call when nothing runs."""
+        if not self._state_file.exists():
+            return
+        state = State.load(self._state_file)
+        for started in reversed(state.processes):
+            processes.stop(started)
+        shutil.rmtree(state.etcd_data_dir, ignore_errors=True)
+        self._state_file.unlink()
+
+    def api_client(self) -> Any:
+        """A kubernetes ``ApiClient`` authenticated as the cluster admin."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def restart_component(self, name: str, timeout: float = 60.0) -> None:
+        """Stop one component and start it again with the same arguments (the
+        chaos tests restart kube-apiserver; etcd keeps the data)."""
+        state = State.load(self._state_file)
+        old = next(p for p in state.processes if p.name == name)
+        processes.stop(old)
+        argv = json.loads((self.root / f"{name}.argv.json").read_text())
+        new = processes.start(name, argv, self.logs / f"{name}.log")
+        state.processes = [new if p.name == name else p for p in state.processes]
+        state.save(self._state_file)
+        if name == "kube-apiserver":
+            self._wait_for(
+                "kube-apiserver /readyz",
+                lambda: self._https_ok(state.ports["apiserver"], "/readyz", client=True),
+                time.monotonic() + timeout, new)
+
+    # -- start-up -----------------------------------------------------------
+
+    def _start_all(self, bin_dir: Path, issued: pki.ClusterPKI, state: State,
+                   deadline: float) -> None:
+        ports = state.ports
+        api_url = f"https://{LOOPBACK}:{ports['apiserver']}"
+        for stem in issued.clients:
+            target = self.kubeconfig if stem == "admin" else self.root / f"{stem}.kubeconfig"
+            _write_kubeconfig(target, api_url, issued.ca.cert, issued.clients[stem])
+
+        etcd = self._launch(state, "etcd", [
+            str(bin_dir / "etcd"),
+            "--name=vidop-dev",
+            f"--data-dir={state.etcd_data_dir}",
+            f"--listen-client-urls=http://{LOOPBACK}:{ports['etcd-client']}",
+            f"--advertise-client-urls=http://{LOOPBACK}:{ports['etcd-client']}",
+            f"--listen-peer-urls=http://{LOOPBACK}:{ports['etcd-peer']}",
+            f"--initial-advertise-peer-urls=http://{LOOPBACK}:{ports['etcd-peer']}",
+            f"--initial-cluster=vidop-dev=http://{LOOPBACK}:{ports['etcd-peer']}",
+            # A throwaway cluster: don't fsync every write, keep the log short.
+            "--unsafe-no-fsync",
+            "--snapshot-count=10000",
+            "--quota-backend-bytes=4294967296",
+            "--log-level=warn",
+        ])
+        self._wait_for("etcd /health", lambda: _http_ok(
+            f"http://{LOOPBACK}:{ports['etcd-client']}/health"), deadline, etcd)
+
+        apiserver = self._launch(state, "kube-apiserver", [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://{LOOPBACK}:{ports['etcd-client']}",
+            f"--bind-address={LOOPBACK}",
+            f"--advertise-address={LOOPBACK}",
+            f"--secure-port={ports['apiserver']}",
+            f"--tls-cert-file={issued.apiserver.cert}",
+            f"--tls-private-key-file={issued.apiserver.key}",
+            f"--client-ca-file={issued.ca.cert}",
+            "--authorization-mode=RBAC",
+            f"--service-account-key-file={issued.service_account_pub}",
+            f"--service-account-signing-key-file={issued.service_account_key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--cert-dir={self._pki_dir}",
+            "--profiling=false",
+            "--v=1",
+        ])
+        self._wait_for("kube-apiserver /readyz", lambda: self._https_ok(
+            ports["apiserver"], "/readyz", client=True), deadline, apiserver)
+
+        def component_kubeconfig(name: str) -> str:
+            return str(self.root / f"{name}.kubeconfig")
+
+        cm_kubeconfig = component_kubeconfig("kube-controller-manager")
+        controller_manager = self._launch(state, "kube-controller-manager", [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={cm_kubeconfig}",
+            f"--authentication-kubeconfig={cm_kubeconfig}",
+            f"--authorization-kubeconfig={cm_kubeconfig}",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={ports['controller-manager']}",
+            # Every default controller, each with its own service account.
+            "--controllers=*",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={issued.service_account_key}",
+            f"--root-ca-file={issued.ca.cert}",
+            "--leader-elect=false",
+            "--v=1",
+        ])
+        sched_kubeconfig = component_kubeconfig("kube-scheduler")
+        scheduler = self._launch(state, "kube-scheduler", [
+            str(bin_dir / "kube-scheduler"),
+            f"--kubeconfig={sched_kubeconfig}",
+            f"--authentication-kubeconfig={sched_kubeconfig}",
+            f"--authorization-kubeconfig={sched_kubeconfig}",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={ports['scheduler']}",
+            "--leader-elect=false",
+            "--v=1",
+        ])
+        kwok_config = self.root / "kwok.yaml"
+        kwok_config.write_bytes(
+            resources.files("vid_operator.devcluster").joinpath("kwok.yaml").read_bytes())
+        kwok = self._launch(state, "kwok", [
+            str(bin_dir / "kwok"),
+            f"--config={kwok_config}",
+            f"--kubeconfig={component_kubeconfig('kwok')}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-label-selector={nodes.KWOK_NODE_LABEL}=true",
+            f"--server-address={LOOPBACK}:{ports['kwok']}",
+            # Node and pod addresses are only strings in status; keep them on
+            # loopback so nothing ever tries to reach a private range.
+            f"--node-ip={LOOPBACK}",
+            "--cidr=127.16.0.0/16",
+        ])
+        self._wait_for("kube-controller-manager /healthz", lambda: self._https_ok(
+            ports["controller-manager"], "/healthz"), deadline, controller_manager)
+        self._wait_for("kube-scheduler /healthz", lambda: self._https_ok(
+            ports["scheduler"], "/healthz"), deadline, scheduler)
+        self._create_nodes_and_wait(deadline, kwok)
+
+    def _launch(self, state: State, name: str, argv: list[str]) -> processes.Started:
+        (self.root / f"{name}.argv.json").write_text(json.dumps(argv))
+        started = processes.start(name, argv, self.logs / f"{name}.log")
+        state.processes.append(started)
+        state.save(self._state_file)
+        return started
+
+    def _wait_for(self, what: str, check: Callable[[], bool], deadline: float,
+                  started: processes.Started) -> None:
+        while time.monotonic() < deadline:
+            if not processes.is_running(started):
+                raise ClusterError(
+                    f"{started.name} exited while waiting for {what}; "
+                    f"see {self.logs / (started.name + '.log')}")
+            if check():
+                return
+            time.sleep(0.1)
+        raise ClusterError(
+            f"timed out waiting for {what}; see {self.logs / (started.name + '.log')}")
+
+    def _https_ok(self, port: int, path: str, client: bool = False) -> bool:
+        context = ssl.create_default_context()
+        if client:
+            context.load_verify_locations(self._pki_dir / "ca.crt")
+            context.load_cert_chain(self._pki_dir / "admin.crt", self._pki_dir / "admin.key")
+        else:
+            # controller-manager and scheduler serve a self-signed certificate.
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return _http_ok(f"https://{LOOPBACK}:{port}{path}", context)
+
+    def _create_nodes_and_wait(self, deadline: float, kwok: processes.Started) -> None:
+        from kubernetes import client
+
+        with contextlib.closing(self.api_client()) as api:
+            core = client.CoreV1Api(api)
+            wanted = nodes.default_nodes()
+            for manifest in wanted:
+                core.create_node(manifest)
+            names = {m["metadata"]["name"] for m in wanted}
+
+            def all_ready() -> bool:
+                listed = core.list_node(label_selector=f"{nodes.KWOK_NODE_LABEL}=true")
+                ready = {
+                    n.metadata.name for n in listed.items
+                    if any(c.type == "Ready" and c.status == "True"
+                           for c in (n.status.conditions or []))
+                }
+                return names <= ready
+
+            self._wait_for("all nodes Ready", all_ready, deadline, kwok)
+
+
+def _tmpfs_or_none() -> str | None:
+    # etcd on tmpfs: no disk latency, and nothing left behind after a crash reboot.
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
+        return False
+
+
+def _write_kubeconfig(path: Path, server: str, ca: Path, client_pair: pki.KeyPair) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "vidop-dev", "cluster": {
+            "server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": "vidop-dev", "user": {
+            "client-certificate": str(client_pair.cert),
+            "client-key": str(client_pair.key)}}],
+        "contexts": [{"name": "vidop-dev", "context": {
+            "cluster": "vidop-dev", "user": "vidop-dev", "namespace": "default"}}],
+        "current-context": "vidop-dev",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+
+
+@contextlib.contextmanager
+def running(root: Path, bin_dir: Path | None = None) -> Iterator[DevCluster]:
+    """A cluster for the duration of a ``with`` block."""
+    cluster = DevCluster(root, bin_dir)
+    cluster.up()
+    try:
+        yield cluster
+    finally:
+        cluster.down()

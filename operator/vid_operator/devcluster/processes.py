@@ -1,0 +1,81 @@
+"""Start, watch and stop the control plane's processes by PID.
+
+Called by :mod:`vid_operator.devcluster.cluster`. A process started here runs
+in its own session (so ``make cluster-up`` can return while it keeps running),
+writes to its own log file, and is recorded with the executable it was started
+from: :func:`stop` signals a PID only while that PID still runs that
+executable, so a recycled PID is never hit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Started:
+    """A process this package started."""
+
+    name: str
+    pid: int
+    executable: str
+
+
+def start(name: str, argv: list[str], log_file: Path, env: dict[str, str] | None = None) -> Started:
+    """Start ``argv`` detached, with stdout and stderr appended to ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    return Started(name=name, pid=process.pid, executable=argv[0])
+
+
+def is_running(started: Started) -> bool:
+    """Whether ``started.pid`` is alive and still the program we started
+    (not a zombie, not a recycled PID)."""
+    try:
+        stat = Path(f"/proc/{started.pid}/stat").read_text()
+        argv0 = Path(f"/proc/{started.pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state != "Z" and argv0.decode(errors="replace") == started.executable
+
+
+def _reap(pid: int) -> None:
+    # Our own children must be waited for, or they stay zombies until we exit.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop(started: Started, grace_seconds: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_seconds``; a no-op when it is gone."""
+    if not is_running(started):
+        return
+    os.kill(started.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        _reap(started.pid)
+        if not is_running(started):
+            return
+        time.sleep(0.05)
+    if is_running(started):
+        os.kill(started.pid, signal.SIGKILL)
+    for _ in range(100):
+        _reap(started.pid)
+        if not is_running(started):
+            return
+        time.sleep(0.05)

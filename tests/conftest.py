@@ -1,0 +1,73 @@
+"""Fixtures shared by every test: the real control plane and a namespace per test.
+
+The control plane starts once per session (:class:`DevCluster` in a temporary
+folder), or, with ``VIDOP_USE_EXISTING_CLUSTER=1``, the one ``KUBECONFIG``
+points at is used as it is (``make cluster-up`` then ``make test-integration``
+saves the start-up on every run). When it cannot start, tests that need it
+skip, unless ``VIDOP_REQUIRE_CLUSTER=1`` (set by ``.ci/run``): then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from tests.support import Cluster, wait_until
+from vid_operator.devcluster import ClusterError, DevCluster, tools_bin_dir
+
+
+def _cluster_unavailable(reason: str) -> None:
+    if os.environ.get("VIDOP_REQUIRE_CLUSTER") == "1":
+        pytest.fail(f"the control plane is required (VIDOP_REQUIRE_CLUSTER=1) but {reason}",
+                    pytrace=False)
+    pytest.skip(f"no control plane: {reason}")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if os.environ.get("VIDOP_USE_EXISTING_CLUSTER") == "1":
+        kubeconfig = Path(os.environ.get("KUBECONFIG", ".cluster/kubeconfig")).resolve()
+        if not kubeconfig.exists():
+            _cluster_unavailable(f"VIDOP_USE_EXISTING_CLUSTER=1 and {kubeconfig} does not exist")
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        yield Cluster(api, kubeconfig, tools_bin_dir(), None)
+        api.close()
+        return
+    dev = DevCluster(tmp_path_factory.mktemp("cluster"))
+    started = time.monotonic()
+    try:
+        dev.up()
+    except ClusterError as error:
+        _cluster_unavailable(str(error))
+    print(f"\ncontrol plane up in {time.monotonic() - started:.1f} s ({dev.root})")
+    api = dev.api_client()
+    try:
+        yield Cluster(api, dev.kubeconfig, tools_bin_dir(), dev)
+    finally:
+        api.close()
+        dev.down()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, with its default ServiceAccount in place
+    (pods cannot be created before the controller makes it)."""
+    core = client.CoreV1Api(cluster.api)
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{slug}-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"vidop.io/test": "true"}}})
+
+    def has_default_sa() -> bool:
+        return any(sa.metadata.name == "default"
+                   for sa in core.list_namespaced_service_account(name).items)
+
+    wait_until(f"the default ServiceAccount in {name}", has_default_sa)
+    yield name
+    core.delete_namespace(name)

@@ -1,0 +1,49 @@
+"""The development cluster's credentials: who each certificate says it is."""
+
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from vid_operator.devcluster import pki
+
+
+def _load(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def test_every_certificate_is_signed_by_the_ca_and_keys_are_private(tmp_path: Path) -> None:
+    issued = pki.generate(tmp_path, {"admin": ("vidop-admin", "system:masters"),
+                                     "sched": ("system:kube-scheduler", None)})
+
+    ca = _load(issued.ca.cert)
+    ca_key = ca.public_key()
+    assert isinstance(ca_key, ec.EllipticCurvePublicKey)
+    for pair in [issued.apiserver, *issued.clients.values()]:
+        cert = _load(pair.cert)
+        cert.verify_directly_issued_by(ca)
+        assert pair.key.stat().st_mode & 0o777 == 0o600
+    assert issued.service_account_key.stat().st_mode & 0o777 == 0o600
+
+
+def test_client_certificates_carry_user_and_group(tmp_path: Path) -> None:
+    issued = pki.generate(tmp_path, {"admin": ("vidop-admin", "system:masters"),
+                                     "sched": ("system:kube-scheduler", None)})
+
+    admin = _load(issued.clients["admin"].cert).subject
+    assert admin.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "vidop-admin"
+    assert admin.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:masters"
+    sched = _load(issued.clients["sched"].cert)
+    assert not sched.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    usage = sched.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_apiserver_certificate_names_loopback_and_the_service(tmp_path: Path) -> None:
+    issued = pki.generate(tmp_path, {})
+
+    sans = _load(issued.apiserver.cert).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert "127.0.0.1" in [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+    assert "kubernetes.default.svc" in sans.get_values_for_type(x509.DNSName)
