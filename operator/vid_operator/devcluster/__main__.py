@@ -18,9 +18,12 @@ from vid_operator.devcluster.cluster import ClusterError, DevCluster
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vidop-devcluster", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
-    parser.add_argument("--dir", type=Path,
-                        default=Path(os.environ.get("VIDOP_CLUSTER_DIR", ".cluster")),
-                        help="the cluster's folder (default: $VIDOP_CLUSTER_DIR or .cluster)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(os.environ.get("VIDOP_CLUSTER_DIR", ".cluster")),
+        help="the cluster's folder (default: $VIDOP_CLUSTER_DIR or .cluster)",
+    )
     args = parser.parse_args(argv)
     cluster = DevCluster(args.dir.resolve())
 

@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import yaml
+from kubernetes import client, config
 
 from vid_operator.devcluster import nodes, pki, processes
 
@@ -63,11 +63,17 @@ def tools_bin_dir() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(names: list[str]) -> dict[str, int]:
+    """Distinct free loopback ports. Every socket stays bound until all are
+    chosen: closing each at once would let the kernel hand the same port out
+    twice (etcd's client and peer ports once collided that way)."""
+    with contextlib.ExitStack() as stack:
+        ports = {}
+        for name in names:
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((LOOPBACK, 0))
+            ports[name] = int(sock.getsockname()[1])
+        return ports
 
 
 @dataclass
@@ -132,9 +138,9 @@ class DevCluster:
         shutil.rmtree(self.logs, ignore_errors=True)
         issued = pki.generate(self._pki_dir, _CLIENTS)
         state = State(
-            ports={name: _free_port() for name in
-                   ("etcd-client", "etcd-peer", "apiserver", "controller-manager",
-                    "scheduler", "kwok")},
+            ports=_free_ports(
+                ["etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"]
+            ),
             etcd_data_dir=tempfile.mkdtemp(prefix="vidop-etcd-", dir=_tmpfs_or_none()),
         )
         state.save(self._state_file)
@@ -156,11 +162,12 @@ class DevCluster:
         shutil.rmtree(state.etcd_data_dir, ignore_errors=True)
         self._state_file.unlink()
 
-    def api_client(self) -> Any:
+    def api_client(self) -> client.ApiClient:
         """A kubernetes ``ApiClient`` authenticated as the cluster admin."""
-        from kubernetes import config
-
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig)
+        )
+        return api
 
     def restart_component(self, name: str, timeout: float = 60.0) -> None:
         """Stop one component and start it again with the same arguments (the
@@ -176,106 +183,146 @@ class DevCluster:
             self._wait_for(
                 "kube-apiserver /readyz",
                 lambda: self._https_ok(state.ports["apiserver"], "/readyz", client=True),
-                time.monotonic() + timeout, new)
+                time.monotonic() + timeout,
+                new,
+            )
 
     # -- start-up -----------------------------------------------------------
 
-    def _start_all(self, bin_dir: Path, issued: pki.ClusterPKI, state: State,
-                   deadline: float) -> None:
+    def _start_all(
+        self, bin_dir: Path, issued: pki.ClusterPKI, state: State, deadline: float
+    ) -> None:
         ports = state.ports
         api_url = f"https://{LOOPBACK}:{ports['apiserver']}"
         for stem in issued.clients:
             target = self.kubeconfig if stem == "admin" else self.root / f"{stem}.kubeconfig"
             _write_kubeconfig(target, api_url, issued.ca.cert, issued.clients[stem])
 
-        etcd = self._launch(state, "etcd", [
-            str(bin_dir / "etcd"),
-            "--name=vidop-dev",
-            f"--data-dir={state.etcd_data_dir}",
-            f"--listen-client-urls=http://{LOOPBACK}:{ports['etcd-client']}",
-            f"--advertise-client-urls=http://{LOOPBACK}:{ports['etcd-client']}",
-            f"--listen-peer-urls=http://{LOOPBACK}:{ports['etcd-peer']}",
-            f"--initial-advertise-peer-urls=http://{LOOPBACK}:{ports['etcd-peer']}",
-            f"--initial-cluster=vidop-dev=http://{LOOPBACK}:{ports['etcd-peer']}",
-            # A throwaway cluster: don't fsync every write, keep the log short.
-            "--unsafe-no-fsync",
-            "--snapshot-count=10000",
-            "--quota-backend-bytes=4294967296",
-            "--log-level=warn",
-        ])
-        self._wait_for("etcd /health", lambda: _http_ok(
-            f"http://{LOOPBACK}:{ports['etcd-client']}/health"), deadline, etcd)
+        etcd = self._launch(
+            state,
+            "etcd",
+            [
+                str(bin_dir / "etcd"),
+                "--name=vidop-dev",
+                f"--data-dir={state.etcd_data_dir}",
+                f"--listen-client-urls=http://{LOOPBACK}:{ports['etcd-client']}",
+                f"--advertise-client-urls=http://{LOOPBACK}:{ports['etcd-client']}",
+                f"--listen-peer-urls=http://{LOOPBACK}:{ports['etcd-peer']}",
+                f"--initial-advertise-peer-urls=http://{LOOPBACK}:{ports['etcd-peer']}",
+                f"--initial-cluster=vidop-dev=http://{LOOPBACK}:{ports['etcd-peer']}",
+                # A throwaway cluster: don't fsync every write, keep the log short.
+                "--unsafe-no-fsync",
+                "--snapshot-count=10000",
+                "--quota-backend-bytes=4294967296",
+                "--log-level=warn",
+            ],
+        )
+        self._wait_for(
+            "etcd /health",
+            lambda: _http_ok(f"http://{LOOPBACK}:{ports['etcd-client']}/health"),
+            deadline,
+            etcd,
+        )
 
-        apiserver = self._launch(state, "kube-apiserver", [
-            str(bin_dir / "kube-apiserver"),
-            f"--etcd-servers=http://{LOOPBACK}:{ports['etcd-client']}",
-            f"--bind-address={LOOPBACK}",
-            f"--advertise-address={LOOPBACK}",
-            f"--secure-port={ports['apiserver']}",
-            f"--tls-cert-file={issued.apiserver.cert}",
-            f"--tls-private-key-file={issued.apiserver.key}",
-            f"--client-ca-file={issued.ca.cert}",
-            "--authorization-mode=RBAC",
-            f"--service-account-key-file={issued.service_account_pub}",
-            f"--service-account-signing-key-file={issued.service_account_key}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            f"--cert-dir={self._pki_dir}",
-            "--profiling=false",
-            "--v=1",
-        ])
-        self._wait_for("kube-apiserver /readyz", lambda: self._https_ok(
-            ports["apiserver"], "/readyz", client=True), deadline, apiserver)
+        apiserver = self._launch(
+            state,
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://{LOOPBACK}:{ports['etcd-client']}",
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                f"--secure-port={ports['apiserver']}",
+                f"--tls-cert-file={issued.apiserver.cert}",
+                f"--tls-private-key-file={issued.apiserver.key}",
+                f"--client-ca-file={issued.ca.cert}",
+                "--authorization-mode=RBAC",
+                f"--service-account-key-file={issued.service_account_pub}",
+                f"--service-account-signing-key-file={issued.service_account_key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--cert-dir={self._pki_dir}",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        self._wait_for(
+            "kube-apiserver /readyz",
+            lambda: self._https_ok(ports["apiserver"], "/readyz", client=True),
+            deadline,
+            apiserver,
+        )
 
         def component_kubeconfig(name: str) -> str:
             return str(self.root / f"{name}.kubeconfig")
 
         cm_kubeconfig = component_kubeconfig("kube-controller-manager")
-        controller_manager = self._launch(state, "kube-controller-manager", [
-            str(bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={cm_kubeconfig}",
-            f"--authentication-kubeconfig={cm_kubeconfig}",
-            f"--authorization-kubeconfig={cm_kubeconfig}",
-            f"--bind-address={LOOPBACK}",
-            f"--secure-port={ports['controller-manager']}",
-            # Every default controller, each with its own service account.
-            "--controllers=*",
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={issued.service_account_key}",
-            f"--root-ca-file={issued.ca.cert}",
-            "--leader-elect=false",
-            "--v=1",
-        ])
+        controller_manager = self._launch(
+            state,
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={cm_kubeconfig}",
+                f"--authentication-kubeconfig={cm_kubeconfig}",
+                f"--authorization-kubeconfig={cm_kubeconfig}",
+                f"--bind-address={LOOPBACK}",
+                f"--secure-port={ports['controller-manager']}",
+                # Every default controller, each with its own service account.
+                "--controllers=*",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={issued.service_account_key}",
+                f"--root-ca-file={issued.ca.cert}",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+        )
         sched_kubeconfig = component_kubeconfig("kube-scheduler")
-        scheduler = self._launch(state, "kube-scheduler", [
-            str(bin_dir / "kube-scheduler"),
-            f"--kubeconfig={sched_kubeconfig}",
-            f"--authentication-kubeconfig={sched_kubeconfig}",
-            f"--authorization-kubeconfig={sched_kubeconfig}",
-            f"--bind-address={LOOPBACK}",
-            f"--secure-port={ports['scheduler']}",
-            "--leader-elect=false",
-            "--v=1",
-        ])
+        scheduler = self._launch(
+            state,
+            "kube-scheduler",
+            [
+                str(bin_dir / "kube-scheduler"),
+                f"--kubeconfig={sched_kubeconfig}",
+                f"--authentication-kubeconfig={sched_kubeconfig}",
+                f"--authorization-kubeconfig={sched_kubeconfig}",
+                f"--bind-address={LOOPBACK}",
+                f"--secure-port={ports['scheduler']}",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+        )
         kwok_config = self.root / "kwok.yaml"
         kwok_config.write_bytes(
-            resources.files("vid_operator.devcluster").joinpath("kwok.yaml").read_bytes())
-        kwok = self._launch(state, "kwok", [
-            str(bin_dir / "kwok"),
-            f"--config={kwok_config}",
-            f"--kubeconfig={component_kubeconfig('kwok')}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-label-selector={nodes.KWOK_NODE_LABEL}=true",
-            f"--server-address={LOOPBACK}:{ports['kwok']}",
-            # Node and pod addresses are only strings in status; keep them on
-            # loopback so nothing ever tries to reach a private range.
-            f"--node-ip={LOOPBACK}",
-            "--cidr=127.16.0.0/16",
-        ])
-        self._wait_for("kube-controller-manager /healthz", lambda: self._https_ok(
-            ports["controller-manager"], "/healthz"), deadline, controller_manager)
-        self._wait_for("kube-scheduler /healthz", lambda: self._https_ok(
-            ports["scheduler"], "/healthz"), deadline, scheduler)
+            resources.files("vid_operator.devcluster").joinpath("kwok.yaml").read_bytes()
+        )
+        kwok = self._launch(
+            state,
+            "kwok",
+            [
+                str(bin_dir / "kwok"),
+                f"--config={kwok_config}",
+                f"--kubeconfig={component_kubeconfig('kwok')}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-label-selector={nodes.KWOK_NODE_LABEL}=true",
+                f"--server-address={LOOPBACK}:{ports['kwok']}",
+                # Node and pod addresses are only strings in status; keep them on
+                # loopback so nothing ever tries to reach a private range.
+                f"--node-ip={LOOPBACK}",
+                "--cidr=127.16.0.0/16",
+            ],
+        )
+        self._wait_for(
+            "kube-controller-manager /healthz",
+            lambda: self._https_ok(ports["controller-manager"], "/healthz"),
+            deadline,
+            controller_manager,
+        )
+        self._wait_for(
+            "kube-scheduler /healthz",
+            lambda: self._https_ok(ports["scheduler"], "/healthz"),
+            deadline,
+            scheduler,
+        )
         self._create_nodes_and_wait(deadline, kwok)
 
     def _launch(self, state: State, name: str, argv: list[str]) -> processes.Started:
@@ -285,18 +332,22 @@ class DevCluster:
         state.save(self._state_file)
         return started
 
-    def _wait_for(self, what: str, check: Callable[[], bool], deadline: float,
-                  started: processes.Started) -> None:
+    def _wait_for(
+        self, what: str, check: Callable[[], bool], deadline: float, started: processes.Started
+    ) -> None:
         while time.monotonic() < deadline:
             if not processes.is_running(started):
                 raise ClusterError(
-                    f"{started.name} exited while waiting for {what}; "
-                    f"see {self.logs / (started.name + '.log')}")
+                    f"{started.name} exited (code {processes.exit_code(started)}) "
+                    f"while waiting for {what}; "
+                    f"see {self.logs / (started.name + '.log')}"
+                )
             if check():
                 return
             time.sleep(0.1)
         raise ClusterError(
-            f"timed out waiting for {what}; see {self.logs / (started.name + '.log')}")
+            f"timed out waiting for {what}; see {self.logs / (started.name + '.log')}"
+        )
 
     def _https_ok(self, port: int, path: str, client: bool = False) -> bool:
         context = ssl.create_default_context()
@@ -310,21 +361,24 @@ class DevCluster:
         return _http_ok(f"https://{LOOPBACK}:{port}{path}", context)
 
     def _create_nodes_and_wait(self, deadline: float, kwok: processes.Started) -> None:
-        from kubernetes import client
-
         with contextlib.closing(self.api_client()) as api:
             core = client.CoreV1Api(api)
             wanted = nodes.default_nodes()
             for manifest in wanted:
-                core.create_node(manifest)
+                core.create_node(manifest)  # type: ignore[arg-type]  # the client takes dicts too
             names = {m["metadata"]["name"] for m in wanted}
 
             def all_ready() -> bool:
                 listed = core.list_node(label_selector=f"{nodes.KWOK_NODE_LABEL}=true")
                 ready = {
-                    n.metadata.name for n in listed.items
-                    if any(c.type == "Ready" and c.status == "True"
-                           for c in (n.status.conditions or []))
+                    n.metadata.name
+                    for n in listed.items
+                    if n.metadata
+                    and n.status
+                    and any(
+                        c.type == "Ready" and c.status == "True"
+                        for c in (n.status.conditions or [])
+                    )
                 }
                 return names <= ready
 
@@ -349,13 +403,24 @@ def _write_kubeconfig(path: Path, server: str, ca: Path, client_pair: pki.KeyPai
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "vidop-dev", "cluster": {
-            "server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": "vidop-dev", "user": {
-            "client-certificate": str(client_pair.cert),
-            "client-key": str(client_pair.key)}}],
-        "contexts": [{"name": "vidop-dev", "context": {
-            "cluster": "vidop-dev", "user": "vidop-dev", "namespace": "default"}}],
+        "clusters": [
+            {"name": "vidop-dev", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [
+            {
+                "name": "vidop-dev",
+                "user": {
+                    "client-certificate": str(client_pair.cert),
+                    "client-key": str(client_pair.key),
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": "vidop-dev",
+                "context": {"cluster": "vidop-dev", "user": "vidop-dev", "namespace": "default"},
+            }
+        ],
         "current-context": "vidop-dev",
     }
     path.write_text(yaml.safe_dump(config))

@@ -16,8 +16,9 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 GPUS_PER_NODE = 8
 
 
-def node_manifest(name: str, *, gpus: int = 0, cpu: str = "32", memory: str = "128Gi",
-                  pods: str = "110") -> dict[str, Any]:
+def node_manifest(
+    name: str, *, gpus: int = 0, cpu: str = "32", memory: str = "128Gi", pods: str = "110"
+) -> dict[str, Any]:
     """A Node that kwok will bring Ready. GPU nodes get the label, the taint
     and the extended resource that the NVIDIA device plugin would publish."""
     labels = {

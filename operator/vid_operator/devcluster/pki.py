@@ -81,9 +81,15 @@ def _issue(
     if is_ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -103,8 +109,9 @@ def _issue(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _write_pair(folder: Path, stem: str, cert: x509.Certificate,
-                key: ec.EllipticCurvePrivateKey) -> KeyPair:
+def _write_pair(
+    folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> KeyPair:
     pair = KeyPair(cert=folder / f"{stem}.crt", key=folder / f"{stem}.key")
     pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(key, pair.key)
@@ -123,11 +130,16 @@ def generate(folder: Path, clients: dict[str, tuple[str, str | None]]) -> Cluste
 
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_names = [
-        "127.0.0.1", "localhost", "kubernetes", "kubernetes.default",
-        "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
+        "127.0.0.1",
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
     ]
     apiserver = _write_pair(
-        folder, "apiserver",
+        folder,
+        "apiserver",
         _issue(_name("kube-apiserver"), server_key, (ca_name, ca_key), server_names=server_names),
         server_key,
     )

@@ -26,6 +26,11 @@ class Started:
     executable: str
 
 
+# The processes this Python process started itself: for those, Popen knows for
+# sure whether they still run and with which exit code (and reaps them).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def start(name: str, argv: list[str], log_file: Path, env: dict[str, str] | None = None) -> Started:
     """Start ``argv`` detached, with stdout and stderr appended to ``log_file``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -38,12 +43,22 @@ def start(name: str, argv: list[str], log_file: Path, env: dict[str, str] | None
             start_new_session=True,
             env=env,
         )
+    _children[process.pid] = process
     return Started(name=name, pid=process.pid, executable=argv[0])
+
+
+def exit_code(started: Started) -> int | None:
+    """The exit code of a process this Python process started and that has
+    ended; None while it runs or when another process started it."""
+    child = _children.get(started.pid)
+    return None if child is None else child.poll()
 
 
 def is_running(started: Started) -> bool:
     """Whether ``started.pid`` is alive and still the program we started
     (not a zombie, not a recycled PID)."""
+    if (child := _children.get(started.pid)) is not None:
+        return child.poll() is None
     try:
         stat = Path(f"/proc/{started.pid}/stat").read_text()
         argv0 = Path(f"/proc/{started.pid}/cmdline").read_bytes().split(b"\0", 1)[0]
@@ -53,14 +68,6 @@ def is_running(started: Started) -> bool:
     return state != "Z" and argv0.decode(errors="replace") == started.executable
 
 
-def _reap(pid: int) -> None:
-    # Our own children must be waited for, or they stay zombies until we exit.
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 def stop(started: Started, grace_seconds: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after ``grace_seconds``; a no-op when it is gone."""
     if not is_running(started):
@@ -68,14 +75,12 @@ def stop(started: Started, grace_seconds: float = 10.0) -> None:
     os.kill(started.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
-        _reap(started.pid)
         if not is_running(started):
             return
         time.sleep(0.05)
     if is_running(started):
         os.kill(started.pid, signal.SIGKILL)
     for _ in range(100):
-        _reap(started.pid)
         if not is_running(started):
             return
         time.sleep(0.05)
