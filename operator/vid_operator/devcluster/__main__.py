@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from vid_operator.devcluster import processes
 from vid_operator.devcluster.cluster import ClusterError, DevCluster
 
 
@@ -42,6 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         up = cluster.is_up()
         print(f"control plane is {'up' if up else 'down'} ({cluster.root})")
+        total_now = total_peak = 0
+        for component in cluster.components():
+            memory = processes.memory_mib(component)
+            if memory is None:
+                print(f"  {component.name:24} pid {component.pid:>7}  not running")
+                continue
+            total_now, total_peak = total_now + memory[0], total_peak + memory[1]
+            print(
+                f"  {component.name:24} pid {component.pid:>7}  "
+                f"RSS {memory[0]:>5} MiB  peak {memory[1]:>5} MiB"
+            )
+        if total_now:
+            print(
+                f"  {'all components':24} {'':11}  RSS {total_now:>5} MiB  peak {total_peak:>5} MiB"
+            )
         return 0 if up else 3
     return 0
 

@@ -121,12 +121,14 @@ class DevCluster:
 
     def is_up(self) -> bool:
         """Whether every component recorded in ``state.json`` still runs."""
+        recorded = self.components()
+        return len(recorded) == len(COMPONENTS) and all(processes.is_running(p) for p in recorded)
+
+    def components(self) -> list[processes.Started]:
+        """The processes ``state.json`` records, in start order."""
         if not self._state_file.exists():
-            return False
-        state = State.load(self._state_file)
-        return len(state.processes) == len(COMPONENTS) and all(
-            processes.is_running(p) for p in state.processes
-        )
+            return []
+        return State.load(self._state_file).processes
 
     def up(self, timeout: float = 120.0) -> None:
         """Start the control plane and wait until every node is Ready."""

@@ -84,3 +84,15 @@ def stop(started: Started, grace_seconds: float = 10.0) -> None:
         if not is_running(started):
             return
         time.sleep(0.05)
+
+
+def memory_mib(started: Started) -> tuple[int, int] | None:
+    """Resident memory now and at its peak (VmRSS, VmHWM) in MiB, or None
+    when the process is gone."""
+    if not is_running(started):
+        return None
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{started.pid}/status").read_text().splitlines()
+    )
+    rss, peak = (int(fields[key].split()[0]) // 1024 for key in ("VmRSS", "VmHWM"))
+    return rss, peak
