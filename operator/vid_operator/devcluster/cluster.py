@@ -255,43 +255,35 @@ class DevCluster:
             apiserver,
         )
 
-        def component_kubeconfig(name: str) -> str:
-            return str(self.root / f"{name}.kubeconfig")
+        def component(name: str, port: int) -> list[str]:
+            # What kube-controller-manager and kube-scheduler share: their own
+            # identity for everything, loopback serving, one replica.
+            kubeconfig = self.root / f"{name}.kubeconfig"
+            return [
+                str(bin_dir / name),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                f"--bind-address={LOOPBACK}",
+                f"--secure-port={port}",
+                "--leader-elect=false",
+                "--v=1",
+            ]
 
-        cm_kubeconfig = component_kubeconfig("kube-controller-manager")
         controller_manager = self._launch(
             state,
             "kube-controller-manager",
             [
-                str(bin_dir / "kube-controller-manager"),
-                f"--kubeconfig={cm_kubeconfig}",
-                f"--authentication-kubeconfig={cm_kubeconfig}",
-                f"--authorization-kubeconfig={cm_kubeconfig}",
-                f"--bind-address={LOOPBACK}",
-                f"--secure-port={ports['controller-manager']}",
+                *component("kube-controller-manager", ports["controller-manager"]),
                 # Every default controller, each with its own service account.
                 "--controllers=*",
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={issued.service_account_key}",
                 f"--root-ca-file={issued.ca.cert}",
-                "--leader-elect=false",
-                "--v=1",
             ],
         )
-        sched_kubeconfig = component_kubeconfig("kube-scheduler")
         scheduler = self._launch(
-            state,
-            "kube-scheduler",
-            [
-                str(bin_dir / "kube-scheduler"),
-                f"--kubeconfig={sched_kubeconfig}",
-                f"--authentication-kubeconfig={sched_kubeconfig}",
-                f"--authorization-kubeconfig={sched_kubeconfig}",
-                f"--bind-address={LOOPBACK}",
-                f"--secure-port={ports['scheduler']}",
-                "--leader-elect=false",
-                "--v=1",
-            ],
+            state, "kube-scheduler", component("kube-scheduler", ports["scheduler"])
         )
         kwok_config = self.root / "kwok.yaml"
         kwok_config.write_bytes(
@@ -303,7 +295,7 @@ class DevCluster:
             [
                 str(bin_dir / "kwok"),
                 f"--config={kwok_config}",
-                f"--kubeconfig={component_kubeconfig('kwok')}",
+                f"--kubeconfig={self.root / 'kwok.kubeconfig'}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-label-selector={nodes.KWOK_NODE_LABEL}=true",
                 f"--server-address={LOOPBACK}:{ports['kwok']}",
