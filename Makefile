@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export VIDOP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
 .PHONY: help venv tools cluster-up cluster-down cluster-status demo test test-unit \
-        test-integration lint controlplane-gomod clean
+        test-integration lint crds controlplane-gomod clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ lint: venv ## ruff and mypy --strict
 	$(BIN)/ruff check operator tests
 	$(BIN)/ruff format --check operator tests
 	$(BIN)/mypy
+
+crds: venv ## Regenerate crds/ from the pydantic models in vid_operator.api.models
+	$(BIN)/python -m vid_operator.api.crd > crds/videojobs.vidop.io.yaml
 
 controlplane-gomod: ## Regenerate hack/controlplane/go.mod for K8S_VERSION (default: the current one)
 	hack/controlplane/gen-gomod.sh $${K8S_VERSION:-$$(awk '$$1 == "k8s.io/kubernetes" {print $$2}' hack/controlplane/go.mod)}

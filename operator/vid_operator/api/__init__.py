@@ -1,0 +1,1 @@
+"""The VideoJob API: pydantic models and the CRD generated from them."""
