@@ -31,7 +31,7 @@ QUANTITY_PATTERN = (
 )
 
 Quantity = Annotated[
-    int | str,
+    str | int,
     Field(union_mode="left_to_right"),
     # The form structural schemas allow (as controller-gen writes it); the
     # pattern applies to the string form only.
@@ -46,7 +46,9 @@ Quantity = Annotated[
 """A resource quantity such as ``2``, ``500m`` or ``16Gi``."""
 
 
-class _Model(BaseModel):
+class CamelModel(BaseModel):
+    """Immutable, strict about unknown fields, camelCase on the wire."""
+
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
@@ -64,7 +66,7 @@ class Priority(enum.StrEnum):
     LOW = "low"
 
 
-class Resources(_Model):
+class Resources(CamelModel):
     """Compute resources of a stage's container, as in a Pod spec."""
 
     requests: dict[str, Quantity] | None = Field(default=None, max_length=16)
@@ -73,7 +75,7 @@ class Resources(_Model):
     """Maximum resources the container may use."""
 
 
-class EnvVar(_Model):
+class EnvVar(CamelModel):
     """An environment variable for a stage's container."""
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -82,7 +84,7 @@ class EnvVar(_Model):
     """Variable value."""
 
 
-class Toleration(_Model):
+class Toleration(CamelModel):
     """A toleration, as in a Pod spec, letting a stage run on tainted nodes."""
 
     key: str | None = Field(default=None, max_length=253)
@@ -97,7 +99,7 @@ class Toleration(_Model):
     """How long a NoExecute taint is tolerated before eviction."""
 
 
-class StageOverride(_Model):
+class StageOverride(CamelModel):
     """Per-stage settings that take precedence over the operator's configuration.
     Every field is optional; an absent field keeps the configured value."""
 
@@ -129,7 +131,7 @@ class StageOverride(_Model):
     """Stages that must succeed before this one starts (replaces the configured ones)."""
 
 
-class OutputLocation(_Model):
+class OutputLocation(CamelModel):
     """Where the job's artifacts go, overriding the operator's default bucket."""
 
     bucket: str | None = Field(
@@ -140,7 +142,7 @@ class OutputLocation(_Model):
     """Key prefix inside the bucket."""
 
 
-class VideoJobSpec(_Model):
+class VideoJobSpec(CamelModel):
     """What video to make and how to run the pipeline that makes it."""
 
     prompt: str = Field(min_length=1, max_length=4000)
@@ -179,7 +181,7 @@ class Phase(enum.StrEnum):
     FAILED = "Failed"
 
 
-class Condition(_Model):
+class Condition(CamelModel):
     """A condition in the standard Kubernetes shape (metav1.Condition)."""
 
     type: str = Field(max_length=316)
@@ -196,7 +198,7 @@ class Condition(_Model):
     """The .metadata.generation this condition was set for."""
 
 
-class StageStatus(_Model):
+class StageStatus(CamelModel):
     """The state of one stage."""
 
     name: str
@@ -219,7 +221,7 @@ class StageStatus(_Model):
     """The stage's JSON summary (its termination message, at most 4 KiB)."""
 
 
-class VideoOutputs(_Model):
+class VideoOutputs(CamelModel):
     """Where the finished video is."""
 
     video_uri: str | None = None
@@ -230,7 +232,7 @@ class VideoOutputs(_Model):
     """Measured duration of the final video."""
 
 
-class VideoJobStatus(_Model):
+class VideoJobStatus(CamelModel):
     """What the operator observed; written only through the status subresource."""
 
     phase: Phase = Phase.PENDING

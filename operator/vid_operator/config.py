@@ -1,0 +1,149 @@
+"""The operator's configuration: the default pipeline, GPU placement, S3 and priorities.
+
+Loaded once at start-up by :mod:`vid_operator.main` from the YAML file named by
+``$VIDOP_CONFIG`` (the Helm chart renders it from its values). The file is an
+overlay: whatever it leaves out keeps the built-in default below, field by
+field, so precedence is VideoJob spec > this file > built-in defaults (the
+spec layer is applied by :mod:`vid_operator.pipeline`). Pure: no API calls.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+
+from vid_operator.api.models import CamelModel, EnvVar, Priority, Resources, Toleration
+
+DEFAULT_IMAGE_REPOSITORY = "ghcr.io/vid-operator"
+
+
+class StageConfig(CamelModel):
+    """How one stage runs unless a VideoJob overrides it."""
+
+    image: str
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+    resources: Resources = Resources()
+    gpus: int = Field(default=0, ge=0)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    backoff_limit: int = Field(default=3, ge=0)
+    active_deadline_seconds: int | None = Field(default=3600, ge=1)
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class GPUPlacement(CamelModel):
+    """Where GPU stages go: the resource to request and the nodes that have it."""
+
+    resource_name: str = "nvidia.com/gpu"
+    node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"}
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=lambda: [
+            Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+        ]
+    )
+
+
+class S3Config(CamelModel):
+    """Where artifacts go and how stages reach the store."""
+
+    endpoint_url: str | None = None
+    """None means the provider's default endpoint."""
+    region: str = "us-east-1"
+    bucket: str = "vid-operator"
+    prefix: str = "videojobs"
+    credentials_secret: str | None = "vid-operator-s3"
+    """A Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, mounted into
+    stage pods as environment variables; the operator itself never reads it."""
+
+
+def _stage(name: str, **settings: Any) -> StageConfig:
+    return StageConfig(
+        image=f"{DEFAULT_IMAGE_REPOSITORY}/{name.replace('_', '-')}:0.1.0",
+        command=[f"vidop-stage-{name.replace('_', '-')}"],
+        **settings,
+    )
+
+
+def _default_pipeline() -> dict[str, StageConfig]:
+    small = Resources(
+        requests={"cpu": "500m", "memory": "512Mi"}, limits={"cpu": "1", "memory": "1Gi"}
+    )
+    return {
+        "script_gen": _stage("script_gen", resources=small),
+        "voice_gen": _stage(
+            "voice_gen",
+            depends_on=["script_gen"],
+            resources=Resources(
+                requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "2", "memory": "2Gi"}
+            ),
+        ),
+        "video_gen": _stage(
+            "video_gen",
+            depends_on=["script_gen"],
+            gpus=1,
+            resources=Resources(
+                requests={"cpu": "2", "memory": "4Gi"}, limits={"cpu": "4", "memory": "8Gi"}
+            ),
+        ),
+        "compositing": _stage(
+            "compositing",
+            depends_on=["voice_gen", "video_gen"],
+            resources=Resources(
+                requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "2", "memory": "2Gi"}
+            ),
+        ),
+    }
+
+
+class OperatorConfig(CamelModel):
+    """Everything the operator is configured with."""
+
+    stages: dict[str, StageConfig] = Field(default_factory=_default_pipeline)
+    """The pipeline, in a valid order; ``dependsOn`` makes the DAG."""
+    gpu: GPUPlacement = GPUPlacement()
+    s3: S3Config = S3Config()
+    priority_classes: dict[Priority, str | None] = Field(
+        default_factory=lambda: {
+            Priority.HIGH: "vid-operator-high",
+            Priority.DEFAULT: None,
+            Priority.LOW: "vid-operator-low",
+        }
+    )
+    """PriorityClass per VideoJob priority; None leaves the cluster default."""
+    watch_namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to serve; empty serves the whole cluster."""
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations added to every stage pod (e.g. for the kwok test nodes)."""
+
+
+def _overlay(base: Any, overlay: Any) -> Any:
+    """Merge mappings key by key; anything else in ``overlay`` replaces ``base``."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        merged = dict(base)
+        for key, value in overlay.items():
+            merged[key] = _overlay(base[key], value) if key in base else value
+        return merged
+    return overlay
+
+
+def from_mapping(raw: dict[str, Any]) -> OperatorConfig:
+    """The built-in defaults with ``raw`` (camelCase, as in the file) laid over them."""
+    defaults = OperatorConfig().model_dump(by_alias=True, mode="json")
+    return OperatorConfig.model_validate(_overlay(defaults, raw))
+
+
+def load(path: Path | None = None) -> OperatorConfig:
+    """Read the configuration file (``$VIDOP_CONFIG``); built-in defaults without one."""
+    if path is None and (env := os.environ.get("VIDOP_CONFIG")):
+        path = Path(env)
+    if path is None:
+        return OperatorConfig()
+    return from_mapping(yaml.safe_load(path.read_text()) or {})

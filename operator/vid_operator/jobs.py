@@ -1,0 +1,206 @@
+"""Build the batch/v1 Job that runs one stage of a VideoJob.
+
+Called by the reconciler when a stage's dependencies have succeeded; the
+result is created as is. Pure: a manifest (dict) in, nothing sent anywhere,
+so every field is unit-tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from vid_operator import contract, naming
+from vid_operator.api import models
+from vid_operator.api.models import VideoJobSpec
+from vid_operator.config import OperatorConfig
+from vid_operator.pipeline import Stage
+
+CONTAINER_NAME = "stage"
+# Stage images run as this user (their Dockerfiles create it).
+STAGE_UID = 10001
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The VideoJob a Job belongs to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{models.GROUP}/{models.VERSION}",
+        "kind": models.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        # Foreground deletion of the VideoJob waits for its Jobs.
+        "blockOwnerDeletion": True,
+    }
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    return {
+        "rules": [
+            # Bad input fails the same way every time: retrying wastes GPU hours.
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "In",
+                    "values": [contract.EXIT_INVALID_INPUT],
+                },
+            },
+            # An eviction or preemption is not the stage's fault: retry, uncounted.
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+
+
+def _environment(
+    owner: Owner, spec: VideoJobSpec, stage: Stage, config: OperatorConfig
+) -> list[dict[str, Any]]:
+    bucket = (spec.output and spec.output.bucket) or config.s3.bucket
+    prefix = (
+        spec.output.prefix if spec.output and spec.output.prefix is not None else config.s3.prefix
+    )
+    params = spec.model_dump(
+        by_alias=True,
+        mode="json",
+        include=set(
+            name
+            for name, info in VideoJobSpec.model_fields.items()
+            if (info.alias or name) in contract.PARAM_FIELDS
+        ),
+    )
+    env: list[dict[str, Any]] = [
+        {"name": contract.ENV_JOB_NAME, "value": owner.name},
+        {"name": contract.ENV_JOB_NAMESPACE, "value": owner.namespace},
+        {"name": contract.ENV_JOB_UID, "value": owner.uid},
+        {"name": contract.ENV_STAGE, "value": stage.name},
+        {"name": contract.ENV_PARAMS, "value": json.dumps(params, sort_keys=True)},
+        {
+            "name": contract.ENV_ARTIFACT_PREFIX,
+            "value": contract.artifact_prefix(
+                bucket, prefix, owner.namespace, owner.name, owner.uid
+            ),
+        },
+        {"name": contract.ENV_S3_REGION, "value": config.s3.region},
+        {"name": contract.ENV_SCRATCH_DIR, "value": contract.SCRATCH_DIR},
+    ]
+    if config.s3.endpoint_url:
+        env.append({"name": contract.ENV_S3_ENDPOINT, "value": config.s3.endpoint_url})
+    if config.s3.credentials_secret:
+        # By reference: the credentials never pass through the operator.
+        for variable in (contract.ENV_S3_ACCESS_KEY, contract.ENV_S3_SECRET_KEY):
+            env.append(
+                {
+                    "name": variable,
+                    "valueFrom": {
+                        "secretKeyRef": {"name": config.s3.credentials_secret, "key": variable}
+                    },
+                }
+            )
+    env.extend(e.model_dump() for e in stage.env)
+    return env
+
+
+def _resources(stage: Stage, config: OperatorConfig) -> dict[str, Any]:
+    resources = stage.resources.model_dump(exclude_none=True)
+    if stage.gpus:
+        # Extended resources are set as limits; requests default to them.
+        limits = dict(resources.get("limits", {}))
+        limits[config.gpu.resource_name] = stage.gpus
+        resources["limits"] = limits
+    return {kind: {k: str(v) for k, v in amounts.items()} for kind, amounts in resources.items()}
+
+
+def _placement(stage: Stage, config: OperatorConfig) -> dict[str, Any]:
+    node_selector = dict(stage.node_selector)
+    tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in stage.tolerations]
+    if stage.gpus:
+        node_selector = {**config.gpu.node_selector, **node_selector}
+        for toleration in config.gpu.tolerations:
+            dumped = toleration.model_dump(by_alias=True, exclude_none=True)
+            if dumped not in tolerations:
+                tolerations.append(dumped)
+    placement: dict[str, Any] = {}
+    if node_selector:
+        placement["nodeSelector"] = node_selector
+    if tolerations:
+        placement["tolerations"] = tolerations
+    return placement
+
+
+def build_stage_job(
+    owner: Owner, spec: VideoJobSpec, stage: Stage, config: OperatorConfig
+) -> dict[str, Any]:
+    """The Job for ``stage`` of the VideoJob ``owner``."""
+    labels = naming.labels(owner.name, stage.name)
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": stage.image,
+        "env": _environment(owner, spec, stage, config),
+        "resources": _resources(stage, config),
+        "terminationMessagePath": contract.TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
+        "volumeMounts": [{"name": "scratch", "mountPath": contract.SCRATCH_DIR}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if stage.command:
+        container["command"] = stage.command
+    if stage.args:
+        container["args"] = stage.args
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": STAGE_UID,
+            "runAsGroup": STAGE_UID,
+            "fsGroup": STAGE_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "scratch", "emptyDir": {}}],
+        **_placement(stage, config),
+    }
+    if priority_class := config.priority_classes.get(spec.priority):
+        pod_spec["priorityClassName"] = priority_class
+    job_spec: dict[str, Any] = {
+        "backoffLimit": stage.backoff_limit,
+        "podFailurePolicy": pod_failure_policy(),
+        # With a podFailurePolicy a replacement pod starts only once the old
+        # one is fully gone, so two never run side by side.
+        "podReplacementPolicy": "Failed",
+        "suspend": spec.suspend,
+        "template": {
+            "metadata": {
+                "labels": labels,
+                **({"annotations": dict(config.pod_annotations)} if config.pod_annotations else {}),
+            },
+            "spec": pod_spec,
+        },
+    }
+    if stage.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = stage.active_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": naming.stage_job_name(owner.name, stage.name),
+            "namespace": owner.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": job_spec,
+    }

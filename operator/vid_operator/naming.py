@@ -1,0 +1,57 @@
+"""Deterministic names and labels of the objects the operator creates.
+
+Used by :mod:`vid_operator.jobs` and by the handlers to find what exists.
+The same VideoJob and stage always give the same Job name, so a create that
+answers 409 means "already there" and a restarted operator adopts its Jobs.
+Pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "vid-operator"
+VIDEOJOB_LABEL = "vidop.io/videojob"
+STAGE_LABEL = "vidop.io/stage"
+
+# A Job's name becomes the value of its pods' job-name label: at most 63 characters.
+MAX_NAME_LENGTH = 63
+_HASH_LENGTH = 8
+
+
+def _dns_label(text: str) -> str:
+    return text.replace("_", "-").lower()
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LENGTH]
+
+
+def stage_job_name(videojob: str, stage: str) -> str:
+    """``<videojob>-<stage>``; when that is too long, the VideoJob's name is
+    cut and a hash of the whole name keeps different VideoJobs apart."""
+    suffix = _dns_label(stage)
+    name = f"{videojob}-{suffix}"
+    if len(name) <= MAX_NAME_LENGTH:
+        return name
+    keep = MAX_NAME_LENGTH - len(suffix) - _HASH_LENGTH - 2
+    head = videojob[:keep].rstrip("-.")
+    return f"{head}-{short_hash(videojob)}-{suffix}"
+
+
+def label_value(text: str) -> str:
+    """A label value for a name that may be longer than 63 characters
+    (VideoJob names go up to 253): cut, with a hash for uniqueness."""
+    if len(text) <= MAX_NAME_LENGTH:
+        return text
+    return f"{text[: MAX_NAME_LENGTH - _HASH_LENGTH - 1].rstrip('-.')}-{short_hash(text)}"
+
+
+def labels(videojob: str, stage: str) -> dict[str, str]:
+    """The labels every stage Job and its pods carry."""
+    return {
+        MANAGED_BY_LABEL: MANAGED_BY,
+        VIDEOJOB_LABEL: label_value(videojob),
+        STAGE_LABEL: stage,
+    }

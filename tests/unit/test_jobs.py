@@ -1,0 +1,156 @@
+"""The Job built for a stage: identity, retries, placement, hardening, contract."""
+
+import json
+from typing import Any
+
+from vid_operator import config, jobs, pipeline
+from vid_operator.api.models import VideoJobSpec
+
+OWNER = jobs.Owner(name="cat-surfing", namespace="media", uid="1234-abcd")
+
+
+def _job(
+    stage: str, spec: dict[str, Any] | None = None, configured: config.OperatorConfig | None = None
+) -> dict[str, Any]:
+    parsed = VideoJobSpec.model_validate({"prompt": "a cat surfing", **(spec or {})})
+    configured = configured or config.OperatorConfig()
+    stages = {s.name: s for s in pipeline.resolve(parsed, configured)}
+    return jobs.build_stage_job(OWNER, parsed, stages[stage], configured)
+
+
+def _env(job: dict[str, Any]) -> dict[str, Any]:
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_identity_name_labels_and_controlling_owner() -> None:
+    job = _job("video_gen")
+
+    assert job["metadata"]["name"] == "cat-surfing-video-gen"
+    assert job["metadata"]["namespace"] == "media"
+    expected_labels = {
+        "app.kubernetes.io/managed-by": "vid-operator",
+        "vidop.io/videojob": "cat-surfing",
+        "vidop.io/stage": "video_gen",
+    }
+    assert job["metadata"]["labels"] == expected_labels
+    assert job["spec"]["template"]["metadata"]["labels"] == expected_labels
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert owner == {
+        "apiVersion": "vidop.io/v1alpha1",
+        "kind": "VideoJob",
+        "name": "cat-surfing",
+        "uid": "1234-abcd",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def test_retries_are_the_job_controllers_with_a_failure_policy() -> None:
+    spec = _job("script_gen")["spec"]
+
+    assert spec["backoffLimit"] == 3
+    assert spec["activeDeadlineSeconds"] == 3600
+    assert spec["podReplacementPolicy"] == "Failed"
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    fail_job, ignore = spec["podFailurePolicy"]["rules"]
+    assert fail_job["action"] == "FailJob"
+    assert fail_job["onExitCodes"]["values"] == [2]
+    assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+
+
+def test_gpu_stage_gets_limits_node_selector_and_toleration() -> None:
+    pod = _job("video_gen")["spec"]["template"]["spec"]
+
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in (
+        pod["tolerations"]
+    )
+
+
+def test_cpu_stage_has_no_gpu_anything() -> None:
+    pod = _job("voice_gen")["spec"]["template"]["spec"]
+
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+
+
+def test_spec_overrides_reach_the_job() -> None:
+    job = _job(
+        "video_gen",
+        {
+            "priority": "high",
+            "stages": {
+                "video_gen": {
+                    "gpus": 4,
+                    "backoffLimit": 0,
+                    "activeDeadlineSeconds": 60,
+                    "nodeSelector": {"gpu.type": "a100"},
+                    "image": "me/video:9",
+                    "env": [{"name": "MODEL", "value": "big"}],
+                }
+            },
+        },
+    )
+    pod = job["spec"]["template"]["spec"]
+
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == 60
+    assert pod["containers"][0]["image"] == "me/video:9"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true", "gpu.type": "a100"}
+    assert pod["priorityClassName"] == "vid-operator-high"
+    assert _env(job)["MODEL"] == "big"
+
+
+def test_default_priority_leaves_the_cluster_default() -> None:
+    assert "priorityClassName" not in _job("compositing")["spec"]["template"]["spec"]
+
+
+def test_pods_are_hardened_and_get_no_service_account_token() -> None:
+    pod = _job("compositing")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert {"name": "scratch", "emptyDir": {}} in pod["volumes"]
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+
+
+def test_stage_contract_environment_with_credentials_by_reference() -> None:
+    configured = config.from_mapping(
+        {"s3": {"endpointUrl": "http://127.0.0.1:8333", "bucket": "media", "prefix": "jobs"}}
+    )
+    env = _env(_job("voice_gen", {"voice": "en-us"}, configured))
+
+    assert env["VIDOP_STAGE"] == "voice_gen"
+    assert env["VIDOP_JOB_UID"] == "1234-abcd"
+    assert env["VIDOP_ARTIFACT_PREFIX"] == "s3://media/jobs/media/cat-surfing/1234-abcd/"
+    assert env["VIDOP_S3_ENDPOINT"] == "http://127.0.0.1:8333"
+    assert json.loads(env["VIDOP_PARAMS"]) == {
+        "prompt": "a cat surfing",
+        "durationSeconds": 30,
+        "resolution": "1280x720",
+        "fps": 24,
+        "voice": "en-us",
+    }
+    assert env["AWS_SECRET_ACCESS_KEY"] == {
+        "secretKeyRef": {"name": "vid-operator-s3", "key": "AWS_SECRET_ACCESS_KEY"}
+    }
+
+
+def test_output_override_moves_the_artifacts() -> None:
+    env = _env(_job("script_gen", {"output": {"bucket": "team-b", "prefix": "x/y"}}))
+
+    assert env["VIDOP_ARTIFACT_PREFIX"] == "s3://team-b/x/y/media/cat-surfing/1234-abcd/"
+
+
+def test_suspended_videojob_creates_suspended_jobs() -> None:
+    assert _job("script_gen", {"suspend": True})["spec"]["suspend"] is True
