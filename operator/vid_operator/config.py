@@ -35,6 +35,7 @@ class StageConfig(CamelModel):
     backoff_limit: int = Field(default=3, ge=0)
     active_deadline_seconds: int | None = Field(default=3600, ge=1)
     depends_on: list[str] = Field(default_factory=list)
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class GPUPlacement(CamelModel):
@@ -120,8 +121,6 @@ class OperatorConfig(CamelModel):
     """PriorityClass per VideoJob priority; None leaves the cluster default."""
     watch_namespaces: list[str] = Field(default_factory=list)
     """Namespaces to serve; empty serves the whole cluster."""
-    pod_annotations: dict[str, str] = Field(default_factory=dict)
-    """Annotations added to every stage pod (e.g. for the kwok test nodes)."""
 
 
 def _overlay(base: Any, overlay: Any) -> Any:

@@ -186,7 +186,7 @@ def build_stage_job(
         "template": {
             "metadata": {
                 "labels": labels,
-                **({"annotations": dict(config.pod_annotations)} if config.pod_annotations else {}),
+                **({"annotations": dict(stage.pod_annotations)} if stage.pod_annotations else {}),
             },
             "spec": pod_spec,
         },

@@ -37,6 +37,7 @@ class Stage:
     backoff_limit: int
     active_deadline_seconds: int | None
     depends_on: list[str] = field(default_factory=list)
+    pod_annotations: dict[str, str] = field(default_factory=dict)
 
 
 def _resolve(name: str, configured: StageConfig, override: StageOverride | None) -> Stage:
@@ -57,6 +58,12 @@ def _resolve(name: str, configured: StageConfig, override: StageOverride | None)
         backoff_limit=settings["backoff_limit"],
         active_deadline_seconds=settings["active_deadline_seconds"],
         depends_on=list(settings["depends_on"]),
+        # Annotations add up rather than replace: the configured ones usually
+        # belong to the platform (monitoring, mesh), the VideoJob's to the user.
+        pod_annotations={
+            **configured.pod_annotations,
+            **(override.pod_annotations if override and override.pod_annotations else {}),
+        },
     )
 
 

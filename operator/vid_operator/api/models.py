@@ -129,6 +129,10 @@ class StageOverride(CamelModel):
     """Wall-clock limit of the stage's Job, all retries included."""
     depends_on: list[str] | None = Field(default=None, max_length=4)
     """Stages that must succeed before this one starts (replaces the configured ones)."""
+    pod_annotations: dict[str, Annotated[str, Field(max_length=1024)]] | None = Field(
+        default=None, max_length=16
+    )
+    """Annotations added to the stage's pods (e.g. for monitoring or mesh sidecars)."""
 
 
 class OutputLocation(CamelModel):

@@ -1,0 +1,322 @@
+"""Derive a VideoJob's status, and what to do next, from what exists.
+
+The reconciler calls :func:`plan` with the VideoJob, its resolved pipeline and
+the Jobs and pods it owns (as the watch delivered them); it gets back the
+status to write, the stages to start, the Jobs whose ``suspend`` must flip and
+the transitions worth an Event. Nothing is remembered between calls: the
+status is a function of the cluster's objects, so a restarted operator picks
+up where the last one stopped. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vid_operator import contract
+from vid_operator.api.models import (
+    Condition,
+    Phase,
+    StageStatus,
+    VideoJobSpec,
+    VideoJobStatus,
+    VideoOutputs,
+)
+from vid_operator.pipeline import Stage
+
+FINAL_STAGE_OUTPUTS = {
+    "videoUri": "video_uri",
+    "thumbnailUri": "thumbnail_uri",
+    "durationSeconds": "duration_seconds",
+}
+
+# Why a Job failed, in words, by the reason on its Failed condition.
+_FAILURE_WORDS = {
+    "BackoffLimitExceeded": "failed on every retry (backoffLimit reached)",
+    "PodFailurePolicy": "exited with code 2 (invalid input); not retried",
+    "DeadlineExceeded": "ran past activeDeadlineSeconds",
+}
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    """What the reconciler needs of one stage Job (see :func:`observe_job`)."""
+
+    name: str
+    created: str
+    suspended: bool
+    active: int = 0
+    failed: int = 0
+    succeeded: int = 0
+    finished: str | None = None
+    """Complete or Failed, once the Job controller has decided."""
+    reason: str | None = None
+    message: str | None = None
+    finished_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ObservedPod:
+    """What the reconciler needs of a stage's newest pod (see :func:`observe_pod`)."""
+
+    unschedulable: str | None = None
+    summary: dict[str, Any] | None = None
+
+
+@dataclass
+class Plan:
+    """The outcome of one reconciliation."""
+
+    status: VideoJobStatus
+    start: list[Stage] = field(default_factory=list)
+    set_suspend: dict[str, bool] = field(default_factory=dict)
+    """Job name -> the value its spec.suspend must take."""
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    """(type, reason, message) of transitions worth an Event."""
+
+
+def _condition_of(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in obj.get("status", {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def observe_job(job: dict[str, Any]) -> ObservedJob:
+    """Reduce a Job (as the API returns it) to what the status needs."""
+    status = job.get("status") or {}
+    complete, failed = _condition_of(job, "Complete"), _condition_of(job, "Failed")
+    finished = "Complete" if complete else "Failed" if failed else None
+    decisive = complete or failed or {}
+    return ObservedJob(
+        name=job["metadata"]["name"],
+        created=job["metadata"].get("creationTimestamp", ""),
+        suspended=bool(job.get("spec", {}).get("suspend")),
+        active=status.get("active", 0) or 0,
+        failed=status.get("failed", 0) or 0,
+        succeeded=status.get("succeeded", 0) or 0,
+        finished=finished,
+        reason=decisive.get("reason"),
+        message=decisive.get("message"),
+        finished_at=status.get("completionTime") or decisive.get("lastTransitionTime"),
+    )
+
+
+def observe_pod(pod: dict[str, Any]) -> ObservedPod:
+    """Reduce a stage pod to its scheduling problem and its summary, if any."""
+    unschedulable = None
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            unschedulable = condition.get("message") or "no node fits the pod"
+    summary = None
+    for container in pod.get("status", {}).get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        if terminated.get("exitCode") == 0:
+            summary = contract.parse_summary(terminated.get("message"))
+    return ObservedPod(unschedulable=unschedulable, summary=summary)
+
+
+def _stage_status(
+    stage: Stage, job: ObservedJob | None, pod: ObservedPod | None, previous: StageStatus | None
+) -> StageStatus:
+    if job is None:
+        return StageStatus(name=stage.name, phase=Phase.PENDING, message=None)
+    attempts = job.failed + job.succeeded + job.active
+    message: str | None = None
+    if job.finished == "Complete":
+        phase = Phase.SUCCEEDED
+    elif job.finished == "Failed":
+        phase = Phase.FAILED
+        words = _FAILURE_WORDS.get(job.reason or "", job.reason or "failed")
+        message = f"{job.reason}: {words}" + (f" ({job.message})" if job.message else "")
+    elif job.suspended:
+        phase = Phase.SUSPENDED
+    else:
+        phase = Phase.RUNNING
+        if pod and pod.unschedulable:
+            message = f"waiting for a node: {pod.unschedulable}"
+    outputs = pod.summary if pod and pod.summary else (previous.outputs if previous else None)
+    return StageStatus(
+        name=stage.name,
+        phase=phase,
+        job_name=job.name,
+        attempts=attempts,
+        start_time=job.created or None,
+        completion_time=job.finished_at if job.finished else None,
+        message=message[:1024] if message else None,
+        outputs=outputs if phase == Phase.SUCCEEDED else None,
+    )
+
+
+def _set_condition(
+    previous: list[Condition],
+    kind: str,
+    true: bool,
+    reason: str,
+    message: str,
+    now: str,
+    generation: int | None,
+) -> Condition:
+    status = "True" if true else "False"
+    old = next((c for c in previous if c.type == kind), None)
+    since = old.last_transition_time if old and old.status == status else now
+    return Condition(
+        type=kind,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+
+
+def plan(
+    spec: VideoJobSpec,
+    generation: int | None,
+    previous: VideoJobStatus,
+    stages: list[Stage],
+    jobs: dict[str, ObservedJob],
+    pods: dict[str, ObservedPod],
+    now: str,
+) -> Plan:
+    """The status the VideoJob should have and the actions that lead there."""
+    old_stages = {s.name: s for s in previous.stages}
+    stage_statuses = [
+        _stage_status(s, jobs.get(s.name), pods.get(s.name), old_stages.get(s.name)) for s in stages
+    ]
+    by_name = {s.name: s for s in stage_statuses}
+    failed = [s for s in stage_statuses if s.phase == Phase.FAILED]
+    succeeded = [s for s in stage_statuses if s.phase == Phase.SUCCEEDED]
+    done = len(succeeded) == len(stages)
+
+    start: list[Stage] = []
+    set_suspend: dict[str, bool] = {}
+    if not failed and not done:
+        for stage in stages:
+            job = jobs.get(stage.name)
+            if (
+                job is None
+                and not spec.suspend
+                and all(by_name[d].phase == Phase.SUCCEEDED for d in stage.depends_on)
+            ):
+                start.append(stage)
+            elif job is not None and not job.finished and job.suspended != spec.suspend:
+                set_suspend[job.name] = spec.suspend
+
+    if failed:
+        phase, current = Phase.FAILED, failed[0].name
+    elif done:
+        phase, current = Phase.SUCCEEDED, None
+    elif spec.suspend:
+        phase, current = Phase.SUSPENDED, None
+    else:
+        running = [s.name for s in stage_statuses if s.phase == Phase.RUNNING]
+        running += [s.name for s in start]
+        phase = Phase.RUNNING if running or jobs else Phase.PENDING
+        current = ",".join(running) or None
+
+    waiting = [s for s in stage_statuses if s.message and s.message.startswith("waiting")]
+    conditions = [
+        _set_condition(
+            previous.conditions,
+            "Succeeded",
+            done,
+            "AllStagesSucceeded" if done else "InProgress",
+            "every stage succeeded" if done else "",
+            now,
+            generation,
+        ),
+        _set_condition(
+            previous.conditions,
+            "Failed",
+            bool(failed),
+            "StageFailed" if failed else "NoFailure",
+            f"stage {failed[0].name}: {failed[0].message}" if failed else "",
+            now,
+            generation,
+        ),
+        _set_condition(
+            previous.conditions,
+            "Suspended",
+            spec.suspend and not (failed or done),
+            "SuspendedBySpec" if spec.suspend else "NotSuspended",
+            "",
+            now,
+            generation,
+        ),
+        _set_condition(
+            previous.conditions,
+            "Unschedulable",
+            bool(waiting),
+            "PodUnschedulable" if waiting else "Scheduled",
+            f"stage {waiting[0].name}: {waiting[0].message}" if waiting else "",
+            now,
+            generation,
+        ),
+    ]
+
+    outputs = previous.outputs
+    final = by_name[stages[-1].name] if stages else None
+    if done and final and final.outputs:
+        outputs = VideoOutputs.model_validate(
+            {k: final.outputs[k] for k in FINAL_STAGE_OUTPUTS if k in final.outputs}
+        )
+
+    created = sorted(j.created for j in jobs.values() if j.created)
+    status = VideoJobStatus(
+        phase=phase,
+        stage=current,
+        progress=f"{len(succeeded)}/{len(stages)}",
+        stages=stage_statuses,
+        conditions=conditions,
+        observed_generation=generation,
+        outputs=outputs,
+        start_time=previous.start_time or (created[0] if created else (now if start else None)),
+        completion_time=previous.completion_time or (now if failed or done else None),
+    )
+    return Plan(
+        status=status, start=start, set_suspend=set_suspend, events=_transitions(previous, status)
+    )
+
+
+def _transitions(previous: VideoJobStatus, current: VideoJobStatus) -> list[tuple[str, str, str]]:
+    events = []
+    before = {s.name: s.phase for s in previous.stages}
+    for stage in current.stages:
+        if before.get(stage.name, Phase.PENDING) != stage.phase:
+            kind = "Warning" if stage.phase == Phase.FAILED else "Normal"
+            detail = f": {stage.message}" if stage.message else ""
+            events.append(
+                (
+                    kind,
+                    f"Stage{stage.phase.value}",
+                    f"stage {stage.name} is {stage.phase.value}{detail}",
+                )
+            )
+    if previous.phase != current.phase:
+        kind = "Warning" if current.phase == Phase.FAILED else "Normal"
+        events.append((kind, current.phase.value, f"VideoJob is {current.phase.value}"))
+    return events
+
+
+def invalid(
+    previous: VideoJobStatus, generation: int | None, reason: str, message: str, now: str
+) -> VideoJobStatus:
+    """The status of a VideoJob whose spec cannot be run at all."""
+    return VideoJobStatus(
+        phase=Phase.FAILED,
+        stage=None,
+        progress=previous.progress,
+        stages=previous.stages,
+        observed_generation=generation,
+        conditions=[
+            _set_condition(previous.conditions, "Succeeded", False, reason, "", now, generation),
+            _set_condition(previous.conditions, "Failed", True, reason, message, now, generation),
+        ],
+        start_time=previous.start_time,
+        completion_time=previous.completion_time or now,
+    )
