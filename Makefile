@@ -22,8 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-tools: ## Build (or find in ~/.cache/vid-operator) etcd, kube-*, kwok, kubectl and helm
-	bash hack/tools.sh
+tools: venv ## Build (or find in ~/.cache/vid-operator) etcd, kube-*, kwok, kubectl and helm
+	PYTHON=$(BIN)/python bash hack/tools.sh
 
 cluster-up: venv tools ## Start the development control plane; prints the KUBECONFIG to use
 	$(BIN)/python -m vid_operator.devcluster up
@@ -35,7 +35,7 @@ cluster-status: venv ## Tell whether the development control plane runs
 	$(BIN)/python -m vid_operator.devcluster status
 
 demo: cluster-up ## The main job (for now): bring the control plane up and list its nodes
-	"$$(bash hack/tools.sh)/kubectl" --kubeconfig=$(VIDOP_CLUSTER_DIR)/kubeconfig get nodes -L nvidia.com/gpu.present
+	"$$(PYTHON=$(BIN)/python bash hack/tools.sh)/kubectl" --kubeconfig=$(VIDOP_CLUSTER_DIR)/kubeconfig get nodes -L nvidia.com/gpu.present
 
 test: venv tools ## Run every test: unit, then integration on a fresh real control plane
 	$(BIN)/pytest tests
@@ -57,5 +57,6 @@ crds: venv ## Regenerate crds/ from the pydantic models in vid_operator.api.mode
 controlplane-gomod: ## Regenerate hack/controlplane/go.mod for K8S_VERSION (default: the current one)
 	hack/controlplane/gen-gomod.sh $${K8S_VERSION:-$$(awk '$$1 == "k8s.io/kubernetes" {print $$2}' hack/controlplane/go.mod)}
 
-clean: cluster-down ## Remove the virtual environment and the cluster folder (not the binary cache)
+clean: ## Stop the cluster, remove the virtual environment and the cluster folder (not the binary cache)
+	if [ -x $(BIN)/python ]; then $(BIN)/python -m vid_operator.devcluster down; fi
 	rm -rf $(VENV) $(VIDOP_CLUSTER_DIR)

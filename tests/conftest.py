@@ -41,7 +41,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(api, kubeconfig, tools_bin_dir(), None)
         api.close()
         return
-    dev = DevCluster(tmp_path_factory.mktemp("cluster"))
+    dev = DevCluster(tmp_path_factory.mktemp("cluster"), detach=False)
     started = time.monotonic()
     try:
         dev.up()
@@ -50,7 +50,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     print(f"\ncontrol plane up in {time.monotonic() - started:.1f} s ({dev.root})")
     api = dev.api_client()
     try:
-        yield Cluster(api, dev.kubeconfig, tools_bin_dir(), dev)
+        yield Cluster(api, dev.kubeconfig, dev.bin_dir, dev)
     finally:
         api.close()
         dev.down()

@@ -10,7 +10,7 @@ set -euo pipefail
 k8s_version=${1:?usage: gen-gomod.sh KUBERNETES_VERSION (e.g. v1.36.3)}
 staging_version=v0.${k8s_version#v1.}
 cd "$(dirname "$0")"
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
 
 kk_mod=$(go mod download -json "k8s.io/kubernetes@${k8s_version}" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
 etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$kk_mod")

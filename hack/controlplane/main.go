@@ -1,7 +1,7 @@
 // Command controlplane is one multi-call binary holding etcd, kube-apiserver,
 // kube-controller-manager and kube-scheduler, so the Kubernetes dependency
 // graph is compiled and linked once. It dispatches on the name it was started
-// under (argv[0]); hack/build-controlplane.sh installs one symlink per name.
+// under (argv[0]); hack/tools.sh installs one symlink per name.
 //
 // It exists only for vid-operator's tests and demo: no package that this
 // project can install ships a kube-apiserver, so we build the real one.

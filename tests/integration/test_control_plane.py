@@ -9,6 +9,9 @@ server's CRD status subresource and printer columns.
 from __future__ import annotations
 
 import json
+import ssl
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -141,6 +144,30 @@ def test_disrupted_pod_is_marked_for_pod_failure_policy(cluster: Cluster, namesp
     assert (condition.type, condition.reason) == ("Failed", "PodFailurePolicy")
     (pod,) = _pods_of(core, namespace, "evicted")
     assert any(c.type == "DisruptionTarget" and c.status == "True" for c in pod.status.conditions)
+
+
+def test_deadline_kills_running_pods_and_fails_the_job(cluster: Cluster, namespace: str) -> None:
+    batch, core = client.BatchV1Api(cluster.api), client.CoreV1Api(cluster.api)
+    job = _job(
+        "slow",
+        annotations={"kwok.vidop.io/run-time": "1h"},
+        backoff_limit=3,
+        pod_failure_policy={
+            "rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [2]}}]
+        },
+    )
+    job["spec"]["activeDeadlineSeconds"] = 2
+    job["spec"]["podReplacementPolicy"] = "Failed"
+    batch.create_namespaced_job(namespace, job)
+
+    condition = wait_until(
+        "Job slow to fail", lambda: _finished_condition(batch, namespace, "slow")
+    )
+
+    # The Job controller deleted the running pod; kwok, as a kubelet would,
+    # killed it so the controller could account for it and let it go.
+    assert (condition.type, condition.reason) == ("Failed", "DeadlineExceeded")
+    wait_until("the killed pod to be gone", lambda: not _pods_of(core, namespace, "slow"))
 
 
 def _gpu_pod(name: str, *, gpus: int, tolerate: bool) -> dict[str, Any]:
@@ -303,6 +330,21 @@ def test_crd_status_subresource_and_printer_columns_through_kubectl(
     table = cluster.kubectl("get", "widgets", "-n", namespace).stdout.split("\n")
     assert table[0].split() == ["NAME", "PHASE", "SIZE", "AGE"]
     assert table[1].split()[:3] == ["w1", "Ready", "3"]
+
+
+def test_etcd_refuses_clients_without_a_certificate(cluster: Cluster) -> None:
+    if cluster.dev is None:
+        pytest.skip("the etcd port is known only for a cluster this session started")
+    port = json.loads((cluster.dev.root / "state.json").read_text())["ports"]["etcd-client"]
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+
+    with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+        urllib.request.urlopen(
+            f"https://127.0.0.1:{port}/v3/kv/range", data=b"{}", context=insecure, timeout=5
+        )
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
 
 
 def test_etcd_keeps_the_data_across_an_apiserver_restart(cluster: Cluster, namespace: str) -> None:

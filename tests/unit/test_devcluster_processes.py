@@ -10,7 +10,7 @@ from vid_operator.devcluster import processes
 
 def test_started_process_runs_until_stopped(tmp_path: Path) -> None:
     sleeper = processes.start(
-        "sleeper", [shutil.which("sleep") or "sleep", "60"], tmp_path / "sleeper.log"
+        "sleeper", [shutil.which("sleep") or "sleep", "60"], tmp_path / "sleeper.log", detach=True
     )
     assert processes.is_running(sleeper)
 
@@ -36,7 +36,9 @@ def test_a_pid_running_another_program_is_left_alone(tmp_path: Path) -> None:
 
 def test_logs_go_to_the_component_log_file(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "echo.log"
-    started = processes.start("echo", ["/bin/sh", "-c", "echo hello-from-component"], log)
+    started = processes.start(
+        "echo", ["/bin/sh", "-c", "echo hello-from-component"], log, detach=False
+    )
     for _ in range(100):
         if not processes.is_running(started):
             break

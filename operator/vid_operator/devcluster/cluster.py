@@ -25,6 +25,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -57,7 +58,14 @@ def tools_bin_dir() -> Path:
     script = _REPO_ROOT / "hack" / "tools.sh"
     if not script.exists():
         raise ClusterError(f"set VIDOP_TOOLS_BIN: {script} is not there to build the binaries")
-    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    # pip runs under this interpreter, which has it, whatever python3 on PATH lacks.
+    result = subprocess.run(
+        ["bash", str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     if result.returncode != 0:
         raise ClusterError(f"{script} failed with exit code {result.returncode}")
     return Path(result.stdout.strip().splitlines()[-1])
@@ -85,7 +93,10 @@ class State:
     processes: list[processes.Started] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        # Whole or not at all: a reader never sees half a file.
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(asdict(self), indent=2))
+        partial.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -109,9 +120,11 @@ class DevCluster:
     """One control plane rooted at ``root``. ``up()`` starts it (or finds it
     running), ``down()`` stops exactly the processes it started."""
 
-    def __init__(self, root: Path, bin_dir: Path | None = None) -> None:
+    def __init__(self, root: Path, bin_dir: Path | None = None, *, detach: bool = True) -> None:
+        """``detach=False`` ties the components' lives to this process (tests)."""
         self.root = root
         self._bin_dir = bin_dir
+        self._detach = detach
         self.kubeconfig = root / "kubeconfig"
         self.logs = root / "logs"
         self._state_file = root / "state.json"
@@ -124,6 +137,13 @@ class DevCluster:
         recorded = self.components()
         return len(recorded) == len(COMPONENTS) and all(processes.is_running(p) for p in recorded)
 
+    @property
+    def bin_dir(self) -> Path:
+        """The folder of the binaries (kubectl and helm included)."""
+        if self._bin_dir is None:
+            self._bin_dir = tools_bin_dir()
+        return self._bin_dir
+
     def components(self) -> list[processes.Started]:
         """The processes ``state.json`` records, in start order."""
         if not self._state_file.exists():
@@ -135,7 +155,7 @@ class DevCluster:
         if self.is_up():
             return
         self.down()  # a half-started or crashed earlier run
-        bin_dir = self._bin_dir or tools_bin_dir()
+        bin_dir = self.bin_dir
         self.root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.logs, ignore_errors=True)
         issued = pki.generate(self._pki_dir, _CLIENTS)
@@ -178,7 +198,7 @@ class DevCluster:
         old = next(p for p in state.processes if p.name == name)
         processes.stop(old)
         argv = json.loads((self.root / f"{name}.argv.json").read_text())
-        new = processes.start(name, argv, self.logs / f"{name}.log")
+        new = processes.start(name, argv, self.logs / f"{name}.log", detach=self._detach)
         state.processes = [new if p.name == name else p for p in state.processes]
         state.save(self._state_file)
         if name == "kube-apiserver":
@@ -200,6 +220,10 @@ class DevCluster:
             target = self.kubeconfig if stem == "admin" else self.root / f"{stem}.kubeconfig"
             _write_kubeconfig(target, api_url, issued.ca.cert, issued.clients[stem])
 
+        # etcd speaks TLS only and wants a client certificate from our CA:
+        # plain HTTP on loopback would let any local user past RBAC.
+        client_url = f"https://{LOOPBACK}:{ports['etcd-client']}"
+        peer_url = f"https://{LOOPBACK}:{ports['etcd-peer']}"
         etcd = self._launch(
             state,
             "etcd",
@@ -207,11 +231,19 @@ class DevCluster:
                 str(bin_dir / "etcd"),
                 "--name=vidop-dev",
                 f"--data-dir={state.etcd_data_dir}",
-                f"--listen-client-urls=http://{LOOPBACK}:{ports['etcd-client']}",
-                f"--advertise-client-urls=http://{LOOPBACK}:{ports['etcd-client']}",
-                f"--listen-peer-urls=http://{LOOPBACK}:{ports['etcd-peer']}",
-                f"--initial-advertise-peer-urls=http://{LOOPBACK}:{ports['etcd-peer']}",
-                f"--initial-cluster=vidop-dev=http://{LOOPBACK}:{ports['etcd-peer']}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=vidop-dev={peer_url}",
+                f"--cert-file={issued.etcd.cert}",
+                f"--key-file={issued.etcd.key}",
+                f"--trusted-ca-file={issued.ca.cert}",
+                "--client-cert-auth",
+                f"--peer-cert-file={issued.etcd.cert}",
+                f"--peer-key-file={issued.etcd.key}",
+                f"--peer-trusted-ca-file={issued.ca.cert}",
+                "--peer-client-cert-auth",
                 # A throwaway cluster: don't fsync every write, keep the log short.
                 "--unsafe-no-fsync",
                 "--snapshot-count=10000",
@@ -221,7 +253,9 @@ class DevCluster:
         )
         self._wait_for(
             "etcd /health",
-            lambda: _http_ok(f"http://{LOOPBACK}:{ports['etcd-client']}/health"),
+            lambda: _http_ok(
+                f"{client_url}/health", self._tls_context(issued.ca.cert, issued.etcd_client)
+            ),
             deadline,
             etcd,
         )
@@ -231,7 +265,10 @@ class DevCluster:
             "kube-apiserver",
             [
                 str(bin_dir / "kube-apiserver"),
-                f"--etcd-servers=http://{LOOPBACK}:{ports['etcd-client']}",
+                f"--etcd-servers={client_url}",
+                f"--etcd-cafile={issued.ca.cert}",
+                f"--etcd-certfile={issued.etcd_client.cert}",
+                f"--etcd-keyfile={issued.etcd_client.key}",
                 f"--bind-address={LOOPBACK}",
                 f"--advertise-address={LOOPBACK}",
                 f"--secure-port={ports['apiserver']}",
@@ -243,7 +280,6 @@ class DevCluster:
                 f"--service-account-signing-key-file={issued.service_account_key}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                f"--cert-dir={self._pki_dir}",
                 "--profiling=false",
                 "--v=1",
             ],
@@ -321,7 +357,7 @@ class DevCluster:
 
     def _launch(self, state: State, name: str, argv: list[str]) -> processes.Started:
         (self.root / f"{name}.argv.json").write_text(json.dumps(argv))
-        started = processes.start(name, argv, self.logs / f"{name}.log")
+        started = processes.start(name, argv, self.logs / f"{name}.log", detach=self._detach)
         state.processes.append(started)
         state.save(self._state_file)
         return started
@@ -343,13 +379,21 @@ class DevCluster:
             f"timed out waiting for {what}; see {self.logs / (started.name + '.log')}"
         )
 
+    @staticmethod
+    def _tls_context(ca: Path, client_pair: pki.KeyPair) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(ca))
+        context.load_cert_chain(client_pair.cert, client_pair.key)
+        return context
+
     def _https_ok(self, port: int, path: str, client: bool = False) -> bool:
-        context = ssl.create_default_context()
         if client:
-            context.load_verify_locations(self._pki_dir / "ca.crt")
-            context.load_cert_chain(self._pki_dir / "admin.crt", self._pki_dir / "admin.key")
+            context = self._tls_context(
+                self._pki_dir / "ca.crt",
+                pki.KeyPair(self._pki_dir / "admin.crt", self._pki_dir / "admin.key"),
+            )
         else:
             # controller-manager and scheduler serve a self-signed certificate.
+            context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return _http_ok(f"https://{LOOPBACK}:{port}{path}", context)
@@ -379,15 +423,26 @@ class DevCluster:
             self._wait_for("all nodes Ready", all_ready, deadline, kwok)
 
 
+_TMPFS_MIN_FREE_BYTES = 1 << 30  # etcd preallocates 2 x 64 MB of WAL up front
+
+
 def _tmpfs_or_none() -> str | None:
-    # etcd on tmpfs: no disk latency, and nothing left behind after a crash reboot.
+    # etcd on tmpfs: no disk latency, and nothing left behind after a reboot.
+    # Containers often give /dev/shm only 64 MiB, where etcd could not start.
     shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        return None
+    stats = os.statvfs(shm)
+    return str(shm) if stats.f_bavail * stats.f_frsize >= _TMPFS_MIN_FREE_BYTES else None
 
 
 def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    # Loopback never goes through a proxy, whatever http(s)_proxy says.
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
     try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+        with opener.open(url, timeout=2) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
         return False

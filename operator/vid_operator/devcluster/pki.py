@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,20 +35,26 @@ class ClusterPKI:
 
     ca: KeyPair
     apiserver: KeyPair
+    etcd: KeyPair
+    """etcd's serving and peer pair."""
+    etcd_client: KeyPair
+    """The API server's client pair for etcd."""
     service_account_key: Path
     service_account_pub: Path
     clients: dict[str, KeyPair]
 
 
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    # Created 0600, never readable by others even for a moment.
+    descriptor = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         )
-    )
-    path.chmod(0o600)
 
 
 def _name(common_name: str, organization: str | None = None) -> x509.Name:
@@ -122,7 +129,7 @@ def generate(folder: Path, clients: dict[str, tuple[str, str | None]]) -> Cluste
     """Write a CA, the API server's serving pair, the service-account signing
     key and one client pair per entry of ``clients`` (file stem → (user name,
     group)) into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("vid-operator-devcluster-ca")
     ca_cert = _issue(ca_name, ca_key, None, is_ca=True)
@@ -144,6 +151,29 @@ def generate(folder: Path, clients: dict[str, tuple[str, str | None]]) -> Cluste
         server_key,
     )
 
+    etcd_key = ec.generate_private_key(ec.SECP256R1())
+    etcd = _write_pair(
+        folder,
+        "etcd",
+        _issue(
+            _name("etcd"),
+            etcd_key,
+            (ca_name, ca_key),
+            server_names=["127.0.0.1", "localhost"],
+            client=True,
+        ),
+        etcd_key,
+    )
+    etcd_client_key = ec.generate_private_key(ec.SECP256R1())
+    etcd_client = _write_pair(
+        folder,
+        "apiserver-etcd-client",
+        _issue(
+            _name("kube-apiserver-etcd-client"), etcd_client_key, (ca_name, ca_key), client=True
+        ),
+        etcd_client_key,
+    )
+
     sa_key = ec.generate_private_key(ec.SECP256R1())
     sa_key_path = folder / "service-account.key"
     _write_key(sa_key, sa_key_path)
@@ -159,4 +189,4 @@ def generate(folder: Path, clients: dict[str, tuple[str, str | None]]) -> Cluste
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _issue(_name(user, group), key, (ca_name, ca_key), client=True)
         client_pairs[stem] = _write_pair(folder, stem, cert, key)
-    return ClusterPKI(ca, apiserver, sa_key_path, sa_pub_path, client_pairs)
+    return ClusterPKI(ca, apiserver, etcd, etcd_client, sa_key_path, sa_pub_path, client_pairs)

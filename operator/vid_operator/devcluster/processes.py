@@ -9,6 +9,8 @@ executable, so a recycled PID is never hit.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -31,8 +33,20 @@ class Started:
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def start(name: str, argv: list[str], log_file: Path, env: dict[str, str] | None = None) -> Started:
-    """Start ``argv`` detached, with stdout and stderr appended to ``log_file``."""
+def _die_with_parent() -> None:
+    # Runs in the child before exec: the kernel sends SIGTERM when the process
+    # that started it exits, however it exits (a killed pytest included).
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def start(name: str, argv: list[str], log_file: Path, *, detach: bool) -> Started:
+    """Start ``argv`` with stdout and stderr appended to ``log_file``. Detached,
+    it outlives this process (``make cluster-up``); otherwise it is stopped
+    when this process ends (the test session's cluster)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         process = subprocess.Popen(
@@ -41,7 +55,7 @@ def start(name: str, argv: list[str], log_file: Path, env: dict[str, str] | None
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=env,
+            preexec_fn=None if detach else _die_with_parent,
         )
     _children[process.pid] = process
     return Started(name=name, pid=process.pid, executable=argv[0])
@@ -72,14 +86,16 @@ def stop(started: Started, grace_seconds: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after ``grace_seconds``; a no-op when it is gone."""
     if not is_running(started):
         return
-    os.kill(started.pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):  # it may end on its own meanwhile
+        os.kill(started.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
         if not is_running(started):
             return
         time.sleep(0.05)
     if is_running(started):
-        os.kill(started.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(started.pid, signal.SIGKILL)
     for _ in range(100):
         if not is_running(started):
             return
