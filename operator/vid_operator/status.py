@@ -10,6 +10,7 @@ up where the last one stopped. Pure.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,17 @@ def _condition_of(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def _timestamp(value: Any) -> str | None:
+    """RFC 3339 in UTC with a Z, as the API server writes it, whether the value
+    came from a watch (a string) or from the client library (a datetime)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    utc: datetime.datetime = value.astimezone(datetime.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def observe_job(job: dict[str, Any]) -> ObservedJob:
     """Reduce a Job (as the API returns it) to what the status needs."""
     status = job.get("status") or {}
@@ -90,7 +102,7 @@ def observe_job(job: dict[str, Any]) -> ObservedJob:
     decisive = complete or failed or {}
     return ObservedJob(
         name=job["metadata"]["name"],
-        created=job["metadata"].get("creationTimestamp", ""),
+        created=_timestamp(job["metadata"].get("creationTimestamp")) or "",
         suspended=bool(job.get("spec", {}).get("suspend")),
         active=status.get("active", 0) or 0,
         failed=status.get("failed", 0) or 0,
@@ -98,7 +110,7 @@ def observe_job(job: dict[str, Any]) -> ObservedJob:
         finished=finished,
         reason=decisive.get("reason"),
         message=decisive.get("message"),
-        finished_at=status.get("completionTime") or decisive.get("lastTransitionTime"),
+        finished_at=_timestamp(status.get("completionTime") or decisive.get("lastTransitionTime")),
     )
 
 
@@ -124,8 +136,14 @@ def _stage_status(
     stage: Stage, job: ObservedJob | None, pod: ObservedPod | None, previous: StageStatus | None
 ) -> StageStatus:
     if job is None:
+        if previous and previous.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            # A finished stage stays finished when its Job is gone (deleted by
+            # hand or by a TTL): it never runs twice.
+            return previous
         return StageStatus(name=stage.name, phase=Phase.PENDING, message=None)
-    attempts = job.failed + job.succeeded + job.active
+    # Failed pods, plus the try that is running or succeeded; so the count
+    # does not move while a pod merely starts.
+    attempts = job.failed + (0 if job.finished == "Failed" else 1)
     message: str | None = None
     if job.finished == "Complete":
         phase = Phase.SUCCEEDED
@@ -200,6 +218,7 @@ def plan(
             job = jobs.get(stage.name)
             if (
                 job is None
+                and by_name[stage.name].phase == Phase.PENDING
                 and not spec.suspend
                 and all(by_name[d].phase == Phase.SUCCEEDED for d in stage.depends_on)
             ):

@@ -1,0 +1,148 @@
+"""The thin layer that talks to the Kubernetes API for the reconciler.
+
+Every write the operator makes goes through here, so the count per VideoJob
+is easy to read off: one create per stage Job, one status patch per change
+the user can see, one Event per transition, and a suspend patch per Job when
+the user flips ``spec.suspend``. Reads come from kopf's watch-fed indexes,
+never from here.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import structlog
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from vid_operator.api import models
+
+log = structlog.get_logger("vid_operator")
+
+_CONFLICT = 409
+_NOT_FOUND = 404
+_FORBIDDEN = 403
+
+
+def api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the local kubeconfig."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: only
+    what changed, with null for what went away."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    return patch
+
+
+class Kube:
+    """Writes to the API, each one idempotent."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._batch = client.BatchV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+
+    def create_job(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a stage Job; None when it already exists (its name is deterministic)."""
+        try:
+            created: dict[str, Any] = self._batch.api_client.sanitize_for_serialization(
+                # The client sends a dict as it is; the manifest is built as one on purpose.
+                self._batch.create_namespaced_job(
+                    manifest["metadata"]["namespace"],
+                    manifest,  # type: ignore[arg-type]
+                )
+            )
+            return created
+        except ApiException as error:
+            if error.status == _CONFLICT:
+                return None
+            if error.status == _FORBIDDEN and "NamespaceTerminating" in str(error.body):
+                return None  # its VideoJob is going away with the namespace
+            raise
+
+    def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        try:
+            self._batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": suspend}})
+        except ApiException as error:
+            if error.status != _NOT_FOUND:
+                raise
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patch the VideoJob's status subresource."""
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                models.GROUP, models.VERSION, namespace, models.PLURAL, name, {"status": patch}
+            )
+        except ApiException as error:
+            if error.status != _NOT_FOUND:  # deleted meanwhile: nothing to report to
+                raise
+
+    def delete_videojob(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the VideoJob if it is still the same object (uid precondition)."""
+        try:
+            self._custom.delete_namespaced_custom_object(
+                models.GROUP,
+                models.VERSION,
+                namespace,
+                models.PLURAL,
+                name,
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background"
+                ),
+            )
+        except ApiException as error:
+            if error.status not in (_NOT_FOUND, _CONFLICT):
+                raise
+
+    def post_event(self, videojob: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        """An Event on the VideoJob, as `kubectl describe` shows them."""
+        meta = videojob["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name'][:200]}."),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{models.GROUP}/{models.VERSION}",
+                kind=models.KIND,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+            ),
+            type=kind,
+            reason=reason,
+            message=message[:1024],
+            source=client.V1EventSource(component="vid-operator"),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            reporting_component="vid-operator",
+            reporting_instance="vid-operator",
+        )
+        try:
+            self._core.create_namespaced_event(meta["namespace"], event)
+        except ApiException as error:
+            # Events are a courtesy; the status already says it. A namespace
+            # being deleted refuses them, and that must not stop the reconcile.
+            log.warning(
+                "event not posted",
+                namespace=meta["namespace"],
+                videojob=meta["name"],
+                reason=reason,
+                status=error.status,
+            )

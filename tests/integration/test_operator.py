@@ -1,0 +1,422 @@
+"""The operator end to end on the real control plane: VideoJobs in, stage Jobs
+run by the real Job controller on kwok nodes, status and Events out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.support import Cluster, wait_until
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ("script_gen", "voice_gen", "video_gen", "compositing")
+
+
+class Operator:
+    """The operator as its own process, as it runs in a pod."""
+
+    def __init__(self, cluster: Cluster, folder: Path) -> None:
+        self.cluster = cluster
+        self.folder = folder
+        self.log = folder / "operator.log"
+        self.config = folder / "config.yaml"
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    # No S3 credentials in these tests: kwok does not run the stages.
+                    "s3": {"credentialsSecret": None, "bucket": "videos"},
+                }
+            )
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        with socket_port() as port:
+            self.port = port
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "VIDOP_CONFIG": str(self.config),
+        }
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "vid_operator",
+                    f"--liveness=http://127.0.0.1:{self.port}/healthz",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        wait_until("the operator's liveness endpoint", self.alive, timeout=30)
+
+    def alive(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            pytest.fail(f"the operator exited; see {self.log}")
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/healthz", timeout=1
+            ) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class socket_port:
+    """A free loopback port, chosen by binding port 0."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        port: int = self.sock.getsockname()[1]
+        return port
+
+    def __exit__(self, *_: object) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(ROOT / "crds" / "videojobs.vidop.io.yaml"),
+    )
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
+    )
+    for name, value in (("vid-operator-high", 1000), ("vid-operator-low", -10)):
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": "scheduling.k8s.io/v1",
+                    "kind": "PriorityClass",
+                    "metadata": {"name": name},
+                    "value": value,
+                }
+            ),
+        )
+    running = Operator(cluster, tmp_path_factory.mktemp("operator"))
+    running.start()
+    yield running
+    running.stop()
+
+
+def _videojob(name: str, run_time: str = "200ms", **spec: Any) -> dict[str, Any]:
+    stages = spec.pop("stages", {})
+    for stage in STAGES:
+        annotations = stages.setdefault(stage, {}).setdefault("podAnnotations", {})
+        annotations.setdefault("kwok.vidop.io/run-time", run_time)
+    return {
+        "apiVersion": "vidop.io/v1alpha1",
+        "kind": "VideoJob",
+        "metadata": {"name": name},
+        "spec": {"prompt": "a cat surfing", "stages": stages, **spec},
+    }
+
+
+def _apply(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def _get(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+        "vidop.io", "v1alpha1", namespace, "videojobs", name
+    )
+    return obj
+
+
+def _phase(cluster: Cluster, namespace: str, name: str) -> str | None:
+    phase: str | None = _get(cluster, namespace, name).get("status", {}).get("phase")
+    return phase
+
+
+def _wait_phase(
+    cluster: Cluster, namespace: str, name: str, phase: str, timeout: float = 90
+) -> dict[str, Any]:
+    wait_until(
+        f"VideoJob {name} to be {phase}",
+        lambda: _phase(cluster, namespace, name) == phase,
+        timeout=timeout,
+    )
+    return _get(cluster, namespace, name)
+
+
+def _jobs(cluster: Cluster, namespace: str) -> list[Any]:
+    items: list[Any] = client.BatchV1Api(cluster.api).list_namespaced_job(namespace).items
+    return items
+
+
+def _stage_status(videojob: dict[str, Any], stage: str) -> dict[str, Any]:
+    return next(s for s in videojob["status"]["stages"] if s["name"] == stage)
+
+
+def test_happy_path_runs_the_dag_and_kubectl_wait_sees_it(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    _apply(cluster, namespace, _videojob("cat-surfing", run_time="1s"))
+
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Succeeded",
+        "videojob/cat-surfing",
+        "-n",
+        namespace,
+        "--timeout=90s",
+    )
+
+    done = _get(cluster, namespace, "cat-surfing")
+    assert done["status"]["phase"] == "Succeeded"
+    assert done["status"]["progress"] == "4/4"
+    assert done["status"]["completionTime"]
+    assert [s["phase"] for s in done["status"]["stages"]] == ["Succeeded"] * 4
+    jobs = {j.metadata.labels["vidop.io/stage"]: j for j in _jobs(cluster, namespace)}
+    assert sorted(jobs) == sorted(STAGES)
+    # Each stage's Job was created only after its dependencies' Jobs completed.
+    for stage, dependencies in (
+        ("voice_gen", ["script_gen"]),
+        ("video_gen", ["script_gen"]),
+        ("compositing", ["voice_gen", "video_gen"]),
+    ):
+        for dependency in dependencies:
+            assert jobs[dependency].status.completion_time <= (
+                jobs[stage].metadata.creation_timestamp
+            ), (stage, dependency)
+    row = cluster.kubectl("get", "vj", "cat-surfing", "-n", namespace).stdout.splitlines()[1]
+    assert row.split()[:3] == ["cat-surfing", "Succeeded", "4/4"]
+
+
+def test_gpu_stage_lands_on_a_gpu_node_with_its_limits(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    _apply(cluster, namespace, _videojob("gpu", stages={"video_gen": {"gpus": 2}}))
+    _wait_phase(cluster, namespace, "gpu", "Succeeded")
+
+    core = client.CoreV1Api(cluster.api)
+    (pod,) = core.list_namespaced_pod(namespace, label_selector="vidop.io/stage=video_gen").items
+    assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "2"
+    node = core.read_node(pod.spec.node_name)
+    assert node.metadata.labels.get("nvidia.com/gpu.present") == "true"
+
+
+def test_retryable_failure_is_retried_to_backoff_limit_then_fails_the_job(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    _apply(
+        cluster,
+        namespace,
+        _videojob(
+            "flaky",
+            stages={
+                "voice_gen": {"backoffLimit": 1, "podAnnotations": {"kwok.vidop.io/exit-code": "1"}}
+            },
+        ),
+    )
+
+    failed = _wait_phase(cluster, namespace, "flaky", "Failed", timeout=120)
+
+    voice = _stage_status(failed, "voice_gen")
+    assert voice["phase"] == "Failed"
+    assert voice["attempts"] == 2
+    assert "BackoffLimitExceeded" in voice["message"]
+    assert failed["status"]["stage"] == "voice_gen"
+    condition = next(c for c in failed["status"]["conditions"] if c["type"] == "Failed")
+    assert condition["status"] == "True" and "voice_gen" in condition["message"]
+    # No stage after the failure started.
+    assert "compositing" not in {
+        j.metadata.labels["vidop.io/stage"] for j in _jobs(cluster, namespace)
+    }
+    cluster.kubectl(
+        "wait", "--for=condition=Failed", "videojob/flaky", "-n", namespace, "--timeout=10s"
+    )
+
+
+def test_invalid_input_exit_code_fails_at_once(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    _apply(
+        cluster,
+        namespace,
+        _videojob(
+            "bad-input",
+            stages={
+                "script_gen": {
+                    "backoffLimit": 5,
+                    "podAnnotations": {"kwok.vidop.io/exit-code": "2"},
+                }
+            },
+        ),
+    )
+
+    failed = _wait_phase(cluster, namespace, "bad-input", "Failed")
+
+    script = _stage_status(failed, "script_gen")
+    assert script["attempts"] == 1
+    assert "invalid input" in script["message"]
+
+
+def test_deleting_a_videojob_mid_stage_removes_its_jobs_and_pods(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    core = client.CoreV1Api(cluster.api)
+    _apply(cluster, namespace, _videojob("cancel-me", run_time="1h"))
+    wait_until(
+        "the first stage's pod to run",
+        lambda: any(p.status.phase == "Running" for p in core.list_namespaced_pod(namespace).items),
+    )
+
+    cluster.kubectl(
+        "delete", "videojob", "cancel-me", "-n", namespace, "--wait=true", "--timeout=60s"
+    )
+
+    wait_until("the Jobs to be gone", lambda: not _jobs(cluster, namespace))
+    wait_until("the pods to be gone", lambda: not core.list_namespaced_pod(namespace).items)
+
+
+def test_operator_killed_mid_pipeline_finishes_with_one_job_per_stage(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    _apply(cluster, namespace, _videojob("survivor", run_time="2s"))
+    wait_until("the first stage Job", lambda: _jobs(cluster, namespace))
+
+    operator.kill()
+    time.sleep(3)  # the first stage finishes while nobody watches
+    operator.start()
+
+    _wait_phase(cluster, namespace, "survivor", "Succeeded")
+    stages = [j.metadata.labels["vidop.io/stage"] for j in _jobs(cluster, namespace)]
+    assert sorted(stages) == sorted(STAGES)
+
+
+def test_a_cycle_only_the_operator_can_see_fails_as_invalid_spec_and_others_go_on(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    _apply(
+        cluster, namespace, _videojob("loop", stages={"script_gen": {"dependsOn": ["compositing"]}})
+    )
+    _apply(cluster, namespace, _videojob("fine"))
+
+    failed = _wait_phase(cluster, namespace, "loop", "Failed")
+    _wait_phase(cluster, namespace, "fine", "Succeeded")
+
+    condition = next(c for c in failed["status"]["conditions"] if c["type"] == "Failed")
+    assert condition["reason"] == "InvalidSpec"
+    assert "cycle" in condition["message"]
+    events = (
+        client.CoreV1Api(cluster.api)
+        .list_namespaced_event(namespace, field_selector="involvedObject.name=loop")
+        .items
+    )
+    assert any(e.reason == "InvalidSpec" and e.type == "Warning" for e in events)
+
+
+def test_a_253_character_name_runs_to_success(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    name = "a" * 240 + "-long-name-x"
+    name = name + "z" * (253 - len(name))
+    _apply(cluster, namespace, _videojob(name))
+
+    _wait_phase(cluster, namespace, name, "Succeeded")
+
+    assert all(len(j.metadata.name) <= 63 for j in _jobs(cluster, namespace))
+
+
+def test_suspend_holds_the_pipeline_and_resume_finishes_it(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    _apply(cluster, namespace, _videojob("paused", suspend=True))
+    _wait_phase(cluster, namespace, "paused", "Suspended")
+    assert not _jobs(cluster, namespace)
+
+    _apply(cluster, namespace, _videojob("paused", suspend=False))
+
+    _wait_phase(cluster, namespace, "paused", "Succeeded")
+
+
+def test_ttl_deletes_a_finished_videojob(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    _apply(cluster, namespace, _videojob("short-lived", ttlSecondsAfterFinished=2))
+
+    def gone() -> bool:
+        return (
+            cluster.kubectl("get", "vj", "short-lived", "-n", namespace, check=False).returncode
+            != 0
+        )
+
+    wait_until("the VideoJob to be deleted after its TTL", gone, timeout=90)
+
+
+def test_unschedulable_stage_says_so_until_a_node_fits(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    label = f"vidop.io/test-{namespace[-6:]}"
+    _apply(
+        cluster,
+        namespace,
+        _videojob("waiting", stages={"video_gen": {"nodeSelector": {label: "yes"}}}),
+    )
+
+    def waiting_message() -> str | None:
+        status = _get(cluster, namespace, "waiting").get("status", {})
+        for stage in status.get("stages", []):
+            if stage["name"] == "video_gen" and stage.get("message", "").startswith("waiting"):
+                return str(stage["message"])
+        return None
+
+    message = wait_until("the stage to report it cannot be scheduled", waiting_message)
+    assert "didn't match Pod's node affinity/selector" in message
+    waiting = _get(cluster, namespace, "waiting")["status"]
+    assert any(
+        c["type"] == "Unschedulable" and c["status"] == "True" for c in waiting["conditions"]
+    )
+
+    cluster.kubectl("label", "node", "kwok-gpu-1", f"{label}=yes")
+    try:
+        done = _wait_phase(cluster, namespace, "waiting", "Succeeded")
+    finally:
+        cluster.kubectl("label", "node", "kwok-gpu-1", f"{label}-")
+    assert "message" not in _stage_status(done, "video_gen")
+    assert any(
+        c["type"] == "Unschedulable" and c["status"] == "False"
+        for c in done["status"]["conditions"]
+    )

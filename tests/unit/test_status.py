@@ -1,0 +1,222 @@
+"""status.plan: the VideoJob's status and next actions from the observed Jobs and pods."""
+
+from vid_operator import config, pipeline, status
+from vid_operator.api.models import Phase, StageStatus, VideoJobSpec, VideoJobStatus
+
+NOW = "2026-11-22T06:00:00Z"
+STAGES = pipeline.resolve(VideoJobSpec(prompt="x"), config.OperatorConfig())
+
+
+def _job(
+    stage: str,
+    finished: str | None = None,
+    *,
+    failed: int = 0,
+    reason: str | None = None,
+    suspended: bool = False,
+) -> status.ObservedJob:
+    return status.ObservedJob(
+        name=f"vj-{stage}",
+        created="2026-11-22T05:59:00Z",
+        suspended=suspended,
+        active=0 if finished else 1,
+        failed=failed,
+        succeeded=1 if finished == "Complete" else 0,
+        finished=finished,
+        reason=reason,
+        finished_at=NOW if finished else None,
+    )
+
+
+def _plan(
+    jobs: dict[str, status.ObservedJob],
+    *,
+    suspend: bool = False,
+    pods: dict[str, status.ObservedPod] | None = None,
+    previous: VideoJobStatus | None = None,
+) -> status.Plan:
+    return status.plan(
+        VideoJobSpec(prompt="x", suspend=suspend),
+        1,
+        previous or VideoJobStatus(),
+        STAGES,
+        jobs,
+        pods or {},
+        NOW,
+    )
+
+
+def _names(stages: list[pipeline.Stage]) -> set[str]:
+    return {s.name for s in stages}
+
+
+def test_a_new_videojob_starts_only_the_first_stage() -> None:
+    plan = _plan({})
+
+    assert _names(plan.start) == {"script_gen"}
+    assert plan.status.phase == Phase.RUNNING
+    assert plan.status.stage == "script_gen"
+    assert plan.status.progress == "0/4"
+    assert plan.status.start_time == NOW
+
+
+def test_voice_and_video_start_together_once_the_script_is_done() -> None:
+    plan = _plan({"script_gen": _job("script_gen", "Complete")})
+
+    assert _names(plan.start) == {"voice_gen", "video_gen"}
+    assert plan.status.progress == "1/4"
+
+
+def test_compositing_waits_for_both_of_its_dependencies() -> None:
+    plan = _plan(
+        {
+            "script_gen": _job("script_gen", "Complete"),
+            "voice_gen": _job("voice_gen", "Complete"),
+            "video_gen": _job("video_gen"),
+        }
+    )
+
+    assert plan.start == []
+    assert plan.status.stage == "video_gen"
+
+
+def test_a_failed_stage_fails_the_videojob_and_starts_nothing_more() -> None:
+    plan = _plan(
+        {
+            "script_gen": _job("script_gen", "Complete"),
+            "voice_gen": _job("voice_gen", "Failed", failed=4, reason="BackoffLimitExceeded"),
+            "video_gen": _job("video_gen", "Complete"),
+        }
+    )
+
+    assert plan.start == []
+    assert plan.status.phase == Phase.FAILED
+    assert plan.status.stage == "voice_gen"
+    voice = next(s for s in plan.status.stages if s.name == "voice_gen")
+    assert voice.attempts == 4
+    assert voice.message is not None and voice.message.startswith("BackoffLimitExceeded")
+    failed = next(c for c in plan.status.conditions if c.type == "Failed")
+    assert failed.status == "True" and "voice_gen" in failed.message
+    assert ("Warning", "Failed", "VideoJob is Failed") in plan.events
+
+
+def test_success_copies_the_final_stage_outputs() -> None:
+    jobs = {
+        name: _job(name, "Complete")
+        for name in ("script_gen", "voice_gen", "video_gen", "compositing")
+    }
+    summary = {
+        "videoUri": "s3://b/v.mp4",
+        "thumbnailUri": "s3://b/t.jpg",
+        "durationSeconds": 29.96,
+        "codec": "h264",
+    }
+
+    plan = _plan(jobs, pods={"compositing": status.ObservedPod(summary=summary)})
+
+    assert plan.status.phase == Phase.SUCCEEDED
+    assert plan.status.stage is None and plan.status.progress == "4/4"
+    assert plan.status.completion_time == NOW
+    assert plan.status.outputs is not None
+    assert plan.status.outputs.video_uri == "s3://b/v.mp4"
+    assert plan.status.outputs.duration_seconds == 29.96
+    succeeded = next(c for c in plan.status.conditions if c.type == "Succeeded")
+    assert succeeded.status == "True"
+
+
+def test_suspend_starts_nothing_and_suspends_running_jobs() -> None:
+    plan = _plan(
+        {"script_gen": _job("script_gen", "Complete"), "voice_gen": _job("voice_gen")}, suspend=True
+    )
+
+    assert plan.start == []
+    assert plan.set_suspend == {"vj-voice_gen": True}
+    assert plan.status.phase == Phase.SUSPENDED
+
+
+def test_resume_unsuspends_suspended_jobs() -> None:
+    plan = _plan({"script_gen": _job("script_gen", suspended=True)})
+
+    assert plan.set_suspend == {"vj-script_gen": False}
+
+
+def test_a_finished_stage_whose_job_vanished_is_not_run_again() -> None:
+    previous = VideoJobStatus(stages=[StageStatus(name="script_gen", phase=Phase.SUCCEEDED)])
+
+    plan = _plan({}, previous=previous)
+
+    assert _names(plan.start) == {"voice_gen", "video_gen"}
+
+
+def test_an_unschedulable_pod_is_reported_in_plain_words_and_clears() -> None:
+    reason = "0/4 nodes are available: 2 Insufficient nvidia.com/gpu."
+    waiting = _plan(
+        {"script_gen": _job("script_gen")},
+        pods={"script_gen": status.ObservedPod(unschedulable=reason)},
+    )
+
+    script = waiting.status.stages[0]
+    assert script.message == f"waiting for a node: {reason}"
+    unschedulable = next(c for c in waiting.status.conditions if c.type == "Unschedulable")
+    assert unschedulable.status == "True"
+
+    scheduled = _plan({"script_gen": _job("script_gen")}, previous=waiting.status)
+    assert scheduled.status.stages[0].message is None
+    cleared = next(c for c in scheduled.status.conditions if c.type == "Unschedulable")
+    assert cleared.status == "False"
+
+
+def test_condition_times_move_only_when_the_condition_changes() -> None:
+    first = _plan({"script_gen": _job("script_gen")})
+    later = status.plan(
+        VideoJobSpec(prompt="x"),
+        1,
+        first.status,
+        STAGES,
+        {"script_gen": _job("script_gen")},
+        {},
+        "2026-11-22T07:00:00Z",
+    )
+
+    assert later.status == first.status
+    assert later.events == []
+
+
+def test_job_observation_normalises_timestamps_and_reads_failure_reasons() -> None:
+    observed = status.observe_job(
+        {
+            "metadata": {"name": "j", "creationTimestamp": "2026-11-22T06:00:00+00:00"},
+            "spec": {"suspend": False},
+            "status": {
+                "failed": 1,
+                "conditions": [
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "PodFailurePolicy",
+                        "message": "exit code 2",
+                        "lastTransitionTime": "2026-11-22T06:01:00Z",
+                    }
+                ],
+            },
+        }
+    )
+
+    assert observed.created == "2026-11-22T06:00:00Z"
+    assert (observed.finished, observed.reason) == ("Failed", "PodFailurePolicy")
+    assert observed.finished_at == "2026-11-22T06:01:00Z"
+
+
+def test_pod_observation_reads_the_summary_only_from_a_clean_exit() -> None:
+    def pod(code: int, message: str) -> dict[str, object]:
+        return {
+            "status": {
+                "containerStatuses": [
+                    {"state": {"terminated": {"exitCode": code, "message": message}}}
+                ]
+            }
+        }
+
+    assert status.observe_pod(pod(0, '{"videoUri": "s3://x"}')).summary == {"videoUri": "s3://x"}
+    assert status.observe_pod(pod(1, '{"videoUri": "s3://x"}')).summary is None
+    assert status.observe_pod(pod(0, "not json")).summary is None
