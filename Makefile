@@ -34,8 +34,8 @@ cluster-down: venv ## Stop the development control plane (only the processes it 
 cluster-status: venv ## Tell whether the development control plane runs
 	$(BIN)/python -m vid_operator.devcluster status
 
-demo: cluster-up ## The main job (for now): bring the control plane up and list its nodes
-	"$$(PYTHON=$(BIN)/python bash hack/tools.sh)/kubectl" --kubeconfig=$(VIDOP_CLUSTER_DIR)/kubeconfig get nodes -L nvidia.com/gpu.present
+demo: cluster-up ## The main job: run examples/videojob.yaml through the operator on the dev cluster
+	bash hack/demo.sh "$$(PYTHON=$(BIN)/python bash hack/tools.sh)" $(BIN)/python
 
 test: venv tools ## Run every test: unit, then integration on a fresh real control plane
 	$(BIN)/pytest tests

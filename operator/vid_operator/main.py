@@ -48,6 +48,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     # The kubernetes client logs request bodies at DEBUG; never let them through.
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    # kopf says "Handler ... succeeded" for every watch event: noise at scale.
+    if level > logging.DEBUG:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
