@@ -420,3 +420,114 @@ def test_unschedulable_stage_says_so_until_a_node_fits(
         c["type"] == "Unschedulable" and c["status"] == "False"
         for c in done["status"]["conditions"]
     )
+
+
+def test_a_disrupted_pod_is_retried_without_counting_as_a_failure(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    core = client.CoreV1Api(cluster.api)
+    _apply(
+        cluster,
+        namespace,
+        _videojob("evicted", run_time="5s", stages={"script_gen": {"backoffLimit": 0}}),
+    )
+
+    def running_pod() -> Any:
+        pods = core.list_namespaced_pod(namespace, label_selector="vidop.io/stage=script_gen")
+        return next((p for p in pods.items if p.status.phase == "Running"), None)
+
+    pod = wait_until("the first stage's pod to run", running_pod)
+    # What an eviction looks like to the Job controller: the pod fails with
+    # the DisruptionTarget condition (kwok does it on these annotations).
+    core.patch_namespaced_pod(
+        pod.metadata.name,
+        namespace,
+        {
+            "metadata": {
+                "annotations": {
+                    "kwok.vidop.io/exit-code": "137",
+                    "kwok.vidop.io/disruption": "true",
+                    "kwok.vidop.io/run-time": "0s",
+                }
+            }
+        },
+    )
+
+    done = _wait_phase(cluster, namespace, "evicted", "Succeeded")
+
+    # backoffLimit 0, yet it went on: the disruption was not counted.
+    assert _stage_status(done, "script_gen")["attempts"] == 1
+    script_job = next(
+        j for j in _jobs(cluster, namespace) if j.metadata.labels["vidop.io/stage"] == "script_gen"
+    )
+    assert not script_job.status.failed
+    assert (
+        len(core.list_namespaced_pod(namespace, label_selector="vidop.io/stage=script_gen").items)
+        == 2
+    )
+
+
+def test_suspend_mid_run_suspends_the_running_job_and_resume_finishes(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    batch = client.BatchV1Api(cluster.api)
+    _apply(cluster, namespace, _videojob("pause-me", run_time="3s"))
+    wait_until("the first stage Job", lambda: _jobs(cluster, namespace))
+
+    _apply(cluster, namespace, _videojob("pause-me", run_time="3s", suspend=True))
+
+    _wait_phase(cluster, namespace, "pause-me", "Suspended")
+    wait_until(
+        "the running Job to be suspended",
+        lambda: all(j.spec.suspend for j in _jobs(cluster, namespace)),
+    )
+    wait_until(
+        "its pods to stop",
+        lambda: (
+            not [
+                p
+                for p in client.CoreV1Api(cluster.api).list_namespaced_pod(namespace).items
+                if p.status.phase in ("Pending", "Running")
+            ]
+        ),
+    )
+    assert len(batch.list_namespaced_job(namespace).items) == 1
+
+    _apply(cluster, namespace, _videojob("pause-me", run_time="3s", suspend=False))
+
+    _wait_phase(cluster, namespace, "pause-me", "Succeeded")
+
+
+def test_stage_summaries_become_outputs_and_priority_picks_the_class(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    summary = {
+        "videoUri": "s3://videos/x/final.mp4",
+        "thumbnailUri": "s3://videos/x/t.jpg",
+        "durationSeconds": 20.0,
+    }
+    _apply(
+        cluster,
+        namespace,
+        _videojob(
+            "outputs",
+            priority="high",
+            stages={
+                "script_gen": {
+                    "podAnnotations": {"kwok.vidop.io/termination-message": '{"scenes": 4}'}
+                },
+                "compositing": {
+                    "podAnnotations": {"kwok.vidop.io/termination-message": json.dumps(summary)}
+                },
+            },
+        ),
+    )
+
+    done = _wait_phase(cluster, namespace, "outputs", "Succeeded")
+
+    assert done["status"]["outputs"] == summary
+    assert _stage_status(done, "script_gen")["outputs"] == {"scenes": 4}
+    pods = client.CoreV1Api(cluster.api).list_namespaced_pod(namespace).items
+    assert {(p.spec.priority_class_name, p.spec.priority) for p in pods} == {
+        ("vid-operator-high", 1000)
+    }
