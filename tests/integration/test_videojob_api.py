@@ -125,7 +125,7 @@ REJECTIONS = {
     ),
     "quantity-malformed": (
         {"stages": {"voice_gen": {"resources": {"limits": {"memory": "lots"}}}}},
-        "spec.stages.voice_gen.resources.limits.memory",
+        'limits[memory]: Invalid value: "lots": must be a Kubernetes quantity such as 2, 500m',
     ),
     "depends-on-unknown": (
         {"stages": {"compositing": {"dependsOn": ["upscale"]}}},

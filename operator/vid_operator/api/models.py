@@ -24,22 +24,22 @@ SHORT_NAMES = ["vj"]
 # The stages of the default pipeline, in a valid order. Overrides may name only these.
 STAGE_NAMES = ("script_gen", "voice_gen", "video_gen", "compositing")
 
-# Kubernetes' own quantity grammar (k8s.io/apimachinery/pkg/api/resource).
-QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
-
 Quantity = Annotated[
     str | int,
     Field(union_mode="left_to_right"),
-    # The form structural schemas allow (as controller-gen writes it); the
-    # pattern applies to the string form only.
+    # The form structural schemas allow (as controller-gen writes it). A CEL
+    # rule rather than a pattern checks the string form, to say it in words.
     WithJsonSchema(
         {
             "x-kubernetes-int-or-string": True,
             "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": QUANTITY_PATTERN,
+            "maxLength": 64,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "type(self) == int || isQuantity(self)",
+                    "message": "must be a Kubernetes quantity such as 2, 500m, 1.5 or 16Gi",
+                }
+            ],
         }
     ),
 ]
