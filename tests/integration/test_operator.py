@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client
 
 from tests.support import Cluster, wait_until
+from vid_operator.devcluster import nodes
 
 pytestmark = pytest.mark.cluster
 
@@ -386,14 +387,15 @@ def test_ttl_deletes_a_finished_videojob(
     wait_until("the VideoJob to be deleted after its TTL", gone, timeout=90)
 
 
-def test_unschedulable_stage_says_so_until_a_node_fits(
+def test_unschedulable_stage_says_so_until_a_gpu_node_appears(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    label = f"vidop.io/test-{namespace[-6:]}"
+    # Only a kind of GPU node that does not exist yet will do.
+    label = f"vidop.io/gpu-model-{namespace[-6:]}"
     _apply(
         cluster,
         namespace,
-        _videojob("waiting", stages={"video_gen": {"nodeSelector": {label: "yes"}}}),
+        _videojob("waiting", stages={"video_gen": {"nodeSelector": {label: "h100"}}}),
     )
 
     def waiting_message() -> str | None:
@@ -410,16 +412,33 @@ def test_unschedulable_stage_says_so_until_a_node_fits(
         c["type"] == "Unschedulable" and c["status"] == "True" for c in waiting["conditions"]
     )
 
-    cluster.kubectl("label", "node", "kwok-gpu-1", f"{label}=yes")
+    node = nodes.node_manifest(f"kwok-h100-{namespace[-6:]}", gpus=8)
+    node["metadata"]["labels"][label] = "h100"
+    core = client.CoreV1Api(cluster.api)
+    core.create_node(node)
     try:
         done = _wait_phase(cluster, namespace, "waiting", "Succeeded")
     finally:
-        cluster.kubectl("label", "node", "kwok-gpu-1", f"{label}-")
+        core.delete_node(node["metadata"]["name"])
     assert "message" not in _stage_status(done, "video_gen")
     assert any(
         c["type"] == "Unschedulable" and c["status"] == "False"
         for c in done["status"]["conditions"]
     )
+
+
+def test_a_stage_past_its_deadline_fails_the_videojob(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    _apply(
+        cluster,
+        namespace,
+        _videojob("too-slow", run_time="1h", stages={"script_gen": {"activeDeadlineSeconds": 2}}),
+    )
+
+    failed = _wait_phase(cluster, namespace, "too-slow", "Failed")
+
+    assert "DeadlineExceeded" in _stage_status(failed, "script_gen")["message"]
 
 
 def test_a_disrupted_pod_is_retried_without_counting_as_a_failure(
