@@ -46,10 +46,11 @@ test-unit: venv ## Run the tests that need no cluster
 test-integration: venv tools ## Run the integration tests against `make cluster-up`'s cluster
 	VIDOP_USE_EXISTING_CLUSTER=1 KUBECONFIG=$(VIDOP_CLUSTER_DIR)/kubeconfig $(BIN)/pytest tests/integration
 
-lint: venv ## ruff and mypy --strict
+lint: venv ## ruff, mypy --strict, and import-linter (pure modules stay pure)
 	$(BIN)/ruff check operator tests
 	$(BIN)/ruff format --check operator tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 crds: venv ## Regenerate crds/ from the pydantic models in vid_operator.api.models
 	$(BIN)/python -m vid_operator.api.crd > crds/videojobs.vidop.io.yaml
