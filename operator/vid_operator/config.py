@@ -14,9 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from vid_operator.api.models import CamelModel, EnvVar, Priority, Resources, Toleration
+from vid_operator.api.models import (
+    STAGE_NAMES,
+    CamelModel,
+    EnvVar,
+    Priority,
+    Resources,
+    Toleration,
+)
 
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/vid-operator"
 
@@ -108,7 +115,8 @@ class OperatorConfig(CamelModel):
     """Everything the operator is configured with."""
 
     stages: dict[str, StageConfig] = Field(default_factory=_default_pipeline)
-    """The pipeline, in a valid order; ``dependsOn`` makes the DAG."""
+    """The pipeline; ``dependsOn`` makes the DAG. Its stage names are those the
+    CRD knows (VideoJobs can override only those), checked at start-up."""
     gpu: GPUPlacement = GPUPlacement()
     s3: S3Config = S3Config()
     priority_classes: dict[Priority, str | None] = Field(
@@ -121,6 +129,17 @@ class OperatorConfig(CamelModel):
     """PriorityClass per VideoJob priority; None leaves the cluster default."""
     watch_namespaces: list[str] = Field(default_factory=list)
     """Namespaces to serve; empty serves the whole cluster."""
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, stages: dict[str, StageConfig]) -> dict[str, StageConfig]:
+        unknown = sorted(set(stages) - set(STAGE_NAMES))
+        if unknown:
+            raise ValueError(
+                f"unknown stage(s) {', '.join(unknown)}; the VideoJob API knows "
+                f"{', '.join(STAGE_NAMES)}"
+            )
+        return stages
 
 
 def _overlay(base: Any, overlay: Any) -> Any:

@@ -4,39 +4,66 @@ Loaded by :mod:`vid_operator.main` (``kopf run``). The handlers are thin:
 indexes keep what the watches delivered, and every event leads to the same
 :func:`reconcile`, which asks :func:`vid_operator.status.plan` what the status
 should be and what to do, then does it through :class:`vid_operator.kube.Kube`.
-Only ``on.event`` handlers are used, so kopf writes nothing of its own to the
-VideoJobs (no progress annotations, no finalizers): deleting a VideoJob is
-never blocked by the operator.
+
+Concurrency: handlers are coroutines on kopf's event loop. Per VideoJob an
+asyncio lock (first come, first served) serialises reconciles; under it the
+indexes are copied on the loop thread (kopf changes them there) and the
+blocking API calls then run in a worker thread on that snapshot.
+
+Only ``on.event`` handlers and a timer are used, so kopf writes nothing of its
+own to the VideoJobs (no progress annotations, no finalizers): deleting a
+VideoJob is never blocked by the operator.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
-import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 import structlog
+from kubernetes.client.exceptions import ApiException
 
 from vid_operator import config, jobs, naming, pipeline, status
 from vid_operator.api import models
-from vid_operator.kube import Kube, api_client, merge_patch
+from vid_operator.kube import JobRejected, Kube, api_client, merge_patch
 
 log = structlog.get_logger("vid_operator")
 
 VIDEOJOBS = (models.GROUP, models.VERSION, models.PLURAL)
 OWNED = {naming.MANAGED_BY_LABEL: naming.MANAGED_BY}
+FINISHED = (models.Phase.SUCCEEDED, models.Phase.FAILED)
+# How often an unfinished VideoJob is reconciled even without events: the
+# safety net for a reconcile lost to an API error (kopf never retries event
+# handlers). It reads only the indexes; a no-op writes nothing.
+RESYNC_SECONDS = 30.0
+
+
+@dataclass
+class State:
+    """What the operator keeps in memory, per VideoJob (by uid)."""
+
+    config: config.OperatorConfig
+    kube: Kube
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The last status written: index bodies may predate our own writes."""
+    ttl: dict[str, tuple[int, asyncio.TimerHandle]] = field(default_factory=dict)
+    """The pending TTL deletion: (its ttlSecondsAfterFinished, the timer)."""
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _owner_name(meta: Mapping[str, Any]) -> str | None:
+def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(name, uid) of the VideoJob that controls an object, if any."""
     for reference in meta.get("ownerReferences") or []:
         if reference.get("kind") == models.KIND and reference.get("controller"):
-            return str(reference["name"])
+            return str(reference["name"]), str(reference["uid"])
     return None
 
 
@@ -44,16 +71,7 @@ def _owner_name(meta: Mapping[str, Any]) -> str | None:
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # kopf would otherwise turn its own log lines into Events: extra writes.
     settings.posting.enabled = False
-    settings.execution.max_workers = 8
-    memo["config"] = config.load()
-    memo["kube"] = Kube(api_client())
-    memo["locks"] = {}
-    memo["locks_guard"] = threading.Lock()
-    memo["ttl_timers"] = {}
-    # The last status written per VideoJob uid. Events about Jobs and pods
-    # carry the VideoJob as the index last saw it, which may predate our own
-    # write; diffing against that would write the same status again and again.
-    memo["written"] = {}
+    memo["state"] = State(config=config.load(), kube=Kube(api_client()))
 
 
 # Indexes: what the watches delivered, kept by kopf; handlers get them as
@@ -67,17 +85,12 @@ def videojob_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any)
 
 @kopf.index("batch", "v1", "jobs", labels=OWNED)
 def stage_jobs(namespace: str | None, meta: kopf.Meta, body: kopf.Body, **_: Any) -> Any:
-    owner = _owner_name(meta)
-    stage = meta.get("labels", {}).get(naming.STAGE_LABEL)
+    owner, stage = _controller(meta), meta.get("labels", {}).get(naming.STAGE_LABEL)
     if owner is None or stage is None:
         return None
-    return {(namespace, owner): (stage, status.observe_job(dict(body)))}
-
-
-@kopf.index("batch", "v1", "jobs", labels=OWNED)
-def job_owners(namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> Any:
-    owner = _owner_name(meta)
-    return {(namespace, name): owner} if owner else None
+    # By the owner's uid: a new VideoJob of an old one's name must not adopt
+    # the old one's Jobs while the garbage collector removes them.
+    return {(namespace, owner[1]): (stage, status.observe_job(dict(body)))}
 
 
 @kopf.index("", "v1", "pods", labels=OWNED)
@@ -88,72 +101,106 @@ def stage_pods(namespace: str | None, meta: kopf.Meta, body: kopf.Body, **_: Any
     return {(namespace, job): (meta.get("creationTimestamp", ""), status.observe_pod(dict(body)))}
 
 
+@kopf.index("batch", "v1", "jobs", labels=OWNED)
+def job_owners(namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> Any:
+    owner = _controller(meta)
+    return {(namespace, name): owner[0]} if owner else None
+
+
 @kopf.on.event(*VIDEOJOBS)
-def videojob_changed(type: str, body: kopf.Body, memo: Any, **indexes: Any) -> None:
+async def videojob_changed(
+    type: str, namespace: str | None, name: str, uid: str, memo: Any, **indexes: Any
+) -> None:
+    state: State = memo["state"]
     if type == "DELETED":
-        memo["written"].pop(body["metadata"]["uid"], None)
-        timer = memo["ttl_timers"].pop(body["metadata"]["uid"], None)
-        if timer:
-            timer.cancel()
+        async with _lock(state, namespace, name):
+            state.written.pop(uid, None)
+            pending = state.ttl.pop(uid, None)
+            if pending:
+                pending[1].cancel()
+        state.locks.pop((str(namespace), name), None)
         return
-    reconcile(dict(body), memo, indexes)
+    await reconcile(str(namespace), name, state, indexes)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
-def job_changed(
+async def job_changed(
     type: str, namespace: str | None, meta: kopf.Meta, memo: Any, **indexes: Any
 ) -> None:
-    # A Job goes away when its VideoJob is deleted (the garbage collector) or
-    # by hand; either way nothing is to be recreated from that event.
-    if type != "DELETED":
-        _reconcile_owner(namespace, _owner_name(meta), memo, indexes)
+    owner = _controller(meta)
+    if owner is None:
+        return
+    if type == "DELETED":
+        # The garbage collector removes a deleted VideoJob's Jobs: nothing to
+        # do, unless a new VideoJob of the same name waits for them to go.
+        current = list(indexes["videojob_bodies"].get((namespace, owner[0]), []))
+        if not any(body["metadata"]["uid"] != owner[1] for body in current):
+            return
+    await reconcile(str(namespace), owner[0], memo["state"], indexes)
 
 
 @kopf.on.event("", "v1", "pods", labels=OWNED)
-def pod_changed(namespace: str | None, meta: kopf.Meta, memo: Any, **indexes: Any) -> None:
+async def pod_changed(namespace: str | None, meta: kopf.Meta, memo: Any, **indexes: Any) -> None:
     job = meta.get("labels", {}).get("batch.kubernetes.io/job-name")
-    for owner in indexes["job_owners"].get((namespace, job), []):
-        _reconcile_owner(namespace, owner, memo, indexes)
+    for owner in list(indexes["job_owners"].get((namespace, job), [])):
+        await reconcile(str(namespace), owner, memo["state"], indexes)
 
 
-def _reconcile_owner(
-    namespace: str | None, owner: str | None, memo: Any, indexes: dict[str, Any]
-) -> None:
-    """Reconcile the VideoJob that owns a Job (or a Job's pod)."""
-    if owner is None:
-        return
-    for body in indexes["videojob_bodies"].get((namespace, owner), []):
-        reconcile(body, memo, indexes)
+@kopf.timer(
+    *VIDEOJOBS,
+    interval=RESYNC_SECONDS,
+    idle=RESYNC_SECONDS,
+    when=lambda status, **_: status.get("phase") not in FINISHED,
+)
+async def resync(namespace: str | None, name: str, memo: Any, **indexes: Any) -> None:
+    await reconcile(str(namespace), name, memo["state"], indexes)
 
 
-def _lock_for(memo: Any, key: tuple[str, str]) -> threading.Lock:
-    with memo["locks_guard"]:
-        lock: threading.Lock = memo["locks"].setdefault(key, threading.Lock())
-        return lock
+def _lock(state: State, namespace: str | None, name: str) -> asyncio.Lock:
+    return state.locks.setdefault((str(namespace), name), asyncio.Lock())
 
 
-def reconcile(body: dict[str, Any], memo: Any, indexes: dict[str, Any]) -> None:
-    """Bring one VideoJob a step closer to done and write what changed.
-    Serialised per VideoJob: its Job, pod and own events may arrive together."""
-    meta = body["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
-    logger = log.bind(namespace=namespace, videojob=name)
-    with _lock_for(memo, (namespace, name)):
-        _reconcile_locked(body, memo, indexes["stage_jobs"], indexes["stage_pods"], logger)
+async def reconcile(namespace: str, name: str, state: State, indexes: Mapping[str, Any]) -> None:
+    """Bring one VideoJob a step closer to done and write what changed."""
+    async with _lock(state, namespace, name):
+        # Read under the lock, on the loop thread: the newest the watch gave.
+        bodies = list(indexes["videojob_bodies"].get((namespace, name), []))
+        if not bodies or bodies[0]["metadata"].get("deletionTimestamp"):
+            return
+        body = bodies[0]
+        uid = body["metadata"]["uid"]
+        observed_jobs = {
+            stage: job for stage, job in list(indexes["stage_jobs"].get((namespace, uid), []))
+        }
+        observed_pods = {}
+        for stage, job in observed_jobs.items():
+            pods = sorted(
+                list(indexes["stage_pods"].get((namespace, job.name), [])),
+                key=lambda pod: str(pod[0]),
+            )
+            if pods:
+                observed_pods[stage] = pods[-1][1]
+        logger = log.bind(namespace=namespace, videojob=name)
+        try:
+            await asyncio.to_thread(_reconcile, body, observed_jobs, observed_pods, state, logger)
+        except ApiException as error:
+            # The resync timer tries again; the error's body is not logged,
+            # as it may repeat what the request carried.
+            logger.warning("reconcile failed, will retry", status=error.status, reason=error.reason)
+        _schedule_ttl(body, state, logger)
 
 
-def _reconcile_locked(
+def _reconcile(
     body: dict[str, Any],
-    memo: Any,
-    stage_jobs: kopf.Index[Any, Any],
-    stage_pods: kopf.Index[Any, Any],
+    observed_jobs: dict[str, status.ObservedJob],
+    observed_pods: dict[str, status.ObservedPod],
+    state: State,
     logger: Any,
 ) -> None:
+    """The blocking part of a reconcile, in a worker thread."""
     meta = body["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
-    kube: Kube = memo["kube"]
-    configured: config.OperatorConfig = memo["config"]
-    raw_status = memo["written"].get(meta["uid"]) or body.get("status") or {}
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    raw_status = state.written.get(uid) or body.get("status") or {}
     try:
         previous = models.VideoJobStatus.model_validate(raw_status)
     except ValueError:
@@ -164,38 +211,34 @@ def _reconcile_locked(
 
     try:
         spec = models.VideoJobSpec.model_validate(body.get("spec") or {})
-        stages = pipeline.resolve(spec, configured)
-    except (ValueError, pipeline.InvalidSpec) as error:
-        message = (
-            str(error).splitlines()[0]
-            if isinstance(error, pipeline.InvalidSpec)
-            else (f"the spec does not parse: {error}")
-        )
-        new_status = status.invalid(previous, generation, "InvalidSpec", message, now)
-        _write_status(
-            kube,
-            body,
-            raw_status,
-            new_status,
-            logger,
-            [("Warning", "InvalidSpec", message)] if previous.phase != "Failed" else [],
-            memo,
+        stages = pipeline.resolve(spec, state.config)
+    except pipeline.InvalidSpec as error:
+        _fail_invalid(body, raw_status, previous, str(error), now, state, logger)
+        return
+    except ValueError as error:
+        _fail_invalid(
+            body, raw_status, previous, f"the spec does not parse: {error}", now, state, logger
         )
         return
 
-    observed_jobs = {stage: job for stage, job in stage_jobs.get((namespace, name), [])}
-    observed_pods = {}
-    for stage, job in observed_jobs.items():
-        pods = sorted(stage_pods.get((namespace, job.name), []), key=lambda p: p[0])
-        if pods:
-            observed_pods[stage] = pods[-1][1]
-
     plan = status.plan(spec, generation, previous, stages, observed_jobs, observed_pods, now)
-    owner = jobs.Owner(name=name, namespace=namespace, uid=meta["uid"])
     if plan.start:
+        owner = jobs.Owner(name=name, namespace=namespace, uid=uid)
         for stage in plan.start:
-            manifest = jobs.build_stage_job(owner, spec, stage, configured)
-            created = kube.create_job(manifest)
+            manifest = jobs.build_stage_job(owner, spec, stage, state.config)
+            try:
+                created = state.kube.create_job(manifest)
+            except JobRejected as error:
+                _fail_invalid(
+                    body,
+                    raw_status,
+                    previous,
+                    f"the API server rejected the {stage.name} Job: {error}",
+                    now,
+                    state,
+                    logger,
+                )
+                return
             logger.info(
                 "stage job created" if created else "stage job already there",
                 stage=stage.name,
@@ -205,55 +248,75 @@ def _reconcile_locked(
         # Fold the new Jobs in now, so their ADDED events find nothing to write.
         plan = status.plan(spec, generation, previous, stages, observed_jobs, observed_pods, now)
     for job_name, suspend in plan.set_suspend.items():
-        kube.set_job_suspend(namespace, job_name, suspend)
+        state.kube.set_job_suspend(namespace, job_name, suspend)
         logger.info("stage job suspend set", job=job_name, suspend=suspend)
-    _write_status(kube, body, raw_status, plan.status, logger, plan.events, memo)
-    _schedule_ttl(body, spec, plan.status, memo, kube)
+    _write_status(body, raw_status, plan.status, plan.events, state, logger)
+
+
+def _fail_invalid(
+    body: dict[str, Any],
+    raw_status: dict[str, Any],
+    previous: models.VideoJobStatus,
+    message: str,
+    now: str,
+    state: State,
+    logger: Any,
+) -> None:
+    new_status = status.invalid(previous, body["metadata"].get("generation"), message, now)
+    events = [] if previous.phase == models.Phase.FAILED else [("Warning", "InvalidSpec", message)]
+    _write_status(body, raw_status, new_status, events, state, logger)
 
 
 def _write_status(
-    kube: Kube,
     body: dict[str, Any],
     raw_status: dict[str, Any],
     new_status: models.VideoJobStatus,
-    logger: Any,
     events: list[tuple[str, str, str]],
-    memo: Any,
+    state: State,
+    logger: Any,
 ) -> None:
     meta = body["metadata"]
     new_raw = new_status.model_dump(by_alias=True, mode="json", exclude_none=True)
     patch = merge_patch(raw_status, new_raw)
     if not patch:
         return
-    kube.patch_status(meta["namespace"], meta["name"], patch)
-    memo["written"][meta["uid"]] = new_raw
+    state.kube.patch_status(meta["namespace"], meta["name"], patch)
+    state.written[meta["uid"]] = new_raw
     logger.info("status written", phase=new_raw.get("phase"), progress=new_raw.get("progress"))
     for kind, reason, message in events:
-        kube.post_event(body, kind, reason, message)
+        state.kube.post_event(body, kind, reason, message)
 
 
-def _schedule_ttl(
-    body: dict[str, Any],
-    spec: models.VideoJobSpec,
-    new_status: models.VideoJobStatus,
-    memo: Any,
-    kube: Kube,
-) -> None:
+def _schedule_ttl(body: dict[str, Any], state: State, logger: Any) -> None:
     """Delete a finished VideoJob once its ttlSecondsAfterFinished has passed.
-    One timer per VideoJob, set again after a restart by the first reconcile."""
-    if spec.ttl_seconds_after_finished is None or not new_status.completion_time:
-        return
-    if new_status.phase not in (models.Phase.SUCCEEDED, models.Phase.FAILED):
-        return
+    One timer per VideoJob on the event loop, set again after a restart by the
+    first reconcile, moved when the TTL changes, dropped when it is removed."""
     meta = body["metadata"]
-    if meta["uid"] in memo["ttl_timers"]:
+    uid = meta["uid"]
+    written = state.written.get(uid) or body.get("status") or {}
+    ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
+    finished = written.get("completionTime") if written.get("phase") in FINISHED else None
+    pending = state.ttl.get(uid)
+    if pending and (ttl is None or pending[0] != ttl or not finished):
+        pending[1].cancel()
+        del state.ttl[uid]
+        pending = None
+    if ttl is None or not finished or pending:
         return
-    finished = datetime.datetime.fromisoformat(new_status.completion_time)
-    due = finished + datetime.timedelta(seconds=spec.ttl_seconds_after_finished)
+    due = datetime.datetime.fromisoformat(finished) + datetime.timedelta(seconds=int(ttl))
     delay = max(0.0, (due - datetime.datetime.now(datetime.UTC)).total_seconds())
-    timer = threading.Timer(
-        delay, kube.delete_videojob, args=(meta["namespace"], meta["name"], meta["uid"])
-    )
-    timer.daemon = True
-    memo["ttl_timers"][meta["uid"]] = timer
-    timer.start()
+
+    async def delete() -> None:
+        state.ttl.pop(uid, None)
+        try:
+            await asyncio.to_thread(
+                state.kube.delete_videojob, meta["namespace"], meta["name"], uid
+            )
+            logger.info("deleted after ttlSecondsAfterFinished", ttl=ttl)
+        except ApiException as error:
+            # The resync timer does not run for finished jobs; the next
+            # event or restart schedules the deletion again.
+            logger.warning("ttl deletion failed", status=error.status, reason=error.reason)
+
+    loop = asyncio.get_running_loop()
+    state.ttl[uid] = (int(ttl), loop.call_later(delay, lambda: loop.create_task(delete())))

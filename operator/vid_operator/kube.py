@@ -10,6 +10,7 @@ never from here.
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
 import structlog
@@ -21,6 +22,15 @@ from vid_operator.api import models
 log = structlog.get_logger("vid_operator")
 
 _CONFLICT = 409
+_UNPROCESSABLE = 422
+# No call may hang a reconcile (and its VideoJob's lock) for good.
+_TIMEOUT_SECONDS = 30
+
+
+class JobRejected(ValueError):
+    """The API server refused a stage Job as invalid; retrying cannot help."""
+
+
 _NOT_FOUND = 404
 _FORBIDDEN = 403
 
@@ -32,6 +42,14 @@ def api_client() -> client.ApiClient:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
+
+
+def _status_message(error: ApiException) -> str:
+    """The API server's own explanation of a refusal (a metav1.Status message)."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +85,7 @@ class Kube:
                 self._batch.create_namespaced_job(
                     manifest["metadata"]["namespace"],
                     manifest,  # type: ignore[arg-type]
+                    _request_timeout=_TIMEOUT_SECONDS,
                 )
             )
             return created
@@ -75,11 +94,15 @@ class Kube:
                 return None
             if error.status == _FORBIDDEN and "NamespaceTerminating" in str(error.body):
                 return None  # its VideoJob is going away with the namespace
+            if error.status == _UNPROCESSABLE:
+                raise JobRejected(_status_message(error)) from None
             raise
 
     def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> None:
         try:
-            self._batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": suspend}})
+            self._batch.patch_namespaced_job(
+                name, namespace, {"spec": {"suspend": suspend}}, _request_timeout=_TIMEOUT_SECONDS
+            )
         except ApiException as error:
             if error.status != _NOT_FOUND:
                 raise
@@ -88,7 +111,13 @@ class Kube:
         """Merge-patch the VideoJob's status subresource."""
         try:
             self._custom.patch_namespaced_custom_object_status(
-                models.GROUP, models.VERSION, namespace, models.PLURAL, name, {"status": patch}
+                models.GROUP,
+                models.VERSION,
+                namespace,
+                models.PLURAL,
+                name,
+                {"status": patch},
+                _request_timeout=_TIMEOUT_SECONDS,
             )
         except ApiException as error:
             if error.status != _NOT_FOUND:  # deleted meanwhile: nothing to report to
@@ -106,6 +135,7 @@ class Kube:
                 body=client.V1DeleteOptions(
                     preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background"
                 ),
+                _request_timeout=_TIMEOUT_SECONDS,
             )
         except ApiException as error:
             if error.status not in (_NOT_FOUND, _CONFLICT):
@@ -135,7 +165,9 @@ class Kube:
             reporting_instance="vid-operator",
         )
         try:
-            self._core.create_namespaced_event(meta["namespace"], event)
+            self._core.create_namespaced_event(
+                meta["namespace"], event, _request_timeout=_TIMEOUT_SECONDS
+            )
         except ApiException as error:
             # Events are a courtesy; the status already says it. A namespace
             # being deleted refuses them, and that must not stop the reconcile.

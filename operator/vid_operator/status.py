@@ -25,11 +25,7 @@ from vid_operator.api.models import (
 )
 from vid_operator.pipeline import Stage
 
-FINAL_STAGE_OUTPUTS = {
-    "videoUri": "video_uri",
-    "thumbnailUri": "thumbnail_uri",
-    "durationSeconds": "duration_seconds",
-}
+FINAL_STAGE_OUTPUTS = ("videoUri", "thumbnailUri", "durationSeconds")
 
 # Why a Job failed, in words, by the reason on its Failed condition.
 _FAILURE_WORDS = {
@@ -46,9 +42,7 @@ class ObservedJob:
     name: str
     created: str
     suspended: bool
-    active: int = 0
     failed: int = 0
-    succeeded: int = 0
     finished: str | None = None
     """Complete or Failed, once the Job controller has decided."""
     reason: str | None = None
@@ -61,6 +55,8 @@ class ObservedPod:
     """What the reconciler needs of a stage's newest pod (see :func:`observe_pod`)."""
 
     unschedulable: str | None = None
+    finished: bool = False
+    """Its container has terminated (the summary, if any, is known)."""
     summary: dict[str, Any] | None = None
 
 
@@ -104,9 +100,7 @@ def observe_job(job: dict[str, Any]) -> ObservedJob:
         name=job["metadata"]["name"],
         created=_timestamp(job["metadata"].get("creationTimestamp")) or "",
         suspended=bool(job.get("spec", {}).get("suspend")),
-        active=status.get("active", 0) or 0,
         failed=status.get("failed", 0) or 0,
-        succeeded=status.get("succeeded", 0) or 0,
         finished=finished,
         reason=decisive.get("reason"),
         message=decisive.get("message"),
@@ -124,12 +118,13 @@ def observe_pod(pod: dict[str, Any]) -> ObservedPod:
             and condition.get("reason") == "Unschedulable"
         ):
             unschedulable = condition.get("message") or "no node fits the pod"
-    summary = None
+    summary, finished = None, False
     for container in pod.get("status", {}).get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated") or {}
+        finished = finished or bool(terminated)
         if terminated.get("exitCode") == 0:
             summary = contract.parse_summary(terminated.get("message"))
-    return ObservedPod(unschedulable=unschedulable, summary=summary)
+    return ObservedPod(unschedulable=unschedulable, finished=finished, summary=summary)
 
 
 def _stage_status(
@@ -145,7 +140,7 @@ def _stage_status(
     # does not move while a pod merely starts.
     attempts = job.failed + (0 if job.finished == "Failed" else 1)
     message: str | None = None
-    if job.finished == "Complete":
+    if job.finished == "Complete" and not (pod and not pod.finished):
         phase = Phase.SUCCEEDED
     elif job.finished == "Failed":
         phase = Phase.FAILED
@@ -153,6 +148,10 @@ def _stage_status(
         message = f"{job.reason}: {words}" + (f" ({job.message})" if job.message else "")
     elif job.suspended:
         phase = Phase.SUSPENDED
+    elif job.finished == "Complete":
+        # The Job's Complete event came before its pod's: wait for the pod,
+        # which carries the stage's summary.
+        phase = Phase.RUNNING
     else:
         phase = Phase.RUNNING
         if pod and pod.unschedulable:
@@ -163,7 +162,7 @@ def _stage_status(
         phase=phase,
         job_name=job.name,
         attempts=attempts,
-        start_time=job.created or None,
+        start_time=job.created or (previous.start_time if previous else None),
         completion_time=job.finished_at if job.finished else None,
         message=message[:1024] if message else None,
         outputs=outputs if phase == Phase.SUCCEEDED else None,
@@ -213,7 +212,12 @@ def plan(
 
     start: list[Stage] = []
     set_suspend: dict[str, bool] = {}
-    if not failed and not done:
+    if failed:
+        # The VideoJob has failed: stop the stages still running (GPU hours).
+        set_suspend = {
+            job.name: True for job in jobs.values() if not job.finished and not job.suspended
+        }
+    elif not done:
         for stage in stages:
             job = jobs.get(stage.name)
             if (
@@ -281,9 +285,7 @@ def plan(
     outputs = previous.outputs
     final = by_name[stages[-1].name] if stages else None
     if done and final and final.outputs:
-        outputs = VideoOutputs.model_validate(
-            {k: final.outputs[k] for k in FINAL_STAGE_OUTPUTS if k in final.outputs}
-        )
+        outputs = _video_outputs(final.outputs)
 
     created = sorted(j.created for j in jobs.values() if j.created)
     status = VideoJobStatus(
@@ -300,6 +302,20 @@ def plan(
     return Plan(
         status=status, start=start, set_suspend=set_suspend, events=_transitions(previous, status)
     )
+
+
+def _video_outputs(summary: dict[str, Any]) -> VideoOutputs:
+    """The final stage's summary as outputs; a key of the wrong type is left
+    out rather than failing the whole status."""
+    kept: dict[str, Any] = {}
+    for key in FINAL_STAGE_OUTPUTS:
+        if key in summary:
+            try:
+                VideoOutputs.model_validate({key: summary[key]})
+            except ValueError:
+                continue
+            kept[key] = summary[key]
+    return VideoOutputs.model_validate(kept)
 
 
 def _transitions(previous: VideoJobStatus, current: VideoJobStatus) -> list[tuple[str, str, str]]:
@@ -323,9 +339,11 @@ def _transitions(previous: VideoJobStatus, current: VideoJobStatus) -> list[tupl
 
 
 def invalid(
-    previous: VideoJobStatus, generation: int | None, reason: str, message: str, now: str
+    previous: VideoJobStatus, generation: int | None, message: str, now: str
 ) -> VideoJobStatus:
-    """The status of a VideoJob whose spec cannot be run at all."""
+    """The status of a VideoJob whose spec cannot be run at all. Final: the
+    start time it sets makes the spec immutable, so a fix means a new VideoJob."""
+    reason = "InvalidSpec"
     return VideoJobStatus(
         phase=Phase.FAILED,
         stage=None,
@@ -336,6 +354,6 @@ def invalid(
             _set_condition(previous.conditions, "Succeeded", False, reason, "", now, generation),
             _set_condition(previous.conditions, "Failed", True, reason, message, now, generation),
         ],
-        start_time=previous.start_time,
+        start_time=previous.start_time or now,
         completion_time=previous.completion_time or now,
     )

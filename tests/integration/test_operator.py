@@ -223,6 +223,11 @@ def test_happy_path_runs_the_dag_and_kubectl_wait_sees_it(
             ), (stage, dependency)
     row = cluster.kubectl("get", "vj", "cat-surfing", "-n", namespace).stdout.splitlines()[1]
     assert row.split()[:3] == ["cat-surfing", "Succeeded", "4/4"]
+    # The operator kept its hands off what git owns: no finalizers, no kopf
+    # annotations, nothing but the status it reports.
+    assert not done["metadata"].get("finalizers")
+    assert not [k for k in done["metadata"].get("annotations", {}) if "kopf" in k]
+    assert "kopf" not in done["status"]
 
 
 def test_gpu_stage_lands_on_a_gpu_node_with_its_limits(
@@ -316,15 +321,19 @@ def test_operator_killed_mid_pipeline_finishes_with_one_job_per_stage(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
     _apply(cluster, namespace, _videojob("survivor", run_time="2s"))
-    wait_until("the first stage Job", lambda: _jobs(cluster, namespace))
+    (first,) = wait_until("the first stage Job", lambda: _jobs(cluster, namespace))
 
     operator.kill()
     time.sleep(3)  # the first stage finishes while nobody watches
     operator.start()
 
-    _wait_phase(cluster, namespace, "survivor", "Succeeded")
-    stages = [j.metadata.labels["vidop.io/stage"] for j in _jobs(cluster, namespace)]
-    assert sorted(stages) == sorted(STAGES)
+    done = _wait_phase(cluster, namespace, "survivor", "Succeeded")
+    jobs = _jobs(cluster, namespace)
+    assert sorted(j.metadata.labels["vidop.io/stage"] for j in jobs) == sorted(STAGES)
+    # The first stage's Job is the one from before the kill, adopted, not re-run.
+    (script_job,) = [j for j in jobs if j.metadata.labels["vidop.io/stage"] == "script_gen"]
+    assert script_job.metadata.uid == first.metadata.uid
+    assert [s["attempts"] for s in done["status"]["stages"]] == [1, 1, 1, 1]
 
 
 def test_a_cycle_only_the_operator_can_see_fails_as_invalid_spec_and_others_go_on(
@@ -550,3 +559,18 @@ def test_stage_summaries_become_outputs_and_priority_picks_the_class(
     assert {(p.spec.priority_class_name, p.spec.priority) for p in pods} == {
         ("vid-operator-high", 1000)
     }
+
+
+def test_a_new_videojob_of_a_deleted_ones_name_runs_afresh(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    _apply(cluster, namespace, _videojob("again"))
+    old = _wait_phase(cluster, namespace, "again", "Succeeded")
+
+    cluster.kubectl("delete", "videojob", "again", "-n", namespace, "--wait=false")
+    _apply(cluster, namespace, _videojob("again"))
+
+    new = _wait_phase(cluster, namespace, "again", "Succeeded")
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    owners = {j.metadata.owner_references[0].uid for j in _jobs(cluster, namespace)}
+    assert owners == {new["metadata"]["uid"]}

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vid_operator import config, pipeline
-from vid_operator.api.models import VideoJobSpec
+from vid_operator.api.models import StageOverride, VideoJobSpec
 
 
 def _spec(**fields: object) -> VideoJobSpec:
@@ -71,9 +71,15 @@ def test_a_dependency_cycle_is_an_invalid_spec() -> None:
         pipeline.resolve(spec, config.OperatorConfig())
 
 
-def test_a_stage_the_operator_does_not_have_is_an_invalid_spec() -> None:
-    configured = config.from_mapping({})
-    spec = VideoJobSpec.model_construct(prompt="x", stages={"upscale": None})
+def test_a_dependency_on_a_stage_the_pipeline_lacks_is_an_invalid_spec() -> None:
+    spec = VideoJobSpec.model_construct(
+        prompt="x", stages={"compositing": StageOverride.model_construct(depends_on=["upscale"])}
+    )
 
     with pytest.raises(pipeline.InvalidSpec, match="upscale"):
-        pipeline.resolve(spec, configured)
+        pipeline.resolve(spec, config.OperatorConfig())
+
+
+def test_a_configuration_with_a_stage_the_api_does_not_know_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown stage"):
+        config.from_mapping({"stages": {"upscale": {"image": "x"}}})

@@ -19,9 +19,7 @@ def _job(
         name=f"vj-{stage}",
         created="2026-11-22T05:59:00Z",
         suspended=suspended,
-        active=0 if finished else 1,
         failed=failed,
-        succeeded=1 if finished == "Complete" else 0,
         finished=finished,
         reason=reason,
         finished_at=NOW if finished else None,
@@ -112,7 +110,7 @@ def test_success_copies_the_final_stage_outputs() -> None:
         "codec": "h264",
     }
 
-    plan = _plan(jobs, pods={"compositing": status.ObservedPod(summary=summary)})
+    plan = _plan(jobs, pods={"compositing": status.ObservedPod(finished=True, summary=summary)})
 
     assert plan.status.phase == Phase.SUCCEEDED
     assert plan.status.stage is None and plan.status.progress == "4/4"
@@ -220,3 +218,52 @@ def test_pod_observation_reads_the_summary_only_from_a_clean_exit() -> None:
     assert status.observe_pod(pod(0, '{"videoUri": "s3://x"}')).summary == {"videoUri": "s3://x"}
     assert status.observe_pod(pod(1, '{"videoUri": "s3://x"}')).summary is None
     assert status.observe_pod(pod(0, "not json")).summary is None
+
+
+def test_a_failed_videojob_suspends_the_stages_still_running() -> None:
+    plan = _plan(
+        {
+            "script_gen": _job("script_gen", "Complete"),
+            "voice_gen": _job("voice_gen", "Failed", failed=1, reason="PodFailurePolicy"),
+            "video_gen": _job("video_gen"),
+        }
+    )
+
+    assert plan.set_suspend == {"vj-video_gen": True}
+
+
+def test_success_waits_for_the_pod_that_carries_the_summary() -> None:
+    jobs = {"script_gen": _job("script_gen", "Complete")}
+
+    early = _plan(jobs, pods={"script_gen": status.ObservedPod(finished=False)})
+    assert early.status.stages[0].phase == Phase.RUNNING and early.start == []
+
+    late = _plan(
+        jobs, pods={"script_gen": status.ObservedPod(finished=True, summary={"scenes": 3})}
+    )
+    assert late.status.stages[0].phase == Phase.SUCCEEDED
+    assert late.status.stages[0].outputs == {"scenes": 3}
+
+
+def test_a_summary_with_a_wrongly_typed_key_keeps_the_good_ones() -> None:
+    jobs = {
+        name: _job(name, "Complete")
+        for name in ("script_gen", "voice_gen", "video_gen", "compositing")
+    }
+    summary = {"videoUri": "s3://b/v.mp4", "durationSeconds": "long"}
+
+    plan = _plan(jobs, pods={"compositing": status.ObservedPod(finished=True, summary=summary)})
+
+    assert plan.status.phase == Phase.SUCCEEDED
+    assert plan.status.outputs is not None
+    assert plan.status.outputs.video_uri == "s3://b/v.mp4"
+    assert plan.status.outputs.duration_seconds is None
+
+
+def test_invalid_spec_is_final() -> None:
+    failed = status.invalid(VideoJobStatus(), 1, "the stages' dependencies form a cycle", NOW)
+
+    assert failed.phase == Phase.FAILED
+    assert failed.start_time == NOW  # makes the spec immutable
+    condition = next(c for c in failed.conditions if c.type == "Failed")
+    assert (condition.reason, condition.status) == ("InvalidSpec", "True")

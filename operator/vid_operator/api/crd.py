@@ -36,7 +36,7 @@ _FIELD_RULES: dict[str, list[dict[str, str]]] = {
     "spec.resolution": [
         {
             # Guarded by the shape check so a malformed value gets only that message.
-            "rule": "!self.matches('^[0-9]+x[0-9]+$')"
+            "rule": "!self.matches('^[0-9]{1,4}x[0-9]{1,4}$')"
             " || (int(self.split('x')[0]) % 2 == 0 && int(self.split('x')[1]) % 2 == 0)",
             "message": "resolution must be WIDTHxHEIGHT with even numbers (H.264 needs them),"
             " e.g. 1280x720",

@@ -153,7 +153,9 @@ class VideoJobSpec(CamelModel):
     """What the video is about. Required, not blank."""
     duration_seconds: int = Field(default=30, ge=1, le=600)
     """Length of the final video in seconds."""
-    resolution: str = Field(default="1280x720", pattern=r"^[1-9][0-9]{1,3}x[1-9][0-9]{1,3}$")
+    resolution: str = Field(
+        default="1280x720", max_length=9, pattern=r"^[1-9][0-9]{1,3}x[1-9][0-9]{1,3}$"
+    )
     """Frame size as WIDTHxHEIGHT, e.g. 1280x720."""
     fps: int = Field(default=24, ge=1, le=60)
     """Frames per second."""
