@@ -71,6 +71,12 @@ def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # kopf would otherwise turn its own log lines into Events: extra writes.
     settings.posting.enabled = False
+    # Watch only our own Jobs and pods, filtered by the API server: the labels
+    # on the handlers alone filter client-side, after every pod in the
+    # cluster has been sent to us.
+    selector = f"{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY}"
+    settings.watching.label_selectors["batch", "jobs"] = selector
+    settings.watching.label_selectors["", "pods"] = selector
     memo["state"] = State(config=config.load(), kube=Kube(api_client()))
 
 
