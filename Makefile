@@ -52,8 +52,9 @@ lint: venv ## ruff, mypy --strict, and import-linter (pure modules stay pure)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-crds: venv ## Regenerate crds/ from the pydantic models in vid_operator.api.models
+crds: venv ## Regenerate crds/ and the chart's CRD template from the pydantic models
 	$(BIN)/python -m vid_operator.api.crd > crds/videojobs.vidop.io.yaml
+	$(BIN)/python -m vid_operator.api.crd --chart > charts/vid-operator/templates/crd.yaml
 
 controlplane-gomod: ## Regenerate hack/controlplane/go.mod for K8S_VERSION (default: the current one)
 	hack/controlplane/gen-gomod.sh $${K8S_VERSION:-$$(awk '$$1 == "k8s.io/kubernetes" {print $$2}' hack/controlplane/go.mod)}

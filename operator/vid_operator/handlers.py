@@ -10,9 +10,10 @@ asyncio lock (first come, first served) serialises reconciles; under it the
 indexes are copied on the loop thread (kopf changes them there) and the
 blocking API calls then run in a worker thread on that snapshot.
 
-Only ``on.event`` handlers and a timer are used, so kopf writes nothing of its
-own to the VideoJobs (no progress annotations, no finalizers): deleting a
-VideoJob is never blocked by the operator.
+Only ``on.event`` handlers are used (and our own resync loop, not a kopf
+timer), so kopf writes nothing of its own to the VideoJobs (no progress
+annotations, no finalizers): deleting a VideoJob is never blocked by the
+operator.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ class State:
     """The last status written: index bodies may predate our own writes."""
     ttl: dict[str, tuple[int, asyncio.TimerHandle]] = field(default_factory=dict)
     """The pending TTL deletion: (its ttlSecondsAfterFinished, the timer)."""
+    unfinished: set[tuple[str, str]] = field(default_factory=set)
+    """VideoJobs the resync loop visits: not yet Succeeded or Failed."""
+    indexes: Mapping[str, Any] | None = None
+    """kopf's indexes, as the handlers receive them (the same objects each time)."""
+    resync_task: asyncio.Task[None] | None = None
 
 
 def _now() -> str:
@@ -71,6 +77,9 @@ def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # kopf would otherwise turn its own log lines into Events: extra writes.
     settings.posting.enabled = False
+    # No watching of CRDs and namespaces for new resources: the resources are
+    # known, and the chart's RBAC grants nothing of the kind.
+    settings.scanning.disabled = True
     # Watch only our own Jobs and pods, filtered by the API server: the labels
     # on the handlers alone filter client-side, after every pod in the
     # cluster has been sent to us.
@@ -125,6 +134,7 @@ async def videojob_changed(
             if pending:
                 pending[1].cancel()
         state.locks.pop((str(namespace), name), None)
+        state.unfinished.discard((str(namespace), name))
         return
     await reconcile(str(namespace), name, state, indexes)
 
@@ -152,14 +162,29 @@ async def pod_changed(namespace: str | None, meta: kopf.Meta, memo: Any, **index
         await reconcile(str(namespace), owner, memo["state"], indexes)
 
 
-@kopf.timer(
-    *VIDEOJOBS,
-    interval=RESYNC_SECONDS,
-    idle=RESYNC_SECONDS,
-    when=lambda status, **_: status.get("phase") not in FINISHED,
-)
-async def resync(namespace: str | None, name: str, memo: Any, **indexes: Any) -> None:
-    await reconcile(str(namespace), name, memo["state"], indexes)
+@kopf.on.startup()
+async def start_resync(memo: Any, **_: Any) -> None:
+    state: State = memo["state"]
+    state.resync_task = asyncio.get_running_loop().create_task(_resync(state))
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: Any, **_: Any) -> None:
+    state: State = memo["state"]
+    if state.resync_task:
+        state.resync_task.cancel()
+
+
+async def _resync(state: State) -> None:
+    """Reconcile unfinished VideoJobs every RESYNC_SECONDS. Our own loop, not a
+    kopf timer: kopf puts a finalizer on objects with timers, which would be a
+    write to the VideoJob's metadata and block its deletion."""
+    while True:
+        await asyncio.sleep(RESYNC_SECONDS)
+        if state.indexes is None:
+            continue
+        for namespace, name in sorted(state.unfinished):
+            await reconcile(namespace, name, state, state.indexes)
 
 
 def _lock(state: State, namespace: str | None, name: str) -> asyncio.Lock:
@@ -168,10 +193,12 @@ def _lock(state: State, namespace: str | None, name: str) -> asyncio.Lock:
 
 async def reconcile(namespace: str, name: str, state: State, indexes: Mapping[str, Any]) -> None:
     """Bring one VideoJob a step closer to done and write what changed."""
+    state.indexes = indexes
     async with _lock(state, namespace, name):
         # Read under the lock, on the loop thread: the newest the watch gave.
         bodies = list(indexes["videojob_bodies"].get((namespace, name), []))
         if not bodies or bodies[0]["metadata"].get("deletionTimestamp"):
+            state.unfinished.discard((namespace, name))
             return
         body = bodies[0]
         uid = body["metadata"]["uid"]
@@ -193,6 +220,11 @@ async def reconcile(namespace: str, name: str, state: State, indexes: Mapping[st
             # The resync timer tries again; the error's body is not logged,
             # as it may repeat what the request carried.
             logger.warning("reconcile failed, will retry", status=error.status, reason=error.reason)
+        written = state.written.get(uid) or body.get("status") or {}
+        if written.get("phase") in FINISHED:
+            state.unfinished.discard((namespace, name))
+        else:
+            state.unfinished.add((namespace, name))
         _schedule_ttl(body, state, logger)
 
 

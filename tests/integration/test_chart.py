@@ -1,0 +1,264 @@
+"""The Helm chart: values schema, rendered switches, server-side dry-run, and
+least-privilege RBAC shown for real by running the operator with the chart's
+ServiceAccount token and configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.support import Cluster, wait_until
+from vid_operator import config
+from vid_operator.api import crd
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "vid-operator"
+
+
+def _helm(bin_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(bin_dir / "helm"), *args], capture_output=True, text=True, check=check, timeout=120
+    )
+
+
+def _render(bin_dir: Path, *sets: str, namespace: str = "vid-operator") -> list[dict[str, Any]]:
+    args = ["template", "vidop", str(CHART), "--namespace", namespace]
+    for value in sets:
+        args += ["--set", value]
+    rendered = _helm(bin_dir, *args).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def _kinds(documents: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    return sorted((d["kind"], d["metadata"].get("namespace")) for d in documents)
+
+
+def _config(documents: list[dict[str, Any]]) -> config.OperatorConfig:
+    (configmap,) = [d for d in documents if d["kind"] == "ConfigMap"]
+    return config.from_mapping(yaml.safe_load(configmap["data"]["config.yaml"]))
+
+
+def test_lint_passes_and_a_typo_in_values_is_refused(cluster: Cluster) -> None:
+    assert _helm(cluster.bin_dir, "lint", str(CHART)).returncode == 0
+
+    typo = _helm(cluster.bin_dir, "template", "x", str(CHART), "--set", "imagee.tag=1", check=False)
+
+    assert typo.returncode != 0
+    assert "additional properties 'imagee' not allowed" in typo.stderr
+
+
+def test_chart_version_follows_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    package = next(
+        line.split('"')[1]
+        for line in (ROOT / "pyproject.toml").read_text().splitlines()
+        if line.startswith("version = ")
+    )
+
+    assert chart["version"] == chart["appVersion"] == package
+
+
+def test_crd_template_is_the_generated_one() -> None:
+    template = (CHART / "templates" / "crd.yaml").read_text()
+
+    assert template == crd.render_chart_template(), "run `make crds`"
+
+
+def test_default_install_is_cluster_wide_with_the_built_in_gpu_placement(cluster: Cluster) -> None:
+    documents = _render(cluster.bin_dir)
+
+    assert ("ClusterRole", None) in _kinds(documents)
+    assert not [d for d in documents if d["kind"] in ("Role", "PriorityClass")]
+    configured = _config(documents)
+    assert configured.watch_namespaces == []
+    assert configured.gpu.node_selector == {"nvidia.com/gpu.present": "true"}
+    assert configured.priority_classes == {"high": None, "default": None, "low": None}
+    (crd_document,) = [d for d in documents if d["kind"] == "CustomResourceDefinition"]
+    assert crd_document["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+
+
+def test_namespace_mode_has_roles_only_in_the_watched_namespaces(cluster: Cluster) -> None:
+    documents = _render(cluster.bin_dir, "watchNamespaces={media,batch-a}")
+
+    kinds = _kinds(documents)
+    assert not [k for k in kinds if k[0].startswith("Cluster")]
+    assert ("Role", "media") in kinds and ("Role", "batch-a") in kinds
+    assert ("RoleBinding", "media") in kinds and ("RoleBinding", "batch-a") in kinds
+    assert _config(documents).watch_namespaces == ["media", "batch-a"]
+
+
+def test_priority_classes_are_created_and_mapped_only_when_asked(cluster: Cluster) -> None:
+    documents = _render(cluster.bin_dir, "priorityClasses.create=true")
+
+    classes = {d["metadata"]["name"]: d["value"] for d in documents if d["kind"] == "PriorityClass"}
+    assert classes == {
+        "vid-operator-high": 1000,
+        "vid-operator-default": 0,
+        "vid-operator-low": -10,
+    }
+    assert _config(documents).priority_classes["high"] == "vid-operator-high"
+
+
+def test_stage_values_reach_the_operator_configuration(cluster: Cluster) -> None:
+    documents = _render(
+        cluster.bin_dir, "stages.video_gen.gpus=4", "stages.video_gen.image=me/video:2"
+    )
+
+    video = _config(documents).stages["video_gen"]
+    assert (video.gpus, video.image) == (4, "me/video:2")
+    assert video.backoff_limit == 3  # built-in default kept
+
+
+def test_operator_pod_is_hardened(cluster: Cluster) -> None:
+    (deployment,) = [d for d in _render(cluster.bin_dir) if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize(
+    "sets", [(), ("watchNamespaces={default}",), ("priorityClasses.create=true", "crds.keep=false")]
+)
+def test_rendered_manifests_pass_server_side_dry_run(
+    cluster: Cluster, namespace: str, sets: tuple[str, ...]
+) -> None:
+    documents = _render(cluster.bin_dir, *sets, namespace=namespace)
+
+    result = cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": documents}),
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def operator_identity(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[str]:
+    """The chart's namespace-mode RBAC, ServiceAccount and configuration
+    installed for `namespace`, and a kubeconfig holding that account's token."""
+    documents = _render(
+        cluster.bin_dir,
+        f"watchNamespaces={{{namespace}}}",
+        "s3.credentialsSecret=",
+        namespace=namespace,
+    )
+    wanted = [
+        d
+        for d in documents
+        if d["kind"]
+        in ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "CustomResourceDefinition")
+    ]
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": wanted}),
+    )
+    (account,) = [d["metadata"]["name"] for d in wanted if d["kind"] == "ServiceAccount"]
+    token = (
+        client.CoreV1Api(cluster.api)
+        .create_namespaced_service_account_token(
+            account, namespace, {"spec": {"expirationSeconds": 3600}}
+        )
+        .status.token
+    )
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    admin["users"] = [{"name": "operator", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "operator"
+    kubeconfig = tmp_path / "operator.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(admin))
+    (configmap,) = [d for d in wanted if d["kind"] == "ConfigMap"]
+    (tmp_path / "config.yaml").write_text(configmap["data"]["config.yaml"])
+    yield f"system:serviceaccount:{namespace}:{account}"
+
+
+def test_the_charts_rbac_is_enough_to_run_a_videojob_and_no_more(
+    cluster: Cluster, namespace: str, operator_identity: str, tmp_path: Path
+) -> None:
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
+    )
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(tmp_path / "operator.kubeconfig"),
+        "VIDOP_CONFIG": str(tmp_path / "config.yaml"),
+    }
+    log = tmp_path / "operator.log"
+    with log.open("wb") as output:
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "vid_operator", "--liveness=http://127.0.0.1:0/healthz"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        cluster.kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": "vidop.io/v1alpha1",
+                    "kind": "VideoJob",
+                    "metadata": {"name": "least-privilege"},
+                    "spec": {"prompt": "a cat", "ttlSecondsAfterFinished": 3600},
+                }
+            ),
+        )
+
+        def phase() -> str | None:
+            obj = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+                "vidop.io", "v1alpha1", namespace, "videojobs", "least-privilege"
+            )
+            return obj.get("status", {}).get("phase")  # type: ignore[no-any-return]
+
+        assert wait_until(
+            "the VideoJob to succeed under the chart's RBAC",
+            lambda: phase() == "Succeeded",
+            timeout=90,
+        )
+    finally:
+        operator.terminate()
+        operator.wait(timeout=15)
+    assert "Forbidden" not in log.read_text() and "403" not in log.read_text()
+
+    def can(*args: str) -> bool:
+        result = cluster.kubectl("auth", "can-i", f"--as={operator_identity}", *args, check=False)
+        return result.stdout.strip() == "yes"
+
+    assert can("create", "jobs.batch", "-n", namespace)
+    assert can("patch", "videojobs.vidop.io", "--subresource=status", "-n", namespace)
+    assert not can("get", "secrets", "-n", namespace)
+    assert not can("list", "secrets", "-n", namespace)
+    assert not can("update", "videojobs.vidop.io", "-n", namespace)  # spec belongs to git
+    assert not can("delete", "jobs.batch", "-n", namespace)
+    assert not can("create", "deployments.apps", "-n", namespace)
+    assert not can("create", "pods", "-n", namespace)
+    assert not can("list", "jobs.batch", "-n", "default")  # another namespace
+    assert not can("list", "videojobs.vidop.io", "--all-namespaces")
