@@ -46,11 +46,13 @@ test-unit: venv ## Run the tests that need no cluster
 test-integration: venv tools ## Run the integration tests against `make cluster-up`'s cluster
 	VIDOP_USE_EXISTING_CLUSTER=1 KUBECONFIG=$(VIDOP_CLUSTER_DIR)/kubeconfig $(BIN)/pytest tests/integration
 
-lint: venv ## ruff, mypy --strict, and import-linter (pure modules stay pure)
+lint: venv ## ruff, mypy --strict, import-linter, hadolint, helm lint
 	$(BIN)/ruff check operator tests
 	$(BIN)/ruff format --check operator tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+	"$$(PYTHON=$(BIN)/python bash hack/tools.sh)/helm" lint --strict charts/vid-operator
 
 crds: venv ## Regenerate crds/ and the chart's CRD template from the pydantic models
 	$(BIN)/python -m vid_operator.api.crd > crds/videojobs.vidop.io.yaml

@@ -262,3 +262,71 @@ def test_the_charts_rbac_is_enough_to_run_a_videojob_and_no_more(
     assert not can("create", "pods", "-n", namespace)
     assert not can("list", "jobs.batch", "-n", "default")  # another namespace
     assert not can("list", "videojobs.vidop.io", "--all-namespaces")
+
+
+def test_install_upgrade_and_uninstall(cluster: Cluster, namespace: str) -> None:
+    release = f"r{namespace[-6:]}"
+    helm = ["--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace]
+    # The CRD may already belong to another test's kubectl apply; this release
+    # leaves it alone (the CRD template is checked by rendering above).
+    common = [
+        "--set",
+        "crds.install=false",
+        "--set",
+        "priorityClasses.create=true",
+        "--set",
+        f"priorityClasses.high.name={release}-high",
+        "--set",
+        f"priorityClasses.default.name={release}-default",
+        "--set",
+        f"priorityClasses.low.name={release}-low",
+    ]
+    apps = client.AppsV1Api(cluster.api)
+    core = client.CoreV1Api(cluster.api)
+    scheduling = client.SchedulingV1Api(cluster.api)
+
+    _helm(
+        cluster.bin_dir,
+        "install",
+        release,
+        str(CHART),
+        *helm,
+        *common,
+        "--wait",
+        "--timeout",
+        "90s",
+    )
+    deployment = apps.read_namespaced_deployment(f"{release}-vid-operator", namespace)
+    assert deployment.status.ready_replicas == 1  # on a kwok node
+    before = deployment.spec.template.metadata.annotations["checksum/config"]
+
+    _helm(
+        cluster.bin_dir,
+        "upgrade",
+        release,
+        str(CHART),
+        *helm,
+        *common,
+        "--set",
+        "s3.bucket=other-bucket",
+        "--wait",
+        "--timeout",
+        "90s",
+    )
+    configmap = core.read_namespaced_config_map(f"{release}-vid-operator", namespace)
+    assert "other-bucket" in configmap.data["config.yaml"]
+    deployment = apps.read_namespaced_deployment(f"{release}-vid-operator", namespace)
+    assert deployment.spec.template.metadata.annotations["checksum/config"] != before
+
+    _helm(cluster.bin_dir, "uninstall", release, *helm, "--wait", "--timeout", "90s")
+    assert not apps.list_namespaced_deployment(namespace).items
+    assert not [
+        c
+        for c in core.list_namespaced_config_map(namespace).items
+        if c.metadata.name.startswith(release)
+    ]
+    assert not [
+        p for p in scheduling.list_priority_class().items if p.metadata.name.startswith(release)
+    ]
+    rbac = client.RbacAuthorizationV1Api(cluster.api)
+    assert not [r for r in rbac.list_cluster_role().items if r.metadata.name.startswith(release)]

@@ -574,3 +574,25 @@ def test_a_new_videojob_of_a_deleted_ones_name_runs_afresh(
     assert new["metadata"]["uid"] != old["metadata"]["uid"]
     owners = {j.metadata.owner_references[0].uid for j in _jobs(cluster, namespace)}
     assert owners == {new["metadata"]["uid"]}
+
+
+def test_gitops_reapply_finds_no_conflict_and_no_drift(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    manifest = json.dumps(_videojob("from-git"))
+    gitops = ["--server-side", "--field-manager=argocd-controller", "-n", namespace, "-f", "-"]
+    cluster.kubectl("apply", *gitops, input=manifest)
+    _wait_phase(cluster, namespace, "from-git", "Succeeded")
+
+    # Re-applying what git holds: no conflict (no --force-conflicts) and no change.
+    cluster.kubectl("apply", *gitops, input=manifest)
+    diff = cluster.kubectl("diff", *gitops, input=manifest, check=False)
+    assert diff.returncode == 0, diff.stdout
+    managers = {
+        (m["manager"], m.get("subresource", ""))
+        for m in _get(cluster, namespace, "from-git")["metadata"]["managedFields"]
+    }
+    # The operator's only fields are in the status subresource.
+    assert {m for m in managers if m[0] != "argocd-controller"} <= {
+        (manager, "status") for manager, _ in managers
+    }

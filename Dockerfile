@@ -1,0 +1,17 @@
+# The operator image. Built elsewhere (there is no Docker engine where we
+# develop); `make lint` checks this file with hadolint.
+FROM python:3.11.11-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+RUN pip install --no-cache-dir --no-compile --prefix=/install .
+
+FROM python:3.11.11-slim-bookworm
+# Same uid/gid as the chart's securityContext.
+RUN groupadd --system --gid 10001 vidop \
+ && useradd --system --uid 10001 --gid vidop --no-create-home --shell /usr/sbin/nologin vidop
+COPY --from=build /install /usr/local
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["vid-operator"]

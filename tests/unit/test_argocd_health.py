@@ -1,0 +1,81 @@
+"""The Argo CD health check (Lua) read from the chart and run by a real Lua
+interpreter against VideoJob objects shaped as the operator writes them."""
+
+from pathlib import Path
+from typing import Any
+
+import lupa
+import pytest
+
+from vid_operator.api.models import Condition, Phase, VideoJobStatus
+
+SCRIPT = (
+    Path(__file__).resolve().parents[2]
+    / "charts"
+    / "vid-operator"
+    / "argocd"
+    / "videojob-health.lua"
+).read_text()
+
+
+def _health(obj: dict[str, Any]) -> tuple[str, str]:
+    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    # Argo CD runs the script as a chunk whose return value is the health.
+    result = lua.execute(SCRIPT)
+    return result["status"], result["message"]
+
+
+def _videojob(status: VideoJobStatus | None) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "vidop.io/v1alpha1",
+        "kind": "VideoJob",
+        "metadata": {"name": "x"},
+        "spec": {"prompt": "p"},
+    }
+    if status is not None:
+        obj["status"] = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return obj
+
+
+def _condition(kind: str, message: str) -> Condition:
+    return Condition(
+        type=kind,
+        status="True",
+        reason="R",
+        message=message,
+        last_transition_time="2026-11-22T06:00:00Z",
+    )
+
+
+@pytest.mark.parametrize(
+    ("phase", "health"),
+    [
+        (Phase.PENDING, "Progressing"),
+        (Phase.RUNNING, "Progressing"),
+        (Phase.SUCCEEDED, "Healthy"),
+        (Phase.FAILED, "Degraded"),
+        (Phase.SUSPENDED, "Suspended"),
+    ],
+)
+def test_each_phase_maps_to_its_health(phase: Phase, health: str) -> None:
+    assert _health(_videojob(VideoJobStatus(phase=phase, progress="2/4")))[0] == health
+
+
+def test_no_status_yet_is_progressing() -> None:
+    assert _health(_videojob(None))[0] == "Progressing"
+
+
+def test_failure_and_waiting_messages_come_from_the_conditions() -> None:
+    failed = VideoJobStatus(
+        phase=Phase.FAILED,
+        conditions=[_condition("Failed", "stage voice_gen: BackoffLimitExceeded")],
+    )
+    waiting = VideoJobStatus(
+        phase=Phase.RUNNING,
+        stage="video_gen",
+        conditions=[_condition("Unschedulable", "stage video_gen: waiting for a node")],
+    )
+
+    assert _health(_videojob(failed)) == ("Degraded", "stage voice_gen: BackoffLimitExceeded")
+    assert _health(_videojob(waiting)) == ("Progressing", "stage video_gen: waiting for a node")
