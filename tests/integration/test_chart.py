@@ -267,11 +267,10 @@ def test_the_charts_rbac_is_enough_to_run_a_videojob_and_no_more(
 def test_install_upgrade_and_uninstall(cluster: Cluster, namespace: str) -> None:
     release = f"r{namespace[-6:]}"
     helm = ["--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace]
-    # The CRD may already belong to another test's kubectl apply; this release
-    # leaves it alone (the CRD template is checked by rendering above).
+    # The CRD may already be there from another test's kubectl apply: the
+    # release takes it over, as an upgrade from a hand-installed CRD would.
     common = [
-        "--set",
-        "crds.install=false",
+        "--take-ownership",
         "--set",
         "priorityClasses.create=true",
         "--set",
@@ -318,7 +317,28 @@ def test_install_upgrade_and_uninstall(cluster: Cluster, namespace: str) -> None
     deployment = apps.read_namespaced_deployment(f"{release}-vid-operator", namespace)
     assert deployment.spec.template.metadata.annotations["checksum/config"] != before
 
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "vidop.io/v1alpha1",
+                "kind": "VideoJob",
+                "metadata": {"name": "stays"},
+                "spec": {"prompt": "kept across uninstall", "suspend": True},
+            }
+        ),
+    )
+
     _helm(cluster.bin_dir, "uninstall", release, *helm, "--wait", "--timeout", "90s")
+
+    # What stays: the CRD (resource policy keep) and so the VideoJobs.
+    assert cluster.kubectl("get", "crd", "videojobs.vidop.io", check=False).returncode == 0
+    assert cluster.kubectl("get", "vj", "stays", "-n", namespace, check=False).returncode == 0
+    # What goes: everything else the release made.
     assert not apps.list_namespaced_deployment(namespace).items
     assert not [
         c
