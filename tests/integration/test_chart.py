@@ -38,6 +38,24 @@ def _render(bin_dir: Path, *sets: str, namespace: str = "vid-operator") -> list[
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
+def _apply_videojob(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "vidop.io/v1alpha1",
+                "kind": "VideoJob",
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+        ),
+    )
+
+
 def _kinds(documents: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
     return sorted((d["kind"], d["metadata"].get("namespace")) for d in documents)
 
@@ -216,20 +234,11 @@ def test_the_charts_rbac_is_enough_to_run_a_videojob_and_no_more(
             env=env,
         )
     try:
-        cluster.kubectl(
-            "apply",
-            "-n",
+        _apply_videojob(
+            cluster,
             namespace,
-            "-f",
-            "-",
-            input=json.dumps(
-                {
-                    "apiVersion": "vidop.io/v1alpha1",
-                    "kind": "VideoJob",
-                    "metadata": {"name": "least-privilege"},
-                    "spec": {"prompt": "a cat", "ttlSecondsAfterFinished": 3600},
-                }
-            ),
+            "least-privilege",
+            {"prompt": "a cat", "ttlSecondsAfterFinished": 3600},
         )
 
         def phase() -> str | None:
@@ -317,20 +326,8 @@ def test_install_upgrade_and_uninstall(cluster: Cluster, namespace: str) -> None
     deployment = apps.read_namespaced_deployment(f"{release}-vid-operator", namespace)
     assert deployment.spec.template.metadata.annotations["checksum/config"] != before
 
-    cluster.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "vidop.io/v1alpha1",
-                "kind": "VideoJob",
-                "metadata": {"name": "stays"},
-                "spec": {"prompt": "kept across uninstall", "suspend": True},
-            }
-        ),
+    _apply_videojob(
+        cluster, namespace, "stays", {"prompt": "kept across uninstall", "suspend": True}
     )
 
     _helm(cluster.bin_dir, "uninstall", release, *helm, "--wait", "--timeout", "90s")

@@ -12,6 +12,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -135,43 +136,26 @@ def generate(folder: Path, clients: dict[str, tuple[str, str | None]]) -> Cluste
     ca_cert = _issue(ca_name, ca_key, None, is_ca=True)
     ca = _write_pair(folder, "ca", ca_cert, ca_key)
 
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_names = [
-        "127.0.0.1",
-        "localhost",
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local",
-    ]
-    apiserver = _write_pair(
-        folder,
-        "apiserver",
-        _issue(_name("kube-apiserver"), server_key, (ca_name, ca_key), server_names=server_names),
-        server_key,
-    )
+    def signed_pair(stem: str, subject: x509.Name, **usage: Any) -> KeyPair:
+        key = ec.generate_private_key(ec.SECP256R1())
+        return _write_pair(folder, stem, _issue(subject, key, (ca_name, ca_key), **usage), key)
 
-    etcd_key = ec.generate_private_key(ec.SECP256R1())
-    etcd = _write_pair(
-        folder,
-        "etcd",
-        _issue(
-            _name("etcd"),
-            etcd_key,
-            (ca_name, ca_key),
-            server_names=["127.0.0.1", "localhost"],
-            client=True,
-        ),
-        etcd_key,
+    apiserver = signed_pair(
+        "apiserver",
+        _name("kube-apiserver"),
+        server_names=[
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ],
     )
-    etcd_client_key = ec.generate_private_key(ec.SECP256R1())
-    etcd_client = _write_pair(
-        folder,
-        "apiserver-etcd-client",
-        _issue(
-            _name("kube-apiserver-etcd-client"), etcd_client_key, (ca_name, ca_key), client=True
-        ),
-        etcd_client_key,
+    # etcd's pair serves clients and authenticates it to its peers.
+    etcd = signed_pair("etcd", _name("etcd"), server_names=["127.0.0.1", "localhost"], client=True)
+    etcd_client = signed_pair(
+        "apiserver-etcd-client", _name("kube-apiserver-etcd-client"), client=True
     )
 
     sa_key = ec.generate_private_key(ec.SECP256R1())
@@ -184,9 +168,8 @@ def generate(folder: Path, clients: dict[str, tuple[str, str | None]]) -> Cluste
         )
     )
 
-    client_pairs = {}
-    for stem, (user, group) in clients.items():
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _issue(_name(user, group), key, (ca_name, ca_key), client=True)
-        client_pairs[stem] = _write_pair(folder, stem, cert, key)
+    client_pairs = {
+        stem: signed_pair(stem, _name(user, group), client=True)
+        for stem, (user, group) in clients.items()
+    }
     return ClusterPKI(ca, apiserver, etcd, etcd_client, sa_key_path, sa_pub_path, client_pairs)
