@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ import pytest
 from kubernetes import client
 
 from vid_operator.devcluster import DevCluster
+
+CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "videojobs.vidop.io.yaml"
 
 
 @dataclass
@@ -34,6 +37,22 @@ class Cluster:
             text=True,
             check=check,
             timeout=120,
+        )
+
+    def apply(
+        self, manifest: dict[str, Any], namespace: str | None = None, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """``kubectl apply`` of one manifest (extra flags in ``args``)."""
+        where = ["-n", namespace] if namespace else []
+        return self.kubectl(
+            "apply", *where, *args, "-f", "-", input=json.dumps(manifest), check=check
+        )
+
+    def install_videojob_crd(self) -> None:
+        """The generated CRD, applied and Established."""
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+        self.kubectl(
+            "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
         )
 
 

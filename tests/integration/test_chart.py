@@ -4,7 +4,6 @@ ServiceAccount token and configuration."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -39,20 +38,14 @@ def _render(bin_dir: Path, *sets: str, namespace: str = "vid-operator") -> list[
 
 
 def _apply_videojob(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
-    cluster.kubectl(
-        "apply",
-        "-n",
+    cluster.apply(
+        {
+            "apiVersion": "vidop.io/v1alpha1",
+            "kind": "VideoJob",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
         namespace,
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "vidop.io/v1alpha1",
-                "kind": "VideoJob",
-                "metadata": {"name": name},
-                "spec": spec,
-            }
-        ),
     )
 
 
@@ -160,12 +153,10 @@ def test_rendered_manifests_pass_server_side_dry_run(
 ) -> None:
     documents = _render(cluster.bin_dir, *sets, namespace=namespace)
 
-    result = cluster.kubectl(
-        "apply",
+    result = cluster.apply(
+        {"apiVersion": "v1", "kind": "List", "items": documents},
+        None,
         "--dry-run=server",
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": documents}),
         check=False,
     )
 
@@ -188,13 +179,11 @@ def operator_identity(cluster: Cluster, namespace: str, tmp_path: Path) -> Itera
         if d["kind"]
         in ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "CustomResourceDefinition")
     ]
-    cluster.kubectl(
-        "apply",
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "List", "items": wanted},
+        None,
         "--server-side",
         "--force-conflicts",
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": wanted}),
     )
     (account,) = [d["metadata"]["name"] for d in wanted if d["kind"] == "ServiceAccount"]
     token = (

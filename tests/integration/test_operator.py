@@ -111,29 +111,15 @@ class socket_port:
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        str(ROOT / "crds" / "videojobs.vidop.io.yaml"),
-    )
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
-    )
+    cluster.install_videojob_crd()
     for name, value in (("vid-operator-high", 1000), ("vid-operator-low", -10)):
-        cluster.kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=json.dumps(
-                {
-                    "apiVersion": "scheduling.k8s.io/v1",
-                    "kind": "PriorityClass",
-                    "metadata": {"name": name},
-                    "value": value,
-                }
-            ),
+        cluster.apply(
+            {
+                "apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass",
+                "metadata": {"name": name},
+                "value": value,
+            }
         )
     running = Operator(cluster, tmp_path_factory.mktemp("operator"))
     running.start()
@@ -155,7 +141,7 @@ def _videojob(name: str, run_time: str = "200ms", **spec: Any) -> dict[str, Any]
 
 
 def _apply(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    cluster.apply(manifest, namespace)
 
 
 def _get(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,15 +13,10 @@ from tests.support import Cluster
 
 pytestmark = pytest.mark.cluster
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "videojobs.vidop.io.yaml"
-
 
 @pytest.fixture(scope="module")
 def videojob_crd(cluster: Cluster) -> Iterator[None]:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
-    )
+    cluster.install_videojob_crd()
     yield
 
 
@@ -37,9 +31,7 @@ def _videojob(name: str, **spec: Any) -> dict[str, Any]:
 
 def _apply(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> str:
     """kubectl apply; returns what kubectl printed to stderr when it refused."""
-    result = cluster.kubectl(
-        "apply", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False
-    )
+    result = cluster.apply(manifest, namespace, check=False)
     return "" if result.returncode == 0 else result.stderr
 
 

@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -474,14 +474,3 @@ def _write_kubeconfig(path: Path, server: str, ca: Path, client_pair: pki.KeyPai
     }
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
-
-
-@contextlib.contextmanager
-def running(root: Path, bin_dir: Path | None = None) -> Iterator[DevCluster]:
-    """A cluster for the duration of a ``with`` block."""
-    cluster = DevCluster(root, bin_dir)
-    cluster.up()
-    try:
-        yield cluster
-    finally:
-        cluster.down()
