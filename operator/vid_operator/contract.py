@@ -31,6 +31,10 @@ ENV_S3_REGION = "AWS_DEFAULT_REGION"
 ENV_S3_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
 ENV_S3_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
 ENV_SCRATCH_DIR = "VIDOP_SCRATCH_DIR"
+ENV_TERMINATION_MESSAGE_PATH = "VIDOP_TERMINATION_MESSAGE_PATH"
+"""Where the stage writes its summary: the container's ``terminationMessagePath``,
+named in the environment too so a runtime that maps paths (the local node) can
+point it elsewhere."""
 
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 SCRATCH_DIR = "/scratch"

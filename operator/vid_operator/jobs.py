@@ -91,6 +91,7 @@ def _environment(
         },
         {"name": contract.ENV_S3_REGION, "value": config.s3.region},
         {"name": contract.ENV_SCRATCH_DIR, "value": contract.SCRATCH_DIR},
+        {"name": contract.ENV_TERMINATION_MESSAGE_PATH, "value": contract.TERMINATION_MESSAGE_PATH},
     ]
     if config.s3.endpoint_url:
         env.append({"name": contract.ENV_S3_ENDPOINT, "value": config.s3.endpoint_url})

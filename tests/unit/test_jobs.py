@@ -122,6 +122,10 @@ def test_pods_are_hardened_and_get_no_service_account_token() -> None:
     }
     assert {"name": "scratch", "emptyDir": {}} in pod["volumes"]
     assert container["terminationMessagePath"] == "/dev/termination-log"
+    # Named in the environment as well, so the local node can map it to a host file.
+    env = _env(_job("compositing"))
+    assert env["VIDOP_TERMINATION_MESSAGE_PATH"] == container["terminationMessagePath"]
+    assert env["VIDOP_SCRATCH_DIR"] == "/scratch"
 
 
 def test_stage_contract_environment_with_credentials_by_reference() -> None:

@@ -1,0 +1,1 @@
+"""vid-operator's reference stages (placeholder)."""
