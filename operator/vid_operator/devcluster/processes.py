@@ -33,7 +33,7 @@ class Started:
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child before exec: the kernel sends SIGTERM when the process
     # that started it exits, however it exits (a killed pytest included).
     libc = ctypes.CDLL(None, use_errno=True)
@@ -55,7 +55,7 @@ def start(name: str, argv: list[str], log_file: Path, *, detach: bool) -> Starte
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=None if detach else _die_with_parent,
+            preexec_fn=None if detach else die_with_parent,
         )
     _children[process.pid] = process
     return Started(name=name, pid=process.pid, executable=argv[0])
