@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.support import Cluster, wait_until
+from tests.support import Cluster, LocalNodeProcess, wait_until
 from vid_operator.devcluster import ClusterError, DevCluster, tools_bin_dir
 
 
@@ -73,3 +73,14 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     wait_until(f"the default ServiceAccount in {name}", has_default_sa)
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def local_node(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalNodeProcess]:
+    """The local node (one simulated GPU), for tests whose pods must really run."""
+    node = LocalNodeProcess(cluster, tmp_path_factory.mktemp("local-node"))
+    node.start()
+    yield node
+    node.stop()

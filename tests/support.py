@@ -1,15 +1,22 @@
-"""Helpers the tests share: the handle on the cluster and polling with a deadline."""
+"""Helpers the tests share: the handle on the cluster, the operator and the
+local node as processes, and polling with a deadline."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from vid_operator.devcluster import DevCluster
@@ -54,6 +61,144 @@ class Cluster:
         self.kubectl(
             "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
         )
+
+
+def _launch(
+    module_and_args: list[str], log_file: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m <module> <args>`` with its output appended to ``log_file``."""
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", *module_and_args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL if it is still there after 15 s."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Operator:
+    """The operator as its own process, as it runs in a pod."""
+
+    def __init__(self, cluster: Cluster, folder: Path, configuration: dict[str, Any]) -> None:
+        self.cluster = cluster
+        self.folder = folder
+        self.log = folder / "operator.log"
+        self.config = folder / "config.yaml"
+        self.config.write_text(yaml.safe_dump(configuration))
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        with socket_port() as port:
+            self.port = port
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "VIDOP_CONFIG": str(self.config),
+        }
+        self.process = _launch(
+            ["vid_operator", f"--liveness=http://127.0.0.1:{self.port}/healthz"], self.log, env
+        )
+        wait_until("the operator's liveness endpoint", self.alive, timeout=30)
+
+    def alive(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            pytest.fail(f"the operator exited; see {self.log}")
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/healthz", timeout=1
+            ) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+class socket_port:
+    """A free loopback port, chosen by binding port 0."""
+
+    def __enter__(self) -> int:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        port: int = self.sock.getsockname()[1]
+        return port
+
+    def __exit__(self, *_: object) -> None:
+        self.sock.close()
+
+
+class LocalNodeProcess:
+    """``python -m vid_operator.devcluster.localnode``: the Node that runs its
+    pods as host processes. Tainted, so only pods that ask for it land there."""
+
+    NAME = "vidop-local"
+    TAINT = "vidop.io/local-node"
+
+    def __init__(self, cluster: Cluster, folder: Path, gpus: int = 1) -> None:
+        self.cluster = cluster
+        self.folder = folder
+        self.log = folder / "local-node.log"
+        self.gpus = gpus
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = _launch(
+            [
+                "vid_operator.devcluster.localnode",
+                f"--kubeconfig={self.cluster.kubeconfig}",
+                f"--root={self.folder}",
+                f"--name={self.NAME}",
+                f"--gpus={self.gpus}",
+                f"--taint={self.TAINT}=true:NoSchedule",
+            ],
+            self.log,
+        )
+        core = client.CoreV1Api(self.cluster.api)
+        wait_until("the local node to be Ready", self.ready, timeout=30)
+        assert core.read_node(self.NAME).metadata.labels["vidop.io/local-node"] == "true"
+
+    def ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            pytest.fail(f"the local node exited; see {self.log}")
+        try:
+            node = client.CoreV1Api(self.cluster.api).read_node(self.NAME)
+        except client.ApiException:
+            return False
+        return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+    def placement(self) -> dict[str, Any]:
+        """What a pod (or a stage override) needs to run here."""
+        return {
+            "nodeSelector": {"vidop.io/local-node": "true"},
+            "tolerations": [
+                {"key": self.TAINT, "operator": "Exists", "effect": "NoSchedule"},
+                # It advertises a (simulated) GPU, so it carries the GPU taint too.
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+            ],
+        }
+
+    def stop(self) -> None:
+        _stop(self.process)
 
 
 def wait_until(what: str, check: Any, timeout: float = 60.0, interval: float = 0.2) -> Any:

@@ -4,109 +4,21 @@ run by the real Job controller on kwok nodes, status and Events out."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
-from tests.support import Cluster, wait_until
+from tests.support import Cluster, Operator, wait_until
 from vid_operator.devcluster import nodes
 
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("script_gen", "voice_gen", "video_gen", "compositing")
-
-
-class Operator:
-    """The operator as its own process, as it runs in a pod."""
-
-    def __init__(self, cluster: Cluster, folder: Path) -> None:
-        self.cluster = cluster
-        self.folder = folder
-        self.log = folder / "operator.log"
-        self.config = folder / "config.yaml"
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    # No S3 credentials in these tests: kwok does not run the stages.
-                    "s3": {"credentialsSecret": None, "bucket": "videos"},
-                }
-            )
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    def start(self) -> None:
-        with socket_port() as port:
-            self.port = port
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
-            "VIDOP_CONFIG": str(self.config),
-        }
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "vid_operator",
-                    f"--liveness=http://127.0.0.1:{self.port}/healthz",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        wait_until("the operator's liveness endpoint", self.alive, timeout=30)
-
-    def alive(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            pytest.fail(f"the operator exited; see {self.log}")
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}/healthz", timeout=1
-            ) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-class socket_port:
-    """A free loopback port, chosen by binding port 0."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        port: int = self.sock.getsockname()[1]
-        return port
-
-    def __exit__(self, *_: object) -> None:
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +33,12 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 "value": value,
             }
         )
-    running = Operator(cluster, tmp_path_factory.mktemp("operator"))
+    running = Operator(
+        cluster,
+        tmp_path_factory.mktemp("operator"),
+        # No S3 credentials in these tests: kwok does not run the stages.
+        {"s3": {"credentialsSecret": None, "bucket": "videos"}},
+    )
     running.start()
     yield running
     running.stop()
