@@ -28,6 +28,9 @@ from vid_operator.pipeline import Stage
 FINAL_STAGE_OUTPUTS = ("videoUri", "thumbnailUri", "durationSeconds")
 
 # Why a Job failed, in words, by the reason on its Failed condition.
+# A failed stage's last words, kept short: status stays small.
+MAX_FAILURE_CHARS = 256
+
 _FAILURE_WORDS = {
     "BackoffLimitExceeded": "failed on every retry (backoffLimit reached)",
     "PodFailurePolicy": "exited with code 2 (invalid input); not retried",
@@ -58,6 +61,8 @@ class ObservedPod:
     finished: bool = False
     """Its container has terminated (the summary, if any, is known)."""
     summary: dict[str, Any] | None = None
+    failure: str | None = None
+    """What a failed container said about why (its termination message)."""
 
 
 @dataclass
@@ -118,13 +123,17 @@ def observe_pod(pod: dict[str, Any]) -> ObservedPod:
             and condition.get("reason") == "Unschedulable"
         ):
             unschedulable = condition.get("message") or "no node fits the pod"
-    summary, finished = None, False
+    summary, finished, failure = None, False, None
     for container in pod.get("status", {}).get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated") or {}
         finished = finished or bool(terminated)
         if terminated.get("exitCode") == 0:
             summary = contract.parse_summary(terminated.get("message"))
-    return ObservedPod(unschedulable=unschedulable, finished=finished, summary=summary)
+        elif terminated and (said := (terminated.get("message") or "").strip()):
+            failure = said.splitlines()[-1][:MAX_FAILURE_CHARS]
+    return ObservedPod(
+        unschedulable=unschedulable, finished=finished, summary=summary, failure=failure
+    )
 
 
 def _stage_status(
@@ -145,7 +154,11 @@ def _stage_status(
     elif job.finished == "Failed":
         phase = Phase.FAILED
         words = _FAILURE_WORDS.get(job.reason or "", job.reason or "failed")
-        message = f"{job.reason}: {words}" + (f" ({job.message})" if job.message else "")
+        message = f"{job.reason}: {words}"
+        if pod and pod.failure:
+            message += f": {pod.failure}"
+        if job.message:
+            message += f" ({job.message})"
     elif job.suspended:
         phase = Phase.SUSPENDED
     elif job.finished == "Complete":

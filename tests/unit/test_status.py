@@ -220,6 +220,27 @@ def test_pod_observation_reads_the_summary_only_from_a_clean_exit() -> None:
     assert status.observe_pod(pod(0, "not json")).summary is None
 
 
+def test_a_failed_stage_reports_what_its_program_said() -> None:
+    def pod(code: int, message: str) -> dict[str, object]:
+        terminated = {"exitCode": code, "message": message}
+        return {"status": {"containerStatuses": [{"state": {"terminated": terminated}}]}}
+
+    assert status.observe_pod(pod(2, "log line\ninvalid input: no words\n")).failure == (
+        "invalid input: no words"
+    )
+    assert status.observe_pod(pod(1, "x" * 5000)).failure == "x" * status.MAX_FAILURE_CHARS
+    assert status.observe_pod(pod(0, "{}")).failure is None
+
+    plan = _plan(
+        {"script_gen": _job("script_gen", "Failed", failed=1, reason="PodFailurePolicy")},
+        pods={"script_gen": status.ObservedPod(finished=True, failure="invalid input: no words")},
+    )
+    message = plan.status.stages[0].message
+    assert message is not None
+    assert message.startswith("PodFailurePolicy: exited with code 2 (invalid input); not retried")
+    assert "invalid input: no words" in message
+
+
 def test_a_failed_videojob_suspends_the_stages_still_running() -> None:
     plan = _plan(
         {
