@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Where `make cluster-up` keeps the development cluster (kubeconfig, logs, PKI).
 export VIDOP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv tools cluster-up cluster-down cluster-status demo test test-unit \
+.PHONY: help venv tools system-deps cluster-up cluster-down cluster-status demo test test-unit \
         test-integration lint crds controlplane-gomod clean
 
 help: ## Show this help
@@ -25,6 +25,9 @@ $(VENV)/.installed: pyproject.toml
 tools: venv ## Build (or find in ~/.cache/vid-operator) etcd, kube-*, kwok, kubectl and helm
 	PYTHON=$(BIN)/python bash hack/tools.sh
 
+system-deps: ## Install ffmpeg and espeak-ng (Debian packages) when missing; the stages run them
+	bash hack/system-deps.sh
+
 cluster-up: venv tools ## Start the development control plane; prints the KUBECONFIG to use
 	$(BIN)/python -m vid_operator.devcluster up
 
@@ -34,10 +37,10 @@ cluster-down: venv ## Stop the development control plane (only the processes it 
 cluster-status: venv ## Tell whether the development control plane runs
 	$(BIN)/python -m vid_operator.devcluster status
 
-demo: cluster-up ## The main job: run examples/videojob.yaml through the operator on the dev cluster
-	bash hack/demo.sh "$$(PYTHON=$(BIN)/python bash hack/tools.sh)" $(BIN)/python
+demo: venv tools system-deps ## The main job: examples/videojob.yaml -> operator -> Jobs -> local node -> MP4 in .demo/output
+	$(BIN)/python hack/demo.py
 
-test: venv tools ## Run every test: unit, then integration on a fresh real control plane
+test: venv tools system-deps ## Run every test: unit, then integration on a fresh real control plane
 	$(BIN)/pytest tests
 
 test-unit: venv ## Run the tests that need no cluster
@@ -47,8 +50,8 @@ test-integration: venv tools ## Run the integration tests against `make cluster-
 	VIDOP_USE_EXISTING_CLUSTER=1 KUBECONFIG=$(VIDOP_CLUSTER_DIR)/kubeconfig $(BIN)/pytest tests/integration
 
 lint: venv ## ruff, mypy --strict, import-linter, hadolint, helm lint
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests hack
+	$(BIN)/ruff format --check operator tests hack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile

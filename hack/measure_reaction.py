@@ -26,15 +26,19 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
-DEPENDENCIES = {"voice_gen": ["script_gen"], "video_gen": ["script_gen"],
-                "compositing": ["voice_gen", "video_gen"]}
+DEPENDENCIES = {
+    "voice_gen": ["script_gen"],
+    "video_gen": ["script_gen"],
+    "compositing": ["voice_gen", "video_gen"],
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10)
-    parser.add_argument("--operator-log", type=Path,
-                        help="the operator's log, to count its status patches")
+    parser.add_argument(
+        "--operator-log", type=Path, help="the operator's log, to count its status patches"
+    )
     args = parser.parse_args()
     config.load_kube_config()
     core, batch = client.CoreV1Api(), client.BatchV1Api()
@@ -55,8 +59,9 @@ def main() -> None:
             job = event["object"]
             key = job.metadata.name
             seen.setdefault(key, now)
-            if any(c.type == "Complete" and c.status == "True"
-                   for c in (job.status.conditions or [])):
+            if any(
+                c.type == "Complete" and c.status == "True" for c in (job.status.conditions or [])
+            ):
                 complete.setdefault(key, now)
             if stop.is_set():
                 stream.stop()
@@ -68,14 +73,26 @@ def main() -> None:
     for index in range(args.count):
         name = f"bench-{index}"
         names.append(name)
-        stages = {s: {"podAnnotations": {"kwok.vidop.io/run-time": "0s"}}
-                  for s in ("script_gen", "voice_gen", "video_gen", "compositing")}
-        custom.create_namespaced_custom_object("vidop.io", "v1alpha1", namespace, "videojobs", {
-            "apiVersion": "vidop.io/v1alpha1", "kind": "VideoJob",
-            "metadata": {"name": name}, "spec": {"prompt": "benchmark", "stages": stages}})
+        stages = {
+            s: {"podAnnotations": {"kwok.vidop.io/run-time": "0s"}}
+            for s in ("script_gen", "voice_gen", "video_gen", "compositing")
+        }
+        custom.create_namespaced_custom_object(
+            "vidop.io",
+            "v1alpha1",
+            namespace,
+            "videojobs",
+            {
+                "apiVersion": "vidop.io/v1alpha1",
+                "kind": "VideoJob",
+                "metadata": {"name": name},
+                "spec": {"prompt": "benchmark", "stages": stages},
+            },
+        )
         while True:
-            obj = custom.get_namespaced_custom_object("vidop.io", "v1alpha1", namespace,
-                                                      "videojobs", name)
+            obj = custom.get_namespaced_custom_object(
+                "vidop.io", "v1alpha1", namespace, "videojobs", name
+            )
             if obj.get("status", {}).get("phase") in ("Succeeded", "Failed"):
                 break
             time.sleep(0.05)
@@ -100,16 +117,25 @@ def main() -> None:
                 continue
             if record.get("namespace") == namespace and record.get("event") == "status written":
                 patches += 1
-    print(json.dumps({
-        "videojobs": args.count,
-        "seconds": round(elapsed, 2),
-        "reaction_ms": {"p50": round(statistics.median(reactions), 1),
-                        "p95": round(reactions[int(0.95 * (len(reactions) - 1))], 1),
-                        "max": round(reactions[-1], 1)},
-        "writes_per_videojob": {"job_creates": 4,
-                                "status_patches": patches / args.count if patches else None,
-                                "events": len(ours) / args.count},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "videojobs": args.count,
+                "seconds": round(elapsed, 2),
+                "reaction_ms": {
+                    "p50": round(statistics.median(reactions), 1),
+                    "p95": round(reactions[int(0.95 * (len(reactions) - 1))], 1),
+                    "max": round(reactions[-1], 1),
+                },
+                "writes_per_videojob": {
+                    "job_creates": 4,
+                    "status_patches": patches / args.count if patches else None,
+                    "events": len(ours) / args.count,
+                },
+            },
+            indent=2,
+        )
+    )
     core.delete_namespace(namespace)
 
 

@@ -1,0 +1,245 @@
+"""`make demo`: a VideoJob in, a playable MP4 out, on this machine.
+
+Starts everything it needs in ``$VIDOP_DEMO_DIR`` (default ``.demo``) and
+stops it again on the way out, however it exits: the control plane (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler, kwok), SeaweedFS as
+the S3 store, the local node (a simulated GPU node that runs stage pods as
+host processes), and the operator. Then it applies ``examples/videojob.yaml``,
+shows ``kubectl get videojobs -w`` until the job ends, downloads the video and
+its thumbnail into ``<demo dir>/output`` and prints their ffprobe summary.
+
+The operator's configuration pins every stage to the local node (kwok's
+nodes would only pretend to run them) and points the stages at the S3 store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from vid_operator.devcluster.s3 import S3Server
+
+from vid_operator import contract
+from vid_operator.api.models import STAGE_NAMES
+from vid_operator.devcluster import DevCluster
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "videojob.yaml"
+BUCKET = "vid-operator"
+SECRET = "vid-operator-s3"
+NAMESPACE = "default"
+LOCAL_NODE = "vidop-local"
+TIMEOUT = 30 * 60
+
+
+def _say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _wait(what: str, check: Any, timeout: float, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+    return result
+
+
+def _start(
+    argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        return subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=env)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _node_ready(core: client.CoreV1Api) -> bool:
+    try:
+        node = core.read_node(LOCAL_NODE)
+    except client.ApiException:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+def _ffprobe_summary(path: Path) -> str:
+    probed = json.loads(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    lines = [
+        f"  {path.name}: {float(probed['format'].get('duration', 0)):.2f} s, "
+        f"{int(probed['format']['size']) / 1e6:.2f} MB, {probed['format']['format_name']}"
+    ]
+    for stream in probed["streams"]:
+        detail = {
+            "video": lambda s: f"{s['width']}x{s['height']} {s.get('r_frame_rate')} fps",
+            "audio": lambda s: f"{s['sample_rate']} Hz, {s['channels']} ch",
+        }.get(stream["codec_type"], lambda s: s.get("tags", {}).get("language", ""))(stream)
+        lines.append(f"    {stream['codec_type']:8} {stream['codec_name']:8} {detail}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    root = Path(os.environ.get("VIDOP_DEMO_DIR", REPO / ".demo")).resolve()
+    output = root / "output"
+    output.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with contextlib.ExitStack() as cleanup:
+        _say("starting the control plane")
+        cluster = DevCluster(root / "cluster", detach=False)
+        cleanup.callback(cluster.down)
+        cluster.up()
+        kubeconfig = str(cluster.kubeconfig)
+        kubectl = [str(cluster.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}"]
+        api = cluster.api_client()
+        cleanup.callback(api.close)
+        core = client.CoreV1Api(api)
+
+        _say("starting the S3 store (SeaweedFS)")
+        s3 = S3Server(root / "s3")
+        cleanup.callback(s3.stop)
+        s3.start()
+        s3.create_bucket(BUCKET)
+        credentials = s3.environment()
+        core.create_namespaced_secret(
+            NAMESPACE,
+            {
+                "metadata": {"name": SECRET},
+                "stringData": {
+                    key: credentials[key]
+                    for key in (contract.ENV_S3_ACCESS_KEY, contract.ENV_S3_SECRET_KEY)
+                },
+            },
+        )
+
+        _say(f"starting the local node {LOCAL_NODE} (1 simulated GPU; stages run on the CPU)")
+        node = _start(
+            [
+                sys.executable,
+                "-m",
+                "vid_operator.devcluster.localnode",
+                f"--kubeconfig={kubeconfig}",
+                f"--root={root / 'local-node'}",
+                f"--name={LOCAL_NODE}",
+                "--gpus=1",
+            ],
+            root / "logs" / "local-node.log",
+        )
+        cleanup.callback(_stop, node)
+        _wait("the local node", lambda: _node_ready(core), 30)
+
+        _say("installing the CRD and starting the operator")
+        subprocess.run(
+            [*kubectl, "apply", "--server-side", "-f", str(REPO / "crds/videojobs.vidop.io.yaml")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [*kubectl, "wait", "--for=condition=Established", "crd/videojobs.vidop.io"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        on_local_node = {"nodeSelector": {"kubernetes.io/hostname": LOCAL_NODE}}
+        config_file = root / "operator-config.yaml"
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "s3": {
+                        "endpointUrl": s3.endpoint_url,
+                        "bucket": BUCKET,
+                        "credentialsSecret": SECRET,
+                    },
+                    "stages": {stage: on_local_node for stage in STAGE_NAMES},
+                    "priorityClasses": {"high": None, "low": None},
+                }
+            )
+        )
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            liveness = f"http://127.0.0.1:{probe.getsockname()[1]}/healthz"
+        operator = _start(
+            [sys.executable, "-m", "vid_operator", f"--liveness={liveness}"],
+            root / "logs" / "operator.log",
+            env={**os.environ, "KUBECONFIG": kubeconfig, "VIDOP_CONFIG": str(config_file)},
+        )
+        cleanup.callback(_stop, operator)
+        _wait("the operator", lambda: _healthy(liveness), 30)
+
+        videojob = yaml.safe_load(EXAMPLE.read_text())
+        name = videojob["metadata"]["name"]
+        _say(f"kubectl apply -f {EXAMPLE.relative_to(REPO)}; kubectl get videojobs -w")
+        subprocess.run([*kubectl, "apply", "-f", str(EXAMPLE)], check=True)
+        watcher = subprocess.Popen([*kubectl, "get", "videojobs", "-w"])
+        cleanup.callback(_stop, watcher)
+        objects = client.CustomObjectsApi(api)
+
+        def finished() -> dict[str, Any] | None:
+            found = objects.get_namespaced_custom_object(
+                "vidop.io", "v1alpha1", NAMESPACE, "videojobs", name
+            )
+            status: dict[str, Any] = found.get("status") or {}
+            return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+        status = _wait(f"videojob/{name}", finished, TIMEOUT, 1)
+        time.sleep(0.5)  # let the watcher print the last line
+        _stop(watcher)
+        print()
+        for stage in status.get("stages", []):
+            print(
+                f"  {stage['name']:12} {stage['phase']:10} attempts={stage.get('attempts')} "
+                f"{stage.get('startTime', '')} -> {stage.get('completionTime', '')}"
+            )
+        if status["phase"] != "Succeeded":
+            print(json.dumps(status, indent=2))
+            _say(f"the VideoJob failed; pod logs are in {root / 'local-node' / 'logs'}")
+            return 1
+
+        outputs = status["outputs"]
+        files = []
+        for key, filename in (("videoUri", f"{name}.mp4"), ("thumbnailUri", f"{name}.jpg")):
+            bucket, _, object_key = outputs[key].removeprefix("s3://").partition("/")
+            target = output / filename
+            s3.client().download_file(bucket, object_key, str(target))
+            files.append(target)
+        _say(f"done in {time.monotonic() - started:.0f} s; the video and its thumbnail:")
+        for path in files:
+            print(f"  {path}")
+        print(_ffprobe_summary(files[0]))
+        print(_ffprobe_summary(files[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
