@@ -1,0 +1,65 @@
+"""The ffmpeg commands compositing runs: the mux and the thumbnail. Pure.
+
+Called by :mod:`vidop_stages.compositing.main`. The mux copies video_gen's
+H.264 as it is, encodes the narration to AAC (48 kHz, stereo) and the SRT to
+mov_text, and writes an MP4 with its index first (``+faststart``) so players
+start before the download ends.
+
+No ``-shortest``: with a subtitle stream it can end the output at the last
+cue and cut the video. Instead the audio is padded and trimmed to exactly the
+video's length (``apad``, ``atrim``), which it already is when voice_gen and
+video_gen both kept to the script's timeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidop_stages.compositing.validation import AUDIO_CHANNELS, AUDIO_SAMPLE_RATE
+from vidop_stages.tools import FFMPEG
+
+AUDIO_BITRATE = "128k"
+THUMBNAIL_MAX_WIDTH = 640
+THUMBNAIL_AT_FRACTION = 1 / 3
+"""Where the thumbnail is taken: past the first scene's opening, usually."""
+
+
+def mux_command(
+    video: Path, narration: Path, subtitles: Path, video_seconds: float, output: Path
+) -> list[str]:
+    audio_samples = round(video_seconds * AUDIO_SAMPLE_RATE)
+    audio_filter = (
+        f"aformat=sample_rates={AUDIO_SAMPLE_RATE}:channel_layouts=stereo,"
+        f"apad,atrim=end_sample={audio_samples}"
+    )
+    return [
+        *FFMPEG,
+        "-i", str(video),
+        "-i", str(narration),
+        "-i", str(subtitles),
+        "-map", "0:v:0",
+        "-map", "1:a:0",
+        "-map", "2:s:0",
+        "-c:v", "copy",
+        "-filter:a", audio_filter,
+        "-c:a", "aac",
+        "-b:a", AUDIO_BITRATE,
+        "-ar", str(AUDIO_SAMPLE_RATE),
+        "-ac", str(AUDIO_CHANNELS),
+        "-c:s", "mov_text",
+        "-movflags", "+faststart",
+        str(output),
+    ]  # fmt: skip
+
+
+def thumbnail_command(video: Path, video_seconds: float, output: Path) -> list[str]:
+    return [
+        *FFMPEG,
+        # Seeking before the input is fast and, since ffmpeg 2.1, exact.
+        "-ss", f"{video_seconds * THUMBNAIL_AT_FRACTION:.3f}",
+        "-i", str(video),
+        "-frames:v", "1",
+        "-vf", f"scale='min({THUMBNAIL_MAX_WIDTH},iw)':-2",
+        "-q:v", "3",
+        str(output),
+    ]  # fmt: skip

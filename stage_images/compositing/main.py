@@ -1,0 +1,55 @@
+"""compositing's entry point (``vidop-stage-compositing``): the final MP4.
+
+The last stage: muxes video_gen's video, voice_gen's narration and subtitles
+(:mod:`vidop_stages.compositing.commands`), takes a JPEG thumbnail, checks
+the result with ffprobe (:mod:`vidop_stages.compositing.validation`) and
+uploads both. Writes ``compositing/video.mp4`` and
+``compositing/thumbnail.jpg`` (:mod:`vidop_stages.artifacts`).
+
+The summary carries ``videoUri``, ``thumbnailUri`` and ``durationSeconds``
+(measured by ffprobe): the operator copies those into the VideoJob's
+``status.outputs``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from vidop_stages import artifacts
+from vidop_stages.compositing.commands import mux_command, thumbnail_command
+from vidop_stages.compositing.validation import final_video_problems
+from vidop_stages.media import probe
+from vidop_stages.runtime import StageContext, Summary, run_stage
+from vidop_stages.tools import run_tool
+
+
+def main() -> None:
+    sys.exit(run_stage(composite))
+
+
+def composite(context: StageContext) -> Summary:
+    params = context.params
+    workdir = context.workdir
+    video = context.store.fetch(artifacts.SCENE_VIDEO, workdir / "scenes.mp4")
+    narration = context.store.fetch(artifacts.NARRATION, workdir / artifacts.NARRATION.name)
+    subtitles = context.store.fetch(artifacts.SUBTITLES, workdir / artifacts.SUBTITLES.name)
+
+    scenes = probe(video).first("video")
+    if scenes is None or scenes.duration is None:
+        raise ValueError("video_gen's video has no video stream with a duration")
+    output = workdir / artifacts.FINAL_VIDEO.name
+    run_tool(mux_command(video, narration, subtitles, scenes.duration, output))
+    thumbnail = workdir / artifacts.THUMBNAIL.name
+    run_tool(thumbnail_command(output, scenes.duration, thumbnail))
+
+    info = probe(output)
+    problems = final_video_problems(info, params.width, params.height, params.duration_seconds)
+    if problems or info.duration is None:
+        raise ValueError("the final video is wrong: " + "; ".join(problems or ["no duration"]))
+    return {
+        "videoUri": context.store.publish(output, artifacts.FINAL_VIDEO),
+        "thumbnailUri": context.store.publish(thumbnail, artifacts.THUMBNAIL),
+        "durationSeconds": round(info.duration, 3),
+        "resolution": params.resolution,
+        "sizeBytes": output.stat().st_size,
+    }

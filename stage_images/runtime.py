@@ -1,0 +1,265 @@
+"""The stage contract, as every reference stage lives it: one runtime for all.
+
+Each stage's ``main`` hands its work function to :func:`run_stage`, which
+
+- sets up JSON logging (structlog, one object per line on stderr);
+- reads the contract's environment (:mod:`vid_operator.contract`) and the job
+  parameters (:mod:`vidop_stages.params`);
+- gives the work an :class:`ArtifactStore` (boto3; the endpoint comes from
+  ``VIDOP_S3_ENDPOINT``, region and credentials from the standard AWS
+  variables, which are never logged) that reads a dependency's outputs under
+  ``<artifact prefix><dependency>/`` and writes only under
+  ``<artifact prefix><own stage>/``, so a retried stage overwrites its own
+  outputs and nothing else;
+- runs the work in a fresh folder inside ``VIDOP_SCRATCH_DIR``, removed after;
+- writes the JSON summary to the termination-message file on success, or a
+  short reason on failure, and returns the exit code:
+  ``contract.EXIT_INVALID_INPUT`` for :class:`~vidop_stages.errors.InvalidInput`
+  (never retried), :data:`EXIT_FAILED` for anything else (retried).
+
+The S3 client retries little and times out fast, so an unreachable store
+fails the attempt in seconds and the Job controller's backoff does the waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import structlog
+from botocore.config import Config
+
+from vid_operator import contract
+from vidop_stages.artifacts import Artifact
+from vidop_stages.errors import InvalidInput
+from vidop_stages.params import JobParams, parse_params
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+EXIT_FAILED = 1
+EXIT_TERMINATED = 143
+"""128 + SIGTERM, what a shell reports for a process ended by the kubelet."""
+
+Summary = dict[str, Any]
+
+_S3_URI = re.compile(r"^s3://([^/]+)/(.*)$")
+_S3_CLIENT_CONFIG = Config(
+    connect_timeout=3,
+    read_timeout=60,
+    retries={"max_attempts": 2, "mode": "standard"},
+    # Path-style addressing works with every S3-compatible server, also on
+    # loopback where bucket subdomains do not resolve.
+    s3={"addressing_style": "path"},
+)
+
+
+class StageTerminated(Exception):
+    """SIGTERM arrived (the VideoJob was deleted, or the pod evicted)."""
+
+
+@dataclass(frozen=True)
+class StageEnvironment:
+    """What the contract's environment tells a stage, read once."""
+
+    stage: str
+    params: JobParams
+    bucket: str
+    key_prefix: str
+    """Ends with ``/``; empty only when the prefix is the bucket's root."""
+    scratch_dir: Path
+    termination_message_path: Path
+    s3_endpoint: str | None
+
+
+def read_environment(environ: Mapping[str, str]) -> StageEnvironment:
+    """Raises InvalidInput for bad job parameters and ValueError for a
+    contract variable the operator did not set or set wrong."""
+    bucket, key_prefix = parse_artifact_prefix(_required(environ, contract.ENV_ARTIFACT_PREFIX))
+    return StageEnvironment(
+        stage=_required(environ, contract.ENV_STAGE),
+        params=parse_params(_required(environ, contract.ENV_PARAMS)),
+        bucket=bucket,
+        key_prefix=key_prefix,
+        scratch_dir=Path(environ.get(contract.ENV_SCRATCH_DIR, contract.SCRATCH_DIR)),
+        termination_message_path=termination_message_path(environ),
+        s3_endpoint=environ.get(contract.ENV_S3_ENDPOINT) or None,
+    )
+
+
+def termination_message_path(environ: Mapping[str, str]) -> Path:
+    return Path(
+        environ.get(contract.ENV_TERMINATION_MESSAGE_PATH, contract.TERMINATION_MESSAGE_PATH)
+    )
+
+
+def _required(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name)
+    if not value:
+        raise ValueError(f"the stage contract's variable {name} is not set")
+    return value
+
+
+def parse_artifact_prefix(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b/`` -> ``("bucket", "a/b/")``."""
+    match = _S3_URI.match(uri)
+    if not match or not match[1]:
+        raise ValueError(f"artifact prefix {uri!r} is not s3://<bucket>/<prefix>/")
+    key_prefix = match[2].strip("/")
+    return match[1], f"{key_prefix}/" if key_prefix else ""
+
+
+def encode_summary(summary: Summary) -> str:
+    """The summary as the termination message; a summary over the kubelet's
+    limit is a bug in the stage, not something to truncate into bad JSON."""
+    message = json.dumps(summary, sort_keys=True, separators=(",", ":"))
+    if len(message.encode()) > contract.MAX_SUMMARY_BYTES:
+        raise ValueError(f"summary is {len(message.encode())} bytes, over the contract's limit")
+    return message
+
+
+def failure_message(error: BaseException) -> str:
+    """One short line for the VideoJob's status: the reason, not a traceback."""
+    if isinstance(error, InvalidInput):
+        message = f"invalid input: {error}"
+    else:
+        message = f"failed: {type(error).__name__}: {error}"
+    return message.encode()[: contract.MAX_SUMMARY_BYTES].decode(errors="ignore")
+
+
+class ArtifactStore:
+    """The job's artifacts in S3, seen from one stage."""
+
+    def __init__(self, client: S3Client, bucket: str, key_prefix: str, stage: str) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key_prefix = key_prefix
+        self._stage = stage
+
+    def key(self, stage: str, name: str) -> str:
+        return f"{self._key_prefix}{stage}/{name}"
+
+    def uri(self, stage: str, name: str) -> str:
+        return f"s3://{self._bucket}/{self.key(stage, name)}"
+
+    def fetch(self, artifact: Artifact, destination: Path) -> Path:
+        """Download a dependency's output to ``destination``."""
+        self._client.download_file(
+            self._bucket, self.key(artifact.stage, artifact.name), str(destination)
+        )
+        return destination
+
+    def publish(self, source: Path, artifact: Artifact) -> str:
+        """Upload ``source`` as this stage's output named like ``artifact``,
+        under this stage's own name (which a custom pipeline may choose);
+        returns its URI."""
+        self._client.upload_file(
+            str(source),
+            self._bucket,
+            self.key(self._stage, artifact.name),
+            ExtraArgs={"ContentType": artifact.content_type},
+        )
+        return self.uri(self._stage, artifact.name)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage's work function gets."""
+
+    params: JobParams
+    store: ArtifactStore
+    workdir: Path
+    """A fresh, empty folder of its own, removed when the stage ends."""
+    log: structlog.typing.FilteringBoundLogger
+
+
+StageWork = Callable[[StageContext], Summary]
+
+
+def run_stage(work: StageWork) -> int:
+    """Run ``work`` under the contract; returns the exit code."""
+    configure_logging()
+    log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    message_path = termination_message_path(os.environ)
+    try:
+        environment = read_environment(os.environ)
+        log = log.bind(stage=environment.stage)
+        log.info(
+            "stage starting",
+            bucket=environment.bucket,
+            prefix=environment.key_prefix,
+            endpoint=environment.s3_endpoint,
+        )
+        environment.scratch_dir.mkdir(parents=True, exist_ok=True)
+        workdir = Path(
+            tempfile.mkdtemp(prefix=f"{environment.stage}-", dir=environment.scratch_dir)
+        )
+        try:
+            store = ArtifactStore(
+                _s3_client(environment.s3_endpoint),
+                environment.bucket,
+                environment.key_prefix,
+                environment.stage,
+            )
+            summary = work(StageContext(environment.params, store, workdir, log))
+            message = encode_summary(summary)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    except InvalidInput as error:
+        log.warning("invalid input", reason=str(error))
+        _write_message(message_path, failure_message(error))
+        return contract.EXIT_INVALID_INPUT
+    except StageTerminated as error:
+        log.warning("stage terminated")
+        _write_message(message_path, failure_message(error))
+        return EXIT_TERMINATED
+    except Exception as error:
+        log.error("stage failed", error=failure_message(error), traceback=traceback.format_exc())
+        _write_message(message_path, failure_message(error))
+        return EXIT_FAILED
+    _write_message(message_path, message)
+    log.info("stage succeeded", summary=summary)
+    return contract.EXIT_OK
+
+
+def configure_logging() -> None:
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _s3_client(endpoint: str | None) -> S3Client:
+    # Region and credentials come from the AWS_* variables (or the pod's
+    # identity); they are never read, passed around or logged here.
+    return boto3.client("s3", endpoint_url=endpoint, config=_S3_CLIENT_CONFIG)
+
+
+def _write_message(path: Path, message: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(message, encoding="utf-8")
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    # An exception unwinds the stack: running child processes are killed by
+    # subprocess.run and the scratch folder is removed.
+    raise StageTerminated(f"received signal {signum}")

@@ -1,0 +1,1 @@
+"""The voice_gen stage: the script's narration spoken and subtitled (see ``main``)."""
