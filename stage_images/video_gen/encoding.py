@@ -35,14 +35,15 @@ class SceneClip:
 
 
 def listed_encoders(listing: str) -> set[str]:
-    """Encoder names from ``ffmpeg -encoders`` (lines like `` V....D libx264  ...``)."""
-    names = set()
-    for line in listing.splitlines():
-        columns = line.split()
-        # Rows start with a six-letter capability field such as "V....D".
-        if len(columns) >= 2 and len(columns[0]) == 6 and columns[0][0] in "VAS":
-            names.add(columns[1])
-    return names
+    """Encoder names from ``ffmpeg -encoders``: after its legend and a line of
+    dashes, rows like `` V....D libx264  libx264 H.264 ...``."""
+    lines = [line.split() for line in listing.splitlines()]
+    separator = next(
+        (i for i, columns in enumerate(lines) if columns and set(columns[0]) == {"-"}), None
+    )
+    if separator is None:
+        return set()
+    return {columns[1] for columns in lines[separator + 1 :] if len(columns) >= 2}
 
 
 def nvenc_probe_command(width: int, height: int) -> list[str]:

@@ -1,0 +1,172 @@
+"""script_gen's planner: a deterministic script whose timeline voice_gen and
+video_gen can both keep to without seeing each other."""
+
+import random
+
+import pytest
+
+from vidop_stages.errors import InvalidInput
+from vidop_stages.params import JobParams
+from vidop_stages.scenescript import SceneScript
+from vidop_stages.script_gen.planner import (
+    MOTIFS,
+    apportion,
+    group_sentences,
+    narration,
+    plan_script,
+    prompt_keywords,
+    split_sentences,
+    word_count,
+)
+
+PROMPT = "A cat surfing a giant wave at sunset. The crowd on the beach cheers!"
+
+
+def _params(prompt: str = PROMPT, duration: int = 20, fps: int = 24) -> JobParams:
+    return JobParams(prompt, duration, 1280, 720, fps, "en")
+
+
+def test_same_prompt_gives_the_same_script_byte_for_byte() -> None:
+    assert plan_script(_params()).to_json() == plan_script(_params()).to_json()
+
+
+def test_different_prompts_give_different_scripts() -> None:
+    first = plan_script(_params())
+    second = plan_script(_params("A robot walks through a neon city at night."))
+
+    assert first.seed != second.seed
+    assert first.sentences != second.sentences
+    assert [s.palette for s in first.scenes] != [s.palette for s in second.scenes]
+
+
+@pytest.mark.parametrize(("duration", "fps"), [(1, 1), (1, 24), (7, 30), (20, 24), (600, 60)])
+def test_timeline_tiles_the_duration_on_frame_boundaries(duration: int, fps: int) -> None:
+    script = plan_script(_params(duration=duration, fps=fps))
+
+    total = sum(scene.duration_seconds for scene in script.scenes)
+    assert total == pytest.approx(duration)
+    assert script.scenes[0].start_seconds == 0
+    for scene, following in zip(script.scenes, script.scenes[1:], strict=False):
+        assert following.start_seconds == pytest.approx(
+            scene.start_seconds + scene.duration_seconds
+        )
+    for start, end in script.windows(fps):
+        assert end > start
+    assert script.windows(fps)[-1][1] == duration * fps
+
+
+def test_windows_survive_the_json_round_trip_exactly() -> None:
+    script = plan_script(_params(duration=20, fps=24))
+    reloaded = SceneScript.from_json(script.to_json())
+
+    assert reloaded.to_json() == script.to_json()
+    for rate in (24, 22050, 48000):
+        assert reloaded.windows(rate) == script.windows(rate)
+        edges = [start for start, _ in reloaded.windows(rate)] + [20 * rate]
+        assert [end for _, end in reloaded.windows(rate)] == edges[1:]
+
+
+def test_scenes_are_sized_by_their_narration() -> None:
+    script = plan_script(_params(duration=60))
+    words = [sum(word_count(s) for s in scene.narration) for scene in script.scenes]
+    durations = [scene.duration_seconds for scene in script.scenes]
+
+    # The scene with the most words gets the longest window.
+    assert durations.index(max(durations)) == words.index(max(words))
+    assert len(script.scenes) == 12  # about five seconds each
+
+
+def test_narration_starts_with_the_prompt_and_fits_the_word_budget() -> None:
+    script = plan_script(_params(duration=20))
+
+    assert script.sentences[:2] == [
+        "A cat surfing a giant wave at sunset.",
+        "The crowd on the beach cheers!",
+    ]
+    assert sum(word_count(s) for s in script.sentences) <= 20 * script.words_per_second
+
+
+def test_a_prompt_longer_than_the_video_is_cut_to_what_fits() -> None:
+    long_prompt = "One two three four five six seven eight nine ten eleven twelve, thirteen."
+    script = plan_script(_params(long_prompt, duration=2))
+
+    assert script.sentences == ["One two three four five."]
+
+
+def test_prompt_without_words_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="no words"):
+        plan_script(_params("🎬 ... !!! —"))
+
+
+def test_sentence_splitting_follows_rules_not_every_full_stop() -> None:
+    assert split_sentences("Dr. Smith meets Mr. Jones at 3.5 km. Then   they surf!  🎉") == [
+        "Dr. Smith meets Mr. Jones at 3.5 km.",
+        "Then they surf!",
+    ]
+    assert split_sentences("no punctuation at all") == ["no punctuation at all."]
+    assert split_sentences("trailing comma,") == ["trailing comma."]
+
+
+def test_keywords_skip_common_words_but_never_leave_none() -> None:
+    assert prompt_keywords("The cat and the wave, the CAT jumps") == ["cat", "wave", "jumps"]
+    assert prompt_keywords("a b a") == ["a", "b"]
+
+
+def test_generated_lines_use_the_keywords() -> None:
+    lines = narration("Surf.", ["otter", "kelp"], 40, random.Random(1))
+
+    assert lines[0] == "Surf."
+    assert len(lines) > 3
+    # A few lines speak only of the mood; most name a keyword.
+    generated = lines[1:]
+    assert sum("otter" in line or "kelp" in line for line in generated) > len(generated) / 2
+    assert sum(word_count(line) for line in lines) <= 40
+
+
+def test_sentences_are_grouped_in_order_into_balanced_scenes() -> None:
+    sentences = ["a b c d e f.", "g.", "h i j k l m.", "n o.", "p q r."]
+
+    groups = group_sentences(sentences, 3)
+
+    assert [s for group in groups for s in group] == sentences
+    assert len(groups) == 3
+    assert all(groups)
+    assert group_sentences(sentences, 10) == [[s] for s in sentences]
+
+
+def test_apportion_shares_every_unit_and_at_least_one_each() -> None:
+    assert apportion(10, [1, 1]) == [5, 5]
+    assert apportion(480, [9.5, 20.0, 7.5, 12.0]) == [93, 195, 74, 118]
+    assert sum(apportion(7, [100, 1, 1])) == 7
+    assert apportion(3, [100, 1, 1]) == [1, 1, 1]
+    with pytest.raises(ValueError):
+        apportion(2, [1, 1, 1])
+
+
+def test_scene_visuals_are_well_formed() -> None:
+    script = plan_script(_params("A night sky full of stars over the ocean.", duration=60))
+
+    for scene in script.scenes:
+        assert len(scene.palette) == 3
+        assert all(len(colour) == 7 and colour.startswith("#") for colour in scene.palette)
+        assert scene.motif in MOTIFS
+        assert min(scene.motion.zoom_from, scene.motion.zoom_to) >= 1.0
+        assert max(scene.motion.zoom_from, scene.motion.zoom_to) <= 1.3
+        assert all(0 <= v <= 1 for v in (*scene.motion.pan_from, *scene.motion.pan_to))
+    assert script.scenes[0].caption == "A night sky full of stars over the ocean"
+
+
+def test_script_from_another_timeline_is_refused() -> None:
+    script = plan_script(_params(duration=20, fps=24))
+
+    script.check_planned_for(20, 24)
+    with pytest.raises(ValueError, match="planned for 20 s at 24 fps"):
+        script.check_planned_for(20, 30)
+
+
+def test_malformed_script_is_refused() -> None:
+    with pytest.raises(ValueError, match="version 1"):
+        SceneScript.from_json('{"version": 99}')
+    with pytest.raises(ValueError, match="no scenes"):
+        broken = plan_script(_params()).to_json().replace('"scenes": [', '"scenes": [], "x": [', 1)
+        SceneScript.from_json(broken)

@@ -1,0 +1,131 @@
+"""voice_gen's pure parts: which voices exist, how speech is fitted into a
+scene's window, and the subtitles cut from where it was placed."""
+
+from array import array
+
+import pytest
+
+from vidop_stages.errors import InvalidInput
+from vidop_stages.voice_gen.fitting import (
+    MAX_RATE,
+    NORMAL_RATE,
+    faster_rate,
+    mix,
+    place_sentences,
+    speedup_needed,
+    tempo_factor,
+    trim_silence,
+)
+from vidop_stages.voice_gen.subtitles import Cue, format_srt, format_timestamp
+from vidop_stages.voice_gen.voices import InstalledVoices, check_voice, parse_voice_list
+
+RATE = 1000  # samples per second: keeps the arithmetic readable
+
+VOICES = """\
+Pty Language       Age/Gender VoiceName          File                 Other Languages
+ 5  af              --/M      Afrikaans          gmw/af
+ 2  en-gb           --/M      English_(Great_Britain) gmw/en               (en 2)
+ 2  en-us           --/M      English_(America)  gmw/en-US            (en 3)
+ 5  en-gb-x-rp      --/M      English_(Received_Pronunciation) gmw/en-GB-x-rp       (en-gb 4)(en 5)
+ 5  de              --/M      German             gmw/de
+"""
+VARIANTS = """\
+Pty Language       Age/Gender VoiceName          File                 Other Languages
+ 5  variant         --/M      Alex               !v/Alex
+ 5  variant         --/F      female3            !v/f3
+"""
+
+
+def test_voice_list_gives_languages_with_their_aliases_and_variants() -> None:
+    installed = parse_voice_list(VOICES, VARIANTS)
+
+    assert installed.languages == {"af", "en-gb", "en-us", "en-gb-x-rp", "de", "en"}
+    assert installed.variants == {"alex", "f3"}
+
+
+@pytest.mark.parametrize("voice", ["en", "en-us", "EN-US", "de", "en+f3", "en-gb+Alex"])
+def test_known_voices_pass(voice: str) -> None:
+    assert check_voice(voice, parse_voice_list(VOICES, VARIANTS)) == voice
+
+
+@pytest.mark.parametrize(
+    ("voice", "reason"),
+    [("klingon", "not an espeak-ng voice"), ("en+robot", "no variant 'robot'"), ("", "not an")],
+)
+def test_unknown_voices_are_invalid_input(voice: str, reason: str) -> None:
+    with pytest.raises(InvalidInput, match=reason):
+        check_voice(voice, parse_voice_list(VOICES, VARIANTS))
+
+
+def test_unknown_voice_message_suggests_real_ones() -> None:
+    with pytest.raises(InvalidInput, match="en, en-gb"):
+        check_voice("xx", InstalledVoices(frozenset({"en", "en-gb", "de"}), frozenset()))
+
+
+def test_silence_around_speech_is_trimmed() -> None:
+    samples = array("h", [0, 5, -3, 2000, -1500, 0, 900, 10, 0, 0])
+
+    assert trim_silence(samples).tolist() == [2000, -1500, 0, 900]
+    assert trim_silence(array("h", [1, 2, 3])).tolist() == [1, 2, 3]  # nothing audible: kept
+
+
+def test_speech_that_fits_needs_no_speedup() -> None:
+    # 2 s window, 1.2 s of speech and two 50 ms pauses.
+    assert speedup_needed(2000, [600, 600], RATE) == pytest.approx(1200 / 1900)
+    assert speedup_needed(2000, [], RATE) == 0
+
+
+def test_speech_that_overruns_asks_for_the_right_speedup() -> None:
+    speedup = speedup_needed(1000, [900, 600], RATE)
+
+    assert speedup == pytest.approx(1500 / 900)
+    assert faster_rate(speedup) == 301  # 175 wpm * 1.667 * margin, rounded up
+    assert faster_rate(10.0) == MAX_RATE
+    assert faster_rate(1.0) > NORMAL_RATE
+    assert tempo_factor(1.5) > 1.5
+
+
+def test_placement_keeps_lead_in_and_pauses_when_there_is_room() -> None:
+    placements = place_sentences(3000, [800, 700], RATE)
+
+    assert [(p.offset, p.length) for p in placements] == [(250, 800), (1400, 700)]
+
+
+def test_placement_shrinks_pauses_before_cutting_speech() -> None:
+    # 1.9 s of speech in 2 s: 100 ms of room for a 250 ms lead-in and a 350 ms gap.
+    placements = place_sentences(2000, [1000, 900], RATE)
+
+    assert [p.length for p in placements] == [1000, 900]
+    assert placements[0].offset == 41  # 250 * 100/600
+    assert placements[1].offset == 41 + 1000 + 58  # 350 * 100/600
+    assert placements[1].offset + placements[1].length <= 2000
+
+
+def test_placement_cuts_only_what_cannot_fit() -> None:
+    placements = place_sentences(1000, [700, 400], RATE)
+
+    assert [(p.offset, p.length) for p in placements] == [(0, 700), (700, 300)]
+
+
+def test_mix_lays_pieces_into_an_exact_length_track() -> None:
+    track = mix(10, [(1, array("h", [5, 6])), (7, array("h", [9]))])
+
+    assert track.tolist() == [0, 5, 6, 0, 0, 0, 0, 9, 0, 0]
+    with pytest.raises(ValueError, match="overrun"):
+        mix(4, [(3, array("h", [1, 2]))])
+
+
+def test_timestamps_are_srt_style() -> None:
+    assert format_timestamp(0) == "00:00:00,000"
+    assert format_timestamp(3.2506) == "00:00:03,251"
+    assert format_timestamp(3725.0999) == "01:02:05,100"
+
+
+def test_srt_has_one_numbered_cue_per_sentence_at_its_timing() -> None:
+    cues = [Cue(0.25, 2.447, "A cat surfs."), Cue(3.5, 5.0, "The crowd\n\ncheers!")]
+
+    assert format_srt(cues) == (
+        "1\n00:00:00,250 --> 00:00:02,447\nA cat surfs.\n"
+        "\n"
+        "2\n00:00:03,500 --> 00:00:05,000\nThe crowd cheers!\n"
+    )
