@@ -8,8 +8,10 @@ For each scene, :mod:`vidop_stages.voice_gen.main`
    around it (:func:`trim_silence`), so its length is what is really heard;
 2. asks :func:`speedup_needed` whether the sentences, with the shortest
    pauses, fit the window; if not, speaks them again faster
-   (:func:`faster_rate`), and if espeak-ng's fastest is still too slow,
-   compresses the audio with ffmpeg's ``atempo`` by the remaining factor;
+   (:func:`faster_rate`), first up to :data:`NATURAL_MAX_RATE`, then, if that
+   is still too slow, as fast as the window needs: above that rate espeak-ng
+   time-compresses its own output (its built-in "sonic" speed-up, what
+   ffmpeg's ``atempo`` would do, without needing ffmpeg in this image);
 3. places the sentences (:func:`place_sentences`): a short lead-in, pauses
    between sentences, silence after; pauses shrink before anything is cut;
 4. mixes all scenes into one track of exactly ``durationSeconds`` (:func:`mix`)
@@ -32,8 +34,10 @@ SILENCE_THRESHOLD = 400
 """Peak amplitude (of 32767) below which a 16-bit sample counts as silence."""
 NORMAL_RATE = 175
 """espeak-ng's default speaking rate, words per minute."""
-MAX_RATE = 450
-"""Faster than this espeak-ng stops being intelligible; atempo takes over."""
+NATURAL_MAX_RATE = 450
+"""The fastest espeak-ng speaks by itself; above it, it time-compresses."""
+MAX_RATE = 3000
+"""Beyond this nothing is intelligible; what still overruns is cut."""
 SPEEDUP_MARGIN = 1.03
 """A speed-up a little above the measured need, since re-spoken sentences
 do not shrink exactly in proportion."""
@@ -69,14 +73,10 @@ def speedup_needed(window: int, lengths: Sequence[int], rate: int) -> float:
     return sum(lengths) / max(room, 1)
 
 
-def faster_rate(speedup: float) -> int:
-    """espeak-ng's ``-s`` for a speed-up, capped at :data:`MAX_RATE`."""
-    return min(MAX_RATE, math.ceil(NORMAL_RATE * speedup * SPEEDUP_MARGIN))
-
-
-def tempo_factor(speedup: float) -> float:
-    """ffmpeg ``atempo`` factor for what re-speaking could not gain."""
-    return speedup * SPEEDUP_MARGIN
+def faster_rate(current_rate: int, speedup: float, cap: int) -> int:
+    """espeak-ng's ``-s`` for sentences spoken at ``current_rate`` that must
+    get ``speedup`` times faster, at most ``cap``."""
+    return min(cap, math.ceil(current_rate * speedup * SPEEDUP_MARGIN))
 
 
 def place_sentences(window: int, lengths: Sequence[int], rate: int) -> list[Placement]:

@@ -26,17 +26,17 @@ from vidop_stages import artifacts
 from vidop_stages.runtime import StageContext, Summary, run_stage
 from vidop_stages.scenescript import Scene, SceneScript
 from vidop_stages.voice_gen.fitting import (
+    MAX_RATE,
+    NATURAL_MAX_RATE,
     NORMAL_RATE,
     faster_rate,
     mix,
     place_sentences,
     speedup_needed,
-    tempo_factor,
 )
 from vidop_stages.voice_gen.speech import (
     ENGINE,
     Speech,
-    change_tempo,
     installed_voices,
     speak,
     write_wav,
@@ -118,22 +118,20 @@ def _fit(
     workdir: Path,
     log: structlog.typing.FilteringBoundLogger,
 ) -> list[Speech]:
-    """The scene's sentences, spoken faster if they overrun its window."""
-    rate = speeches[0].rate if speeches else _DEFAULT_SAMPLE_RATE
-    speedup = speedup_needed(window, [len(s.samples) for s in speeches], rate)
-    if speedup <= 1:
-        return speeches
-    words_per_minute = faster_rate(speedup)
-    log.info(
-        "speaking faster to fit",
-        scene=scene.index,
-        speedup=round(speedup, 3),
-        words_per_minute=words_per_minute,
-    )
-    speeches = [speak(sentence, voice, words_per_minute, workdir) for sentence in scene.narration]
-    speedup = speedup_needed(window, [len(s.samples) for s in speeches], rate)
-    if speedup > 1:
-        factor = tempo_factor(speedup)
-        log.info("compressing speech to fit", scene=scene.index, tempo=round(factor, 3))
-        speeches = [change_tempo(speech, factor, workdir) for speech in speeches]
+    """The scene's sentences, spoken again faster while they overrun its
+    window: first at most at espeak-ng's natural top rate, then compressed."""
+    sample_rate = speeches[0].rate if speeches else _DEFAULT_SAMPLE_RATE
+    words_per_minute = NORMAL_RATE
+    for cap in (NATURAL_MAX_RATE, MAX_RATE):
+        speedup = speedup_needed(window, [len(s.samples) for s in speeches], sample_rate)
+        if speedup <= 1 or words_per_minute >= cap:
+            continue
+        words_per_minute = faster_rate(words_per_minute, speedup, cap)
+        log.info(
+            "speaking faster to fit",
+            scene=scene.index,
+            speedup=round(speedup, 3),
+            words_per_minute=words_per_minute,
+        )
+        speeches = [speak(text, voice, words_per_minute, workdir) for text in scene.narration]
     return speeches

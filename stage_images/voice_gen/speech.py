@@ -1,4 +1,4 @@
-"""espeak-ng and ffmpeg for voice_gen: speaking a sentence, changing its tempo,
+"""espeak-ng for voice_gen: the installed voices, speaking a sentence, and
 reading and writing 16-bit mono WAV.
 
 Called by :mod:`vidop_stages.voice_gen.main`; the decisions (how fast, where)
@@ -15,7 +15,7 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidop_stages.tools import FFMPEG, run_tool
+from vidop_stages.tools import run_tool
 from vidop_stages.voice_gen.fitting import trim_silence
 from vidop_stages.voice_gen.voices import InstalledVoices, parse_voice_list
 
@@ -47,16 +47,6 @@ def speak(text: str, voice: str, words_per_minute: int, workdir: Path) -> Speech
         timeout=120,
     )
     return _trimmed(read_wav(path))
-
-
-def change_tempo(speech: Speech, factor: float, workdir: Path) -> Speech:
-    """``speech`` played ``factor`` times faster, pitch kept (ffmpeg atempo)."""
-    source, target = _scratch_wav(workdir), _scratch_wav(workdir)
-    write_wav(source, speech.samples, speech.rate)
-    command: list[str | Path] = [*FFMPEG, "-i", source, "-filter:a", f"atempo={factor:.6f}"]
-    command += ["-ac", "1", "-ar", str(speech.rate), "-c:a", "pcm_s16le", target]
-    run_tool(command, timeout=120)
-    return _trimmed(read_wav(target))
 
 
 def read_wav(path: Path) -> Speech:

@@ -8,12 +8,12 @@ import pytest
 from vidop_stages.errors import InvalidInput
 from vidop_stages.voice_gen.fitting import (
     MAX_RATE,
+    NATURAL_MAX_RATE,
     NORMAL_RATE,
     faster_rate,
     mix,
     place_sentences,
     speedup_needed,
-    tempo_factor,
     trim_silence,
 )
 from vidop_stages.voice_gen.subtitles import Cue, format_srt, format_timestamp
@@ -79,10 +79,12 @@ def test_speech_that_overruns_asks_for_the_right_speedup() -> None:
     speedup = speedup_needed(1000, [900, 600], RATE)
 
     assert speedup == pytest.approx(1500 / 900)
-    assert faster_rate(speedup) == 301  # 175 wpm * 1.667 * margin, rounded up
-    assert faster_rate(10.0) == MAX_RATE
-    assert faster_rate(1.0) > NORMAL_RATE
-    assert tempo_factor(1.5) > 1.5
+    # 175 wpm * 1.667 * margin, rounded up; then from there, capped.
+    assert faster_rate(NORMAL_RATE, speedup, NATURAL_MAX_RATE) == 301
+    assert faster_rate(NORMAL_RATE, 10.0, NATURAL_MAX_RATE) == NATURAL_MAX_RATE
+    assert faster_rate(NATURAL_MAX_RATE, 2.0, MAX_RATE) == 927
+    assert faster_rate(NATURAL_MAX_RATE, 100.0, MAX_RATE) == MAX_RATE
+    assert faster_rate(NORMAL_RATE, 1.0, NATURAL_MAX_RATE) > NORMAL_RATE
 
 
 def test_placement_keeps_lead_in_and_pauses_when_there_is_room() -> None:
