@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -120,11 +120,22 @@ class DevCluster:
     """One control plane rooted at ``root``. ``up()`` starts it (or finds it
     running), ``down()`` stops exactly the processes it started."""
 
-    def __init__(self, root: Path, bin_dir: Path | None = None, *, detach: bool = True) -> None:
-        """``detach=False`` ties the components' lives to this process (tests)."""
+    def __init__(
+        self,
+        root: Path,
+        bin_dir: Path | None = None,
+        *,
+        detach: bool = True,
+        extra_args: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """``detach=False`` ties the components' lives to this process (tests).
+        ``extra_args`` maps a component's name to flags appended to its
+        command line (the benchmarks turn on kube-apiserver's audit log this
+        way); none by default."""
         self.root = root
         self._bin_dir = bin_dir
         self._detach = detach
+        self._extra_args = {name: list(flags) for name, flags in (extra_args or {}).items()}
         self.kubeconfig = root / "kubeconfig"
         self.logs = root / "logs"
         self._state_file = root / "state.json"
@@ -356,6 +367,7 @@ class DevCluster:
         self._create_nodes_and_wait(deadline, kwok)
 
     def _launch(self, state: State, name: str, argv: list[str]) -> processes.Started:
+        argv = [*argv, *self._extra_args.get(name, [])]
         (self.root / f"{name}.argv.json").write_text(json.dumps(argv))
         started = processes.start(name, argv, self.logs / f"{name}.log", detach=self._detach)
         state.processes.append(started)
