@@ -1,0 +1,585 @@
+"""The benchmark: the operator against the control plane's own floor.
+
+``make bench`` runs ``python -m tests.benchmarks.bench`` (``--quick`` for a
+short run; ``--help`` for every knob). It starts its own development control
+plane with an audit log (:mod:`tests.benchmarks.audit`), and runs each
+scenario twice, side by side in the same run: once through the operator
+(VideoJobs in), once through the oracle (:mod:`tests.benchmarks.oracle`,
+stage Jobs created directly). Every figure of the operator is reported next
+to the oracle's and as a ratio, with the target it should meet. Results go to
+``bench-results/<time>/`` (``results.json``, ``results.md``) and are copied to
+``bench-results/latest.*``. See ``docs/benchmarks.md`` for how to read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.benchmarks import audit, report
+from tests.benchmarks.arrivals import SUBMIT_WORKERS, Arrival, Completions, drive, pipeline_spec
+from tests.benchmarks.rawapi import ApiError, RawApi, Seen, Watcher
+from vid_operator import config, naming, pipeline
+from vid_operator.api.models import VideoJobSpec
+from vid_operator.devcluster import DevCluster
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH_NAMESPACE = "vidop-bench"
+OPERATOR_ACCOUNT = "vid-operator"
+ORACLE_ACCOUNT = "vid-bench-oracle"
+OPERATOR_USER = f"system:serviceaccount:{BENCH_NAMESPACE}:{OPERATOR_ACCOUNT}"
+ORACLE_USER = f"system:serviceaccount:{BENCH_NAMESPACE}:{ORACLE_ACCOUNT}"
+# No S3 in the benchmark: kwok does not run the stages.
+OPERATOR_CONFIG: dict[str, Any] = {"s3": {"credentialsSecret": None, "bucket": "videos"}}
+VIDEOJOBS = "/apis/vidop.io/v1alpha1/namespaces/{namespace}/videojobs"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One workload, run once by each driver."""
+
+    name: str
+    arrival: Arrival
+    count: int
+    run_time: str
+
+
+@dataclass
+class Run:
+    """What one driver's run of a scenario left behind, before the audit log
+    is read."""
+
+    driver: str
+    namespace: str
+    names: list[str]
+    job_names: dict[str, dict[str, str]]
+    started: float
+    ended: float
+    cpu_seconds: float
+    phases: dict[str, str] = field(default_factory=dict)
+    rss_mib: float | None = None
+    peak_rss_mib: float | None = None
+    error: str | None = None
+
+
+# -- the cluster and the identities ------------------------------------------
+
+
+def _token_kubeconfig(raw: RawApi, admin_kubeconfig: Path, account: str, target: Path) -> None:
+    """A kubeconfig for a ServiceAccount of the bench namespace (bound to
+    cluster-admin): the audit log tells its requests apart by user."""
+    for body in (
+        {"metadata": {"name": account}},
+        {
+            "metadata": {"name": f"{BENCH_NAMESPACE}-{account}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": BENCH_NAMESPACE}],
+        },
+    ):
+        path = (
+            f"/api/v1/namespaces/{BENCH_NAMESPACE}/serviceaccounts"
+            if "roleRef" not in body
+            else "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+        )
+        raw.request("POST", path, body=body)
+    token = raw.request(
+        "POST",
+        f"/api/v1/namespaces/{BENCH_NAMESPACE}/serviceaccounts/{account}/token",
+        body={"spec": {"expirationSeconds": 86400}},
+    )["status"]["token"]
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    admin["users"] = [{"name": account, "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = account
+    target.write_text(yaml.safe_dump(admin))
+    target.chmod(0o600)
+
+
+def _wait(what: str, check: Any, timeout: float = 120, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def _namespace(raw: RawApi, name: str) -> None:
+    """A fresh namespace with its default ServiceAccount (pods need it)."""
+    raw.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+
+    def has_default_account() -> bool:
+        try:
+            raw.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
+        except ApiError:
+            return False
+        return True
+
+    _wait(f"the default ServiceAccount in {name}", has_default_account)
+
+
+def _delete_namespace(raw: RawApi, name: str, timeout: float = 900) -> None:
+    """Delete a namespace and wait until it is gone: what the garbage
+    collector still has to do must not slow down the next run."""
+    with contextlib.suppress(ApiError):
+        raw.request("DELETE", f"/api/v1/namespaces/{name}")
+
+    def gone() -> bool:
+        try:
+            raw.request("GET", f"/api/v1/namespaces/{name}")
+        except ApiError as error:
+            return error.status == 404
+        return False
+
+    _wait(f"namespace {name} to be deleted", gone, timeout=timeout, interval=1)
+
+
+def _client_rate_flags(qps: int) -> list[str]:
+    """kube-controller-manager's client rate. Its default (20 requests/s,
+    bursts of 30) caps the Job controller at about 4 stages/s, a floor so low
+    that nothing above it is measured; clusters that run batch work raise it."""
+    return [f"--kube-api-qps={qps}", f"--kube-api-burst={2 * qps}"] if qps else []
+
+
+# -- the operator as a process -----------------------------------------------
+
+
+class OperatorProcess:
+    """``python -m vid_operator`` under its own ServiceAccount."""
+
+    def __init__(self, kubeconfig: Path, config_file: Path, log: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.config_file = config_file
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "VIDOP_CONFIG": str(self.config_file),
+        }
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "vid_operator",
+                    f"--liveness=http://127.0.0.1:{port}/healthz",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+        def alive() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the operator exited; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        _wait("the operator's liveness endpoint", alive, timeout=60)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process, all its threads, so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def memory_mib(self) -> tuple[float, float]:
+        """(resident now, resident at its peak) in MiB."""
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{self.pid}/status").read_text().splitlines()
+        )
+        return tuple(int(status[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
+
+    def settle(self, quiet_share: float = 0.02, timeout: float = 120) -> None:
+        """Wait until the process is (nearly) idle for a second: done with
+        the events its last work caused."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            before = self.cpu_seconds()
+            time.sleep(1.0)
+            if self.cpu_seconds() - before <= quiet_share:
+                return
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# -- the benchmark ----------------------------------------------------------------
+
+
+class Bench:
+    """One benchmark run: a control plane, the two drivers, the scenarios."""
+
+    def __init__(self, out: Path, bin_dir: Path | None, controller_qps: int) -> None:
+        self.out = out
+        self.audit_log = out / "audit" / "audit.log"
+        self.audit_log.parent.mkdir(parents=True)
+        policy_file = out / "audit-policy.yaml"
+        policy_file.write_text(audit.policy(OPERATOR_USER, ORACLE_USER))
+        self.cluster = DevCluster(
+            out / "cluster",
+            bin_dir,
+            detach=False,
+            extra_args={
+                "kube-apiserver": audit.apiserver_flags(policy_file, self.audit_log),
+                "kube-controller-manager": _client_rate_flags(controller_qps),
+            },
+        )
+        self.config_file = out / "operator-config.yaml"
+        self.config_file.write_text(yaml.safe_dump(OPERATOR_CONFIG))
+        self.settings = config.load(self.config_file)
+        self.runs: dict[str, dict[str, Run]] = {}
+        self.extra: dict[str, Any] = {}
+
+    def up(self) -> None:
+        started = time.monotonic()
+        self.cluster.up()
+        print(f"control plane up in {time.monotonic() - started:.1f} s ({self.cluster.root})")
+        self.raw = RawApi(self.cluster.api_client())
+        crd = yaml.safe_load((REPO / "crds" / "videojobs.vidop.io.yaml").read_text())
+        self.raw.request(
+            "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd
+        )
+        _wait("the VideoJob CRD to be served", self._crd_served)
+        _namespace(self.raw, BENCH_NAMESPACE)
+        self.operator_kubeconfig = self.out / "operator.kubeconfig"
+        self.oracle_kubeconfig = self.out / "oracle.kubeconfig"
+        _token_kubeconfig(
+            self.raw, self.cluster.kubeconfig, OPERATOR_ACCOUNT, self.operator_kubeconfig
+        )
+        _token_kubeconfig(self.raw, self.cluster.kubeconfig, ORACLE_ACCOUNT, self.oracle_kubeconfig)
+
+    def _crd_served(self) -> bool:
+        try:
+            self.raw.request("GET", VIDEOJOBS.format(namespace="default"))
+        except ApiError:
+            return False
+        return True
+
+    def down(self) -> None:
+        self.cluster.down()
+
+    def _job_names(self, names: list[str]) -> dict[str, dict[str, str]]:
+        stages = pipeline.resolve(VideoJobSpec.model_validate(pipeline_spec("0s")), self.settings)
+        return {n: {s.name: naming.stage_job_name(n, s.name) for s in stages} for n in names}
+
+    @staticmethod
+    def _timeout(scenario: Scenario) -> float:
+        seconds = 600 + scenario.count * 3.0
+        if scenario.arrival.kind == "steady":
+            seconds += scenario.count / scenario.arrival.rate
+        return seconds
+
+    def run_oracle(self, scenario: Scenario, namespace: str) -> Run:
+        result_file = self.out / f"{namespace}.json"
+        names = [f"p-{index:05d}" for index in range(scenario.count)]
+        started = time.time()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.benchmarks.oracle",
+                f"--kubeconfig={self.oracle_kubeconfig}",
+                f"--namespace={namespace}",
+                f"--config={self.config_file}",
+                f"--arrival={scenario.arrival.kind}",
+                f"--rate={scenario.arrival.rate}",
+                f"--count={scenario.count}",
+                f"--run-time={scenario.run_time}",
+                "--prefix=p",
+                f"--timeout={self._timeout(scenario)}",
+                f"--result={result_file}",
+            ],
+            check=True,
+            cwd=REPO,
+        )
+        result = json.loads(result_file.read_text())
+        return Run(
+            driver="oracle",
+            namespace=namespace,
+            names=names,
+            job_names=result["job_names"],
+            started=started,
+            ended=time.time(),
+            cpu_seconds=result["cpu_seconds"],
+            phases={name: ended[0] for name, ended in result["ended"].items()},
+        )
+
+    def run_operator(self, scenario: Scenario, namespace: str) -> Run:
+        names = [f"vj-{index:05d}" for index in range(scenario.count)]
+        operator = OperatorProcess(
+            self.operator_kubeconfig, self.config_file, self.out / f"{namespace}-operator.log"
+        )
+        completions = Completions()
+
+        def seen(event: Seen) -> None:
+            phase = (event.object.get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed"):
+                completions.end(event.object["metadata"]["name"], phase)
+
+        path = VIDEOJOBS.format(namespace=namespace)
+        spec = pipeline_spec(scenario.run_time)
+
+        def submit(name: str) -> None:
+            body = {
+                "apiVersion": "vidop.io/v1alpha1",
+                "kind": "VideoJob",
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+            self.raw.request("POST", path, body=body)
+
+        watcher = Watcher(self.raw, path, seen)
+        watcher.start()
+        started = time.time()
+        operator.start()
+        operator.settle()
+        cpu_before = operator.cpu_seconds()
+        try:
+            drive(scenario.arrival, names, submit, completions, self._timeout(scenario))
+            operator.settle()
+            cpu = operator.cpu_seconds() - cpu_before
+            rss, peak = operator.memory_mib()
+        finally:
+            operator.stop()
+            watcher.stop()
+        return Run(
+            driver="operator",
+            namespace=namespace,
+            names=names,
+            job_names=self._job_names(names),
+            started=started,
+            ended=time.time(),
+            cpu_seconds=cpu,
+            phases={name: ended[0] for name, ended in completions.ended.items()},
+            rss_mib=rss,
+            peak_rss_mib=peak,
+        )
+
+    def run(self, scenario: Scenario) -> None:
+        print(
+            f"\n== {scenario.name}: {scenario.count} pipelines, {scenario.arrival.kind}"
+            + (f" at {scenario.arrival.rate:.2f}/s" if scenario.arrival.kind == "steady" else "")
+            + f", pods run {scenario.run_time}",
+            flush=True,
+        )
+        self.runs[scenario.name] = {}
+        for driver in ("oracle", "operator"):
+            namespace = f"{scenario.name}-{driver}"
+            _namespace(self.raw, namespace)
+            started = time.monotonic()
+            if driver == "oracle":
+                run = self.run_oracle(scenario, namespace)
+            else:
+                run = self.run_operator(scenario, namespace)
+            print(f"   {driver:8} done in {time.monotonic() - started:.1f} s", flush=True)
+            self.runs[scenario.name][driver] = run
+            _delete_namespace(self.raw, namespace)
+
+    def retained(self, count: int) -> None:
+        """The operator's memory and start-up with ``count`` finished
+        VideoJobs in the cluster (their Jobs cleaned up, as a Job TTL would)."""
+        print(f"\n== retained: {count} finished VideoJobs", flush=True)
+        namespace = "retained"
+        _namespace(self.raw, namespace)
+        path = VIDEOJOBS.format(namespace=namespace)
+        operator = OperatorProcess(
+            self.operator_kubeconfig, self.config_file, self.out / "retained-operator.log"
+        )
+        # One real run gives the status a finished VideoJob really has.
+        operator.start()
+        template = {
+            "apiVersion": "vidop.io/v1alpha1",
+            "kind": "VideoJob",
+            "metadata": {"name": "template"},
+            "spec": pipeline_spec("0s"),
+        }
+        self.raw.request("POST", path, body=template)
+        _wait(
+            "the template VideoJob to succeed",
+            lambda: (
+                (self.raw.request("GET", f"{path}/template").get("status") or {}).get("phase")
+                == "Succeeded"
+            ),
+        )
+        finished = self.raw.request("GET", f"{path}/template")["status"]
+        operator.stop()
+
+        def create(index: int) -> None:
+            name = f"done-{index:05d}"
+            self.raw.request("POST", path, body={**template, "metadata": {"name": name}})
+            self.raw.request(
+                "PATCH",
+                f"{path}/{name}/status",
+                body={"status": finished},
+                content_type="application/merge-patch+json",
+            )
+
+        created = time.monotonic()
+        with ThreadPoolExecutor(SUBMIT_WORKERS) as pool:
+            list(pool.map(create, range(count)))
+        print(f"   created in {time.monotonic() - created:.1f} s", flush=True)
+        started_at = time.time()
+        started = time.monotonic()
+        operator.start()
+        ready = time.monotonic() - started
+        operator.settle()
+        settled = time.monotonic() - started
+        rss, peak = operator.memory_mib()
+        cpu = operator.cpu_seconds()
+        operator.stop()
+        self.extra["retained"] = {
+            "videojobs": count,
+            "liveness_seconds": round(ready, 2),
+            "settled_seconds": round(settled, 2),
+            "cpu_seconds_to_settle": round(cpu, 2),
+            "rss_mib": round(rss, 1),
+            "peak_rss_mib": round(peak, 1),
+            "window": (started_at, time.time()),
+            "namespace": namespace,
+        }
+        print(f"   operator RSS {rss:.0f} MiB (peak {peak:.0f} MiB), settled in {settled:.1f} s")
+        _delete_namespace(self.raw, namespace, timeout=1800)
+
+
+def _scenarios(args: argparse.Namespace) -> Iterator[Scenario]:
+    for run_time, count in ((run_time, args.sequential) for run_time in args.sequential_run_times):
+        yield Scenario(f"sequential-{run_time}", Arrival("sequential"), count, run_time)
+    for size in args.burst:
+        yield Scenario(f"burst-{size}", Arrival("burst"), size, args.burst_run_time)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks.bench", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a run of a few minutes")
+    parser.add_argument(
+        "--scenarios",
+        default="sequential,burst,steady,retained",
+        help="which scenario families to run (comma-separated)",
+    )
+    parser.add_argument("--sequential", type=int, help="VideoJobs one after another (20; quick 5)")
+    parser.add_argument(
+        "--sequential-run-times", default="0s,3s", help="pod run times of the sequential scenarios"
+    )
+    parser.add_argument("--burst", help="burst sizes (100,500,1000; quick 100)")
+    parser.add_argument("--burst-run-time", default="0s")
+    parser.add_argument(
+        "--steady-rate",
+        type=float,
+        help="VideoJobs per second (default: half the oracle's burst throughput)",
+    )
+    parser.add_argument("--steady-seconds", type=float, help="how long (180; quick 30)")
+    parser.add_argument("--steady-run-time", default="1s")
+    parser.add_argument("--retained", type=int, help="finished VideoJobs (10000; quick 1000)")
+    parser.add_argument(
+        "--controller-qps",
+        type=int,
+        default=200,
+        help="kube-controller-manager's client rate (requests/s; 0 keeps its default of 20)",
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "bench-results")
+    parser.add_argument("--keep-audit", action="store_true", help="keep the audit log")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.sequential = args.sequential or (5 if quick else 20)
+    args.sequential_run_times = args.sequential_run_times.split(",")
+    args.burst = [int(n) for n in (args.burst or ("100" if quick else "100,500,1000")).split(",")]
+    args.steady_seconds = args.steady_seconds or (30.0 if quick else 180.0)
+    args.retained = args.retained or (1000 if quick else 10000)
+    families = set(args.scenarios.split(","))
+
+    out = args.out / time.strftime("%Y%m%d-%H%M%S")
+    bench = Bench(out, None, args.controller_qps)
+    bench.up()
+    try:
+        scenarios = list(_scenarios(args))
+        for scenario in scenarios:
+            family = scenario.name.split("-")[0]
+            if family in families:
+                bench.run(scenario)
+        if "steady" in families:
+            rate = args.steady_rate or _half_oracle_rate(bench, out)
+            count = max(1, round(rate * args.steady_seconds))
+            bench.run(Scenario("steady", Arrival("steady", rate), count, args.steady_run_time))
+        if "retained" in families:
+            bench.retained(args.retained)
+        print("\nreading the audit log ...", flush=True)
+        record = audit.read(bench.audit_log, [OPERATOR_USER, ORACLE_USER])
+        results = report.results(bench.runs, bench.extra, record, OPERATOR_USER, ORACLE_USER)
+        results["settings"] = {
+            "quick": quick,
+            "argv": sys.argv[1:] if argv is None else argv,
+            "machine": {"cpus": os.cpu_count()},
+            "controller_manager_qps": args.controller_qps or 20,
+        }
+    finally:
+        bench.down()
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    markdown = report.markdown(results)
+    (out / "results.md").write_text(markdown)
+    for name in ("results.json", "results.md"):
+        shutil.copyfile(out / name, args.out / f"latest-{name}")
+    if not args.keep_audit:
+        shutil.rmtree(bench.audit_log.parent)
+    print()
+    print(markdown)
+    print(f"results in {out}")
+    return 0
+
+
+def _half_oracle_rate(bench: Bench, out: Path) -> float:
+    """Half the oracle's throughput in its largest burst, in pipelines/s."""
+    bursts = sorted(
+        (runs["oracle"] for name, runs in bench.runs.items() if name.startswith("burst-")),
+        key=lambda run: len(run.names),
+    )
+    if not bursts:
+        return 2.0
+    record = audit.read(bench.audit_log, [ORACLE_USER])
+    throughput = report.pipelines_per_second(bursts[-1], record, ORACLE_USER)
+    return max(0.1, throughput / 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

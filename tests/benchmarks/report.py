@@ -1,0 +1,337 @@
+"""Figures from the benchmark's runs and audit log, as JSON and as markdown.
+
+Called by :mod:`tests.benchmarks.bench` once every scenario has run. Pure
+arithmetic over what the runs recorded and what :mod:`tests.benchmarks.audit`
+read: percentiles, ratios of the operator to the oracle, and the targets the
+issue set, each printed next to its measurement (nothing fails on them).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from tests.benchmarks.audit import WRITE_VERBS, AuditRecord, by_verb
+
+if TYPE_CHECKING:
+    from tests.benchmarks.bench import Run
+
+# The DAG, by stage name: what each stage waits for. The benchmark runs the
+# default pipeline; bench.py checks that the configuration still has it.
+DEPENDENCIES = {
+    "script_gen": [],
+    "voice_gen": ["script_gen"],
+    "video_gen": ["script_gen"],
+    "compositing": ["voice_gen", "video_gen"],
+}
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """The ``share`` (0..1) percentile, interpolated between ranks."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = share * (len(ordered) - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def distribution(values: list[float]) -> dict[str, float | int | None]:
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 1)
+
+    return {
+        "n": len(values),
+        "p50": rounded(percentile(values, 0.50)),
+        "p95": rounded(percentile(values, 0.95)),
+        "p99": rounded(percentile(values, 0.99)),
+        "max": rounded(max(values) if values else None),
+        "mean": rounded(sum(values) / len(values) if values else None),
+    }
+
+
+def _user(run: Run, operator_user: str, oracle_user: str) -> str:
+    return operator_user if run.driver == "operator" else oracle_user
+
+
+def _span(run: Run, record: AuditRecord, user: str) -> dict[str, tuple[float, float]]:
+    """Pipeline -> (submitted, ended) on the API server's clock. The operator's
+    pipeline starts with the VideoJob's create and ends with the status write
+    that says it is done; the oracle's starts with its first Job's create and
+    ends when the Job controller marks its last Job Complete."""
+    spans = {}
+    for name in run.names:
+        jobs = run.job_names[name]
+        if run.driver == "operator":
+            start = record.videojob_created.get((run.namespace, name))
+            end = record.videojob_finished.get((run.namespace, name))
+        else:
+            creates = [record.job_created.get((user, run.namespace, j)) for j in jobs.values()]
+            finishes = [record.job_finished.get((run.namespace, j)) for j in jobs.values()]
+            start = min((c for c in creates if c is not None), default=None)
+            end = None if None in finishes else max(f for f in finishes if f is not None)
+        if start is not None and end is not None:
+            spans[name] = (start, end)
+    return spans
+
+
+def _reactions(run: Run, record: AuditRecord, user: str) -> list[float]:
+    """Milliseconds from the last dependency's Job marked Complete to the
+    next stage's Job create arriving, for every stage with dependencies."""
+    reactions = []
+    for name in run.names:
+        jobs = run.job_names[name]
+        for stage, dependencies in DEPENDENCIES.items():
+            if not dependencies:
+                continue
+            created = record.job_created.get((user, run.namespace, jobs[stage]))
+            finished = [record.job_finished.get((run.namespace, jobs[d])) for d in dependencies]
+            if created is None or None in finished:
+                continue
+            reactions.append((created - max(f for f in finished if f is not None)) * 1000)
+    return reactions
+
+
+def pipelines_per_second(run: Run, record: AuditRecord, user: str) -> float:
+    spans = _span(run, record, user)
+    if not spans:
+        return 0.0
+    first = min(s for s, _ in spans.values())
+    last = max(e for _, e in spans.values())
+    return len(spans) / max(last - first, 1e-6)
+
+
+def figures(run: Run, record: AuditRecord, operator_user: str, oracle_user: str) -> dict[str, Any]:
+    """Everything measured of one driver's run of one scenario."""
+    user = _user(run, operator_user, oracle_user)
+    spans = _span(run, record, user)
+    stages = sum(
+        1
+        for name in run.names
+        for job in run.job_names[name].values()
+        if (run.namespace, job) in record.job_finished
+    )
+    drain = max(e for _, e in spans.values()) - min(s for s, _ in spans.values()) if spans else None
+    counted = record.count(user, run.started, run.ended, run.namespace)
+    writes = sum(n for (verb, _), n in counted.items() if verb in WRITE_VERBS)
+    per_pipeline = {
+        kind: {what: round(n / len(run.names), 2) for what, n in entries.items()}
+        for kind, entries in by_verb(counted).items()
+    }
+    result: dict[str, Any] = {
+        "pipelines": len(run.names),
+        "succeeded": sum(1 for p in run.phases.values() if p == "Succeeded"),
+        "end_to_end_ms": distribution([(e - s) * 1000 for s, e in spans.values()]),
+        "reaction_ms": distribution(_reactions(run, record, user)),
+        "drain_seconds": None if drain is None else round(drain, 2),
+        "stages_per_second": None if not drain else round(stages / drain, 2),
+        "cpu_ms_per_pipeline": round(run.cpu_seconds * 1000 / len(run.names), 2),
+        "requests_per_pipeline": per_pipeline,
+        "writes_per_stage": round(writes / stages, 2) if stages else None,
+    }
+    if run.peak_rss_mib is not None:
+        result["rss_mib"] = round(run.rss_mib or 0, 1)
+        result["peak_rss_mib"] = round(run.peak_rss_mib, 1)
+    return result
+
+
+def _ratio(operator: float | None, oracle: float | None) -> float | None:
+    if operator is None or not oracle:
+        return None
+    return round(operator / oracle, 2)
+
+
+def results(
+    runs: dict[str, dict[str, Run]],
+    extra: dict[str, Any],
+    record: AuditRecord,
+    operator_user: str,
+    oracle_user: str,
+) -> dict[str, Any]:
+    scenarios: dict[str, Any] = {}
+    for name, by_driver in runs.items():
+        measured = {
+            driver: figures(run, record, operator_user, oracle_user)
+            for driver, run in by_driver.items()
+        }
+        operator, oracle = measured.get("operator"), measured.get("oracle")
+        if operator and oracle:
+            measured["operator_vs_oracle"] = {
+                "end_to_end_p50": _ratio(
+                    operator["end_to_end_ms"]["p50"], oracle["end_to_end_ms"]["p50"]
+                ),
+                "end_to_end_p99": _ratio(
+                    operator["end_to_end_ms"]["p99"], oracle["end_to_end_ms"]["p99"]
+                ),
+                "overhead_ms_per_videojob_mean": _difference(
+                    operator["end_to_end_ms"]["mean"], oracle["end_to_end_ms"]["mean"]
+                ),
+                "overhead_ms_per_videojob_p50": _difference(
+                    operator["end_to_end_ms"]["p50"], oracle["end_to_end_ms"]["p50"]
+                ),
+                "reaction_p50": _ratio(
+                    operator["reaction_ms"]["p50"], oracle["reaction_ms"]["p50"]
+                ),
+                "reaction_p99": _ratio(
+                    operator["reaction_ms"]["p99"], oracle["reaction_ms"]["p99"]
+                ),
+                "throughput": _ratio(operator["stages_per_second"], oracle["stages_per_second"]),
+                "cpu": _ratio(operator["cpu_ms_per_pipeline"], oracle["cpu_ms_per_pipeline"]),
+            }
+        scenarios[name] = measured
+    retained = dict(extra.get("retained") or {})
+    if retained:
+        since, until = retained.pop("window")
+        counted = record.count(operator_user, since, until, retained["namespace"])
+        retained["operator_requests_at_start"] = by_verb(counted)
+    return {"scenarios": scenarios, "retained": retained, "targets": targets(scenarios, retained)}
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 1)
+
+
+def targets(scenarios: dict[str, Any], retained: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue next to what was measured for it."""
+    rows: list[dict[str, Any]] = []
+
+    def row(target: str, scenario: str, measured: float | None, goal: float, higher: bool) -> None:
+        met = None if measured is None else (measured >= goal if higher else measured <= goal)
+        rows.append(
+            {"target": target, "scenario": scenario, "measured": measured, "goal": goal, "met": met}
+        )
+
+    if "steady" in scenarios and "operator" in scenarios["steady"]:
+        row(
+            "operator reaction p99 at half load (ms)",
+            "steady",
+            scenarios["steady"]["operator"]["reaction_ms"]["p99"],
+            50,
+            higher=False,
+        )
+    for name, measured in scenarios.items():
+        if name.startswith("burst-") and "operator_vs_oracle" in measured:
+            row(
+                "throughput, share of the oracle's",
+                name,
+                measured["operator_vs_oracle"]["throughput"],
+                0.9,
+                higher=True,
+            )
+    for name, measured in scenarios.items():
+        if "operator" in measured:
+            row(
+                "operator writes per stage",
+                name,
+                measured["operator"]["writes_per_stage"],
+                2,
+                higher=False,
+            )
+            row(
+                "operator CPU per VideoJob (ms)",
+                name,
+                measured["operator"]["cpu_ms_per_pipeline"],
+                20,
+                higher=False,
+            )
+    bursts = [n for n in scenarios if n.startswith("burst-") and "operator" in scenarios[n]]
+    if bursts:
+        largest = max(bursts, key=lambda n: scenarios[n]["operator"]["pipelines"])
+        row(
+            "operator peak RSS, all of a burst in flight (MiB)",
+            largest,
+            scenarios[largest]["operator"].get("peak_rss_mib"),
+            150,
+            higher=False,
+        )
+    if retained:
+        row(
+            "operator RSS with finished VideoJobs retained (MiB; no target, 150 shown)",
+            f"retained-{retained['videojobs']}",
+            retained["peak_rss_mib"],
+            150,
+            higher=False,
+        )
+    return rows
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """A short report: one table per scenario, then the targets."""
+    lines = []
+    for name, measured in results["scenarios"].items():
+        operator, oracle = measured.get("operator", {}), measured.get("oracle", {})
+        ratio = measured.get("operator_vs_oracle", {})
+        lines += [
+            f"### {name}",
+            "",
+            "| figure | operator | oracle | operator / oracle |",
+            "|---|---|---|---|",
+        ]
+        for label, key, ratio_key in (
+            ("end to end p50 (ms)", ("end_to_end_ms", "p50"), "end_to_end_p50"),
+            ("end to end p99 (ms)", ("end_to_end_ms", "p99"), "end_to_end_p99"),
+            ("reaction p50 (ms)", ("reaction_ms", "p50"), "reaction_p50"),
+            ("reaction p95 (ms)", ("reaction_ms", "p95"), None),
+            ("reaction p99 (ms)", ("reaction_ms", "p99"), "reaction_p99"),
+            ("stages per second", ("stages_per_second",), "throughput"),
+            ("drain (s)", ("drain_seconds",), None),
+            ("CPU per pipeline (ms)", ("cpu_ms_per_pipeline",), "cpu"),
+            ("writes per stage", ("writes_per_stage",), None),
+            ("peak RSS (MiB)", ("peak_rss_mib",), None),
+        ):
+
+            def pick(figures: dict[str, Any], path: tuple[str, ...] = key) -> Any:
+                value: Any = figures
+                for part in path:
+                    value = value.get(part) if isinstance(value, dict) else None
+                return value
+
+            lines.append(
+                f"| {label} | {_cell(pick(operator))} | {_cell(pick(oracle))} "
+                f"| {_cell(ratio.get(ratio_key) if ratio_key else None)} |"
+            )
+        overhead = ratio.get("overhead_ms_per_videojob_mean")
+        lines += [
+            "",
+            f"{operator.get('succeeded')}/{operator.get('pipelines')} VideoJobs succeeded; "
+            f"overhead per VideoJob vs the oracle: {_cell(overhead)} ms (mean), "
+            f"{_cell(ratio.get('overhead_ms_per_videojob_p50'))} ms (p50).",
+            "",
+            "Operator requests per VideoJob: "
+            + "; ".join(
+                f"{kind}: " + ", ".join(f"{what} {n}" for what, n in entries.items())
+                for kind, entries in operator.get("requests_per_pipeline", {}).items()
+            ),
+            "",
+        ]
+    if results.get("retained"):
+        kept = results["retained"]
+        lines += [
+            f"### retained: {kept['videojobs']} finished VideoJobs",
+            "",
+            f"Operator start with them: liveness after {kept['liveness_seconds']} s, idle after "
+            f"{kept['settled_seconds']} s, {kept['cpu_seconds_to_settle']} s CPU; RSS "
+            f"{kept['rss_mib']} MiB (peak {kept['peak_rss_mib']} MiB); requests: "
+            + "; ".join(
+                f"{kind}: " + ", ".join(f"{what} {n}" for what, n in entries.items())
+                for kind, entries in kept.get("operator_requests_at_start", {}).items()
+            ),
+            "",
+        ]
+    lines += [
+        "### targets",
+        "",
+        "| target | scenario | measured | goal | met |",
+        "|---|---|---|---|---|",
+    ]
+    for target in results["targets"]:
+        met = {True: "yes", False: "**no**", None: "-"}[target["met"]]
+        lines.append(
+            f"| {target['target']} | {target['scenario']} | {_cell(target['measured'])} "
+            f"| {target['goal']} | {met} |"
+        )
+    return "\n".join(lines) + "\n"
