@@ -43,6 +43,8 @@ def mux_command(
         "-c:v", "copy",
         "-filter:a", audio_filter,
         "-c:a", "aac",
+        # Twice as fast as the default search, and speech at 128k sounds the same.
+        "-aac_coder", "fast",
         "-b:a", AUDIO_BITRATE,
         "-ar", str(AUDIO_SAMPLE_RATE),
         "-ac", str(AUDIO_CHANNELS),
