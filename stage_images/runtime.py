@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import structlog
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from vid_operator import contract
 from vidop_stages.artifacts import Artifact
@@ -156,9 +157,14 @@ class ArtifactStore:
 
     def fetch(self, artifact: Artifact, destination: Path) -> Path:
         """Download a dependency's output to ``destination``."""
-        self._client.download_file(
-            self._bucket, self.key(artifact.stage, artifact.name), str(destination)
-        )
+        try:
+            self._client.download_file(
+                self._bucket, self.key(artifact.stage, artifact.name), str(destination)
+            )
+        except ClientError as error:
+            # botocore's message names the operation, not the object: name it.
+            uri = self.uri(artifact.stage, artifact.name)
+            raise RuntimeError(f"cannot read {uri}: {error}") from error
         return destination
 
     def publish(self, source: Path, artifact: Artifact) -> str:
