@@ -21,6 +21,7 @@ from kubernetes import client, config
 
 from tests.support import Cluster, LocalNodeProcess, wait_until
 from vid_operator.devcluster import ClusterError, DevCluster, tools_bin_dir
+from vid_operator.devcluster.s3 import S3Server, S3ServerError
 
 
 def _cluster_unavailable(reason: str) -> None:
@@ -84,3 +85,38 @@ def local_node(
     node.start()
     yield node
     node.stop()
+
+
+def _s3_unavailable(reason: str) -> None:
+    if os.environ.get("VIDOP_REQUIRE_CLUSTER") == "1":
+        pytest.fail(
+            f"the S3 server is required (VIDOP_REQUIRE_CLUSTER=1) but {reason}", pytrace=False
+        )
+    pytest.skip(f"no S3 server: {reason}")
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The session's real S3 server (SeaweedFS on loopback). A test may stop
+    and start it again: it comes back with the same endpoint, keys and data.
+    When it cannot start, tests skip, or fail with VIDOP_REQUIRE_CLUSTER=1."""
+    started = time.monotonic()
+    try:
+        server = S3Server(tmp_path_factory.mktemp("s3"))
+        server.start()
+    except S3ServerError as error:
+        _s3_unavailable(str(error))
+    print(f"\nS3 server up in {time.monotonic() - started:.1f} s ({server.endpoint_url})")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3: S3Server, request: pytest.FixtureRequest) -> str:
+    """A fresh bucket per test, named after the test."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{slug or 'bucket'}-{secrets.token_hex(3)}"
+    s3.create_bucket(name)
+    return name
