@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,10 @@ FINISHED = (models.Phase.SUCCEEDED, models.Phase.FAILED)
 # safety net for a reconcile lost to an API error (kopf never retries event
 # handlers). It reads only the indexes; a no-op writes nothing.
 RESYNC_SECONDS = 30.0
+# A status write that only reports progress (no Job started, no phase change)
+# waits this long for more to report: the two middle stages often finish
+# together, and one write then says both. Starts and endings are written at once.
+PROGRESS_WRITE_DELAY = 0.5
 
 
 @dataclass
@@ -56,9 +61,21 @@ class State:
     """The pending TTL deletion: (its ttlSecondsAfterFinished, the timer)."""
     unfinished: set[tuple[str, str]] = field(default_factory=set)
     """VideoJobs the resync loop visits: not yet Succeeded or Failed."""
+    observed: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    """(plural, namespace, name) -> what the status needs of each Job and pod
+    (:class:`status.ObservedJob`, :class:`status.ObservedPod`) as of the last
+    reconcile it led to: most of their events (a pod bound, started, a ready
+    count moved) change none of it, and need no reconcile. Dropped on DELETED."""
     indexes: Mapping[str, Any] | None = None
     """kopf's indexes, as the handlers receive them (the same objects each time)."""
     resync_task: asyncio.Task[None] | None = None
+    flushes: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
+    """VideoJobs with a progress-only status write held back (PROGRESS_WRITE_DELAY)."""
+    background: set[asyncio.Task[bool]] = field(default_factory=set)
+    created: dict[str, dict[str, tuple[status.ObservedJob, float]]] = field(default_factory=dict)
+    """VideoJob uid -> stage -> (a Job this operator created that the watch
+    has not delivered yet, when): a reconcile in between must not create it
+    again. Forgotten after RESYNC_SECONDS, in case the Job went away unseen."""
 
 
 def _now() -> str:
@@ -73,10 +90,28 @@ def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base. kopf deep-copies every object it receives to compare it
+    with the last handled state, for change-detecting handlers (on.create,
+    on.update, on.field). There are none here, only on.event and indexes, and
+    the copies (of Jobs and pods with their managedFields) were a fifth of the
+    operator's CPU time."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # kopf would otherwise turn its own log lines into Events: extra writes.
     settings.posting.enabled = False
+    settings.persistence.diffbase_storage = _NoDiffBase()
     # No watching of CRDs and namespaces for new resources: the resources are
     # known, and the chart's RBAC grants nothing of the kind.
     settings.scanning.disabled = True
@@ -93,19 +128,37 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 # keyword arguments named after the functions.
 
 
+# What the reconciler reads of a VideoJob's metadata; the rest (managedFields,
+# kubectl's last-applied copy of the whole object) is not kept in memory.
+_KEPT_METADATA = ("name", "namespace", "uid", "generation", "deletionTimestamp")
+
+
 @kopf.index(*VIDEOJOBS)
 def videojob_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): dict(body)}
+    meta = body["metadata"]
+    kept = {
+        "metadata": {key: meta[key] for key in _KEPT_METADATA if key in meta},
+        "spec": body.get("spec"),
+        "status": body.get("status"),
+    }
+    return {(namespace, name): kept}
 
 
 @kopf.index("batch", "v1", "jobs", labels=OWNED)
-def stage_jobs(namespace: str | None, meta: kopf.Meta, body: kopf.Body, **_: Any) -> Any:
+def stage_jobs(namespace: str | None, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> Any:
+    """Two lookups in one index (kopf calls every index function on every
+    event, so one function is half the work): (namespace, VideoJob uid) ->
+    (stage, ObservedJob), and ("job", namespace, Job name) -> the name of its
+    VideoJob, which the Job's pods lead to."""
     owner, stage = _controller(meta), meta.get("labels", {}).get(naming.STAGE_LABEL)
     if owner is None or stage is None:
         return None
     # By the owner's uid: a new VideoJob of an old one's name must not adopt
     # the old one's Jobs while the garbage collector removes them.
-    return {(namespace, owner[1]): (stage, status.observe_job(dict(body)))}
+    return {
+        (namespace, owner[1]): (stage, status.observe_job(dict(body))),
+        ("job", namespace, name): owner[0],
+    }
 
 
 @kopf.index("", "v1", "pods", labels=OWNED)
@@ -116,50 +169,109 @@ def stage_pods(namespace: str | None, meta: kopf.Meta, body: kopf.Body, **_: Any
     return {(namespace, job): (meta.get("creationTimestamp", ""), status.observe_pod(dict(body)))}
 
 
-@kopf.index("batch", "v1", "jobs", labels=OWNED)
-def job_owners(namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> Any:
-    owner = _controller(meta)
-    return {(namespace, name): owner[0]} if owner else None
-
-
 @kopf.on.event(*VIDEOJOBS)
 async def videojob_changed(
-    type: str, namespace: str | None, name: str, uid: str, memo: Any, **indexes: Any
+    type: str,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    body: kopf.Body,
+    memo: Any,
+    **indexes: Any,
 ) -> None:
     state: State = memo["state"]
     if type == "DELETED":
         async with _lock(state, namespace, name):
             state.written.pop(uid, None)
+            state.created.pop(uid, None)
             pending = state.ttl.pop(uid, None)
             if pending:
                 pending[1].cancel()
         state.locks.pop((str(namespace), name), None)
         state.unfinished.discard((str(namespace), name))
+        held = state.flushes.pop((str(namespace), name), None)
+        if held:
+            held.cancel()
+        return
+    written = state.written.get(uid)
+    if (
+        written is not None
+        and body.get("status") == written
+        and body["metadata"].get("generation") == written.get("observedGeneration")
+    ):
+        # The echo of our own status write: nothing new to act on, and the
+        # index now holds what we wrote, so our copy can go.
+        state.written.pop(uid, None)
         return
     await reconcile(str(namespace), name, state, indexes)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 async def job_changed(
-    type: str, namespace: str | None, meta: kopf.Meta, memo: Any, **indexes: Any
+    type: str,
+    namespace: str | None,
+    name: str,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    memo: Any,
+    **indexes: Any,
 ) -> None:
     owner = _controller(meta)
     if owner is None:
         return
+    state: State = memo["state"]
+    key = ("jobs", str(namespace), name)
+    observed: status.ObservedJob | None = None
     if type == "DELETED":
+        state.observed.pop(key, None)
         # The garbage collector removes a deleted VideoJob's Jobs: nothing to
         # do, unless a new VideoJob of the same name waits for them to go.
         current = list(indexes["videojob_bodies"].get((namespace, owner[0]), []))
-        if not any(body["metadata"]["uid"] != owner[1] for body in current):
+        if not any(other["metadata"]["uid"] != owner[1] for other in current):
             return
-    await reconcile(str(namespace), owner[0], memo["state"], indexes)
+    else:
+        observed = status.observe_job(dict(body))
+        known = state.observed.get(key)
+        if known == observed:
+            return  # e.g. its count of ready pods moved: nothing the status shows
+        if known is None and not observed.finished and not observed.suspended:
+            # A new Job, running: the reconcile that created it has counted it,
+            # and after a restart the VideoJob's own listing event reconciles.
+            state.observed[key] = observed
+            return
+    if await reconcile(str(namespace), owner[0], state, indexes) and observed:
+        state.observed[key] = observed
 
 
 @kopf.on.event("", "v1", "pods", labels=OWNED)
-async def pod_changed(namespace: str | None, meta: kopf.Meta, memo: Any, **indexes: Any) -> None:
+async def pod_changed(
+    type: str,
+    namespace: str | None,
+    name: str,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    memo: Any,
+    **indexes: Any,
+) -> None:
+    state: State = memo["state"]
+    key = ("pods", str(namespace), name)
+    observed: status.ObservedPod | None = None
+    if type == "DELETED":
+        state.observed.pop(key, None)
+    else:
+        observed = status.observe_pod(dict(body))
+        known = state.observed.get(key)
+        if known == observed or (known is None and observed == status.ObservedPod()):
+            # Bound, started, a finalizer gone, or new with nothing to say yet.
+            state.observed[key] = observed
+            return
     job = meta.get("labels", {}).get("batch.kubernetes.io/job-name")
-    for owner in list(indexes["job_owners"].get((namespace, job), [])):
-        await reconcile(str(namespace), owner, memo["state"], indexes)
+    owners = list(indexes["stage_jobs"].get(("job", namespace, job), []))
+    reconciled = True
+    for owner in owners:
+        reconciled = await reconcile(str(namespace), owner, state, indexes) and reconciled
+    if owners and reconciled and observed:
+        state.observed[key] = observed
 
 
 @kopf.on.startup()
@@ -191,20 +303,32 @@ def _lock(state: State, namespace: str | None, name: str) -> asyncio.Lock:
     return state.locks.setdefault((str(namespace), name), asyncio.Lock())
 
 
-async def reconcile(namespace: str, name: str, state: State, indexes: Mapping[str, Any]) -> None:
-    """Bring one VideoJob a step closer to done and write what changed."""
+async def reconcile(
+    namespace: str, name: str, state: State, indexes: Mapping[str, Any], *, flush: bool = False
+) -> bool:
+    """Bring one VideoJob a step closer to done and write what changed (a
+    progress-only write a moment later, unless ``flush``). False when an API
+    error cut it short (the resync loop tries again)."""
     state.indexes = indexes
     async with _lock(state, namespace, name):
         # Read under the lock, on the loop thread: the newest the watch gave.
         bodies = list(indexes["videojob_bodies"].get((namespace, name), []))
         if not bodies or bodies[0]["metadata"].get("deletionTimestamp"):
             state.unfinished.discard((namespace, name))
-            return
+            return True
         body = bodies[0]
         uid = body["metadata"]["uid"]
         observed_jobs = {
             stage: job for stage, job in list(indexes["stage_jobs"].get((namespace, uid), []))
         }
+        pending = state.created.get(uid, {})
+        for stage, (job, when) in list(pending.items()):
+            if stage in observed_jobs or time.monotonic() - when > RESYNC_SECONDS:
+                del pending[stage]  # the watch has it now (or never will)
+            else:
+                observed_jobs[stage] = job
+        if not pending:
+            state.created.pop(uid, None)
         observed_pods = {}
         for stage, job in observed_jobs.items():
             pods = sorted(
@@ -214,18 +338,48 @@ async def reconcile(namespace: str, name: str, state: State, indexes: Mapping[st
             if pods:
                 observed_pods[stage] = pods[-1][1]
         logger = log.bind(namespace=namespace, videojob=name)
+        completed, held_back = True, False
         try:
-            await asyncio.to_thread(_reconcile, body, observed_jobs, observed_pods, state, logger)
+            held_back = await asyncio.to_thread(
+                _reconcile, body, observed_jobs, observed_pods, state, logger, flush
+            )
         except ApiException as error:
             # The resync timer tries again; the error's body is not logged,
             # as it may repeat what the request carried.
             logger.warning("reconcile failed, will retry", status=error.status, reason=error.reason)
+            completed = False
         written = state.written.get(uid) or body.get("status") or {}
         if written.get("phase") in FINISHED:
             state.unfinished.discard((namespace, name))
         else:
             state.unfinished.add((namespace, name))
         _schedule_ttl(body, state, logger)
+        _hold_back(namespace, name, state, held_back)
+        return completed
+
+
+def _hold_back(namespace: str, name: str, state: State, held_back: bool) -> None:
+    """Write a held-back status PROGRESS_WRITE_DELAY from now; forget the
+    pending write when this reconcile wrote everything."""
+    key = (namespace, name)
+    if not held_back:
+        pending = state.flushes.pop(key, None)
+        if pending:
+            pending.cancel()
+        return
+    if key in state.flushes:
+        return
+    loop = asyncio.get_running_loop()
+
+    def flush() -> None:
+        state.flushes.pop(key, None)
+        if state.indexes is not None:
+            task = loop.create_task(reconcile(namespace, name, state, state.indexes, flush=True))
+            # The loop keeps only weak references to its tasks.
+            state.background.add(task)
+            task.add_done_callback(state.background.discard)
+
+    state.flushes[key] = loop.call_later(PROGRESS_WRITE_DELAY, flush)
 
 
 def _reconcile(
@@ -234,8 +388,10 @@ def _reconcile(
     observed_pods: dict[str, status.ObservedPod],
     state: State,
     logger: Any,
-) -> None:
-    """The blocking part of a reconcile, in a worker thread."""
+    flush: bool,
+) -> bool:
+    """The blocking part of a reconcile, in a worker thread. True when it
+    held back a progress-only status write (see PROGRESS_WRITE_DELAY)."""
     meta = body["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     raw_status = state.written.get(uid) or body.get("status") or {}
@@ -252,14 +408,15 @@ def _reconcile(
         stages = pipeline.resolve(spec, state.config)
     except pipeline.InvalidSpec as error:
         _fail_invalid(body, raw_status, previous, str(error), now, state, logger)
-        return
+        return False
     except ValueError as error:
         _fail_invalid(
             body, raw_status, previous, f"the spec does not parse: {error}", now, state, logger
         )
-        return
+        return False
 
     plan = status.plan(spec, generation, previous, stages, observed_jobs, observed_pods, now)
+    started = bool(plan.start)
     if plan.start:
         owner = jobs.Owner(name=name, namespace=namespace, uid=uid)
         for stage in plan.start:
@@ -276,19 +433,34 @@ def _reconcile(
                     state,
                     logger,
                 )
-                return
+                return False
             logger.info(
                 "stage job created" if created else "stage job already there",
                 stage=stage.name,
                 job=manifest["metadata"]["name"],
             )
             observed_jobs[stage.name] = status.observe_job(created or manifest)
+            state.created.setdefault(uid, {})[stage.name] = (
+                observed_jobs[stage.name],
+                time.monotonic(),
+            )
         # Fold the new Jobs in now, so their ADDED events find nothing to write.
         plan = status.plan(spec, generation, previous, stages, observed_jobs, observed_pods, now)
     for job_name, suspend in plan.set_suspend.items():
         state.kube.set_job_suspend(namespace, job_name, suspend)
         logger.info("stage job suspend set", job=job_name, suspend=suspend)
-    _write_status(body, raw_status, plan.status, plan.events, state, logger)
+    progress_only = (
+        not flush
+        and not started
+        and not plan.set_suspend
+        and not plan.events
+        and bool(raw_status)
+        and plan.status.phase == previous.phase
+        and plan.status.phase not in FINISHED
+    )
+    return _write_status(
+        body, raw_status, plan.status, plan.events, state, logger, hold_back=progress_only
+    )
 
 
 def _fail_invalid(
@@ -312,17 +484,23 @@ def _write_status(
     events: list[tuple[str, str, str]],
     state: State,
     logger: Any,
-) -> None:
+    hold_back: bool = False,
+) -> bool:
+    """Patch what changed; with ``hold_back``, only say whether there is
+    something to write (the caller writes it a moment later)."""
     meta = body["metadata"]
     new_raw = new_status.model_dump(by_alias=True, mode="json", exclude_none=True)
     patch = merge_patch(raw_status, new_raw)
     if not patch:
-        return
+        return False
+    if hold_back:
+        return True
     state.kube.patch_status(meta["namespace"], meta["name"], patch)
     state.written[meta["uid"]] = new_raw
     logger.info("status written", phase=new_raw.get("phase"), progress=new_raw.get("progress"))
     for kind, reason, message in events:
         state.kube.post_event(body, kind, reason, message)
+    return False
 
 
 def _schedule_ttl(body: dict[str, Any], state: State, logger: Any) -> None:

@@ -332,22 +332,18 @@ def _video_outputs(summary: dict[str, Any]) -> VideoOutputs:
 
 
 def _transitions(previous: VideoJobStatus, current: VideoJobStatus) -> list[tuple[str, str, str]]:
+    """Events for what needs a person's attention: a stage that failed, and
+    the VideoJob failing. Progress is in the status (and each Job has the Job
+    controller's Events); an Event per transition was more writes than the
+    Jobs and the status together."""
     events = []
     before = {s.name: s.phase for s in previous.stages}
     for stage in current.stages:
-        if before.get(stage.name, Phase.PENDING) != stage.phase:
-            kind = "Warning" if stage.phase == Phase.FAILED else "Normal"
+        if stage.phase == Phase.FAILED and before.get(stage.name) != Phase.FAILED:
             detail = f": {stage.message}" if stage.message else ""
-            events.append(
-                (
-                    kind,
-                    f"Stage{stage.phase.value}",
-                    f"stage {stage.name} is {stage.phase.value}{detail}",
-                )
-            )
-    if previous.phase != current.phase:
-        kind = "Warning" if current.phase == Phase.FAILED else "Normal"
-        events.append((kind, current.phase.value, f"VideoJob is {current.phase.value}"))
+            events.append(("Warning", "StageFailed", f"stage {stage.name} is Failed{detail}"))
+    if current.phase == Phase.FAILED and previous.phase != Phase.FAILED:
+        events.append(("Warning", "Failed", "VideoJob is Failed"))
     return events
 
 

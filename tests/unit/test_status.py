@@ -288,3 +288,25 @@ def test_invalid_spec_is_final() -> None:
     assert failed.start_time == NOW  # makes the spec immutable
     condition = next(c for c in failed.conditions if c.type == "Failed")
     assert (condition.reason, condition.status) == ("InvalidSpec", "True")
+
+
+def test_progress_posts_no_events_and_a_failure_posts_warnings() -> None:
+    running = _plan({"script_gen": _job("script_gen", "Complete")})
+    failed = status.plan(
+        VideoJobSpec(prompt="x"),
+        1,
+        running.status,
+        STAGES,
+        {
+            "script_gen": _job("script_gen", "Complete"),
+            "voice_gen": _job("voice_gen", "Failed", failed=4, reason="BackoffLimitExceeded"),
+        },
+        {},
+        NOW,
+    )
+
+    assert running.events == []
+    assert [(kind, reason) for kind, reason, _ in failed.events] == [
+        ("Warning", "StageFailed"),
+        ("Warning", "Failed"),
+    ]
