@@ -73,6 +73,8 @@ class Run:
     started: float
     ended: float
     cpu_seconds: float
+    kopf_floor_cpu_seconds: float | None = None
+    """The oracle's run only: CPU of a do-nothing kopf operator watching its Jobs and pods."""
     phases: dict[str, str] = field(default_factory=dict)
     rss_mib: float | None = None
     peak_rss_mib: float | None = None
@@ -164,13 +166,25 @@ def _client_rate_flags(qps: int) -> list[str]:
 
 
 class OperatorProcess:
-    """``python -m vid_operator`` under its own ServiceAccount."""
+    """``python -m vid_operator`` under its own ServiceAccount (or, with
+    ``program``, another kopf operator such as :mod:`tests.benchmarks.kopf_floor`)."""
 
-    def __init__(self, kubeconfig: Path, config_file: Path, log: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        config_file: Path,
+        log: Path,
+        profile: Path | None = None,
+        program: list[str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.config_file = config_file
         self.log = log
+        self.program = program or ["-m", "vid_operator"]
+        self.profile = profile
+        """Where py-spy writes the process's collapsed stacks, if anywhere."""
         self.process: subprocess.Popen[bytes] | None = None
+        self._profiler: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with socket.socket() as sock:
@@ -183,12 +197,7 @@ class OperatorProcess:
         }
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "vid_operator",
-                    f"--liveness=http://127.0.0.1:{port}/healthz",
-                ],
+                [sys.executable, *self.program, f"--liveness=http://127.0.0.1:{port}/healthz"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -205,6 +214,31 @@ class OperatorProcess:
                 return False
 
         _wait("the operator's liveness endpoint", alive, timeout=60)
+
+    def start_profiling(self) -> None:
+        """Sample the operator's stacks with py-spy until :meth:`stop`."""
+        if self.profile is None:
+            return
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self._profiler = subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(self.pid),
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                # Only the thread holding the GIL: where the CPU goes, not
+                # where threads wait.
+                "--gil",
+                "--output",
+                str(self.profile),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     @property
     def pid(self) -> int:
@@ -234,6 +268,10 @@ class OperatorProcess:
                 return
 
     def stop(self) -> None:
+        if self._profiler is not None:
+            self._profiler.send_signal(signal.SIGINT)
+            self._profiler.wait(timeout=60)
+            self._profiler = None
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -249,7 +287,10 @@ class OperatorProcess:
 class Bench:
     """One benchmark run: a control plane, the two drivers, the scenarios."""
 
-    def __init__(self, out: Path, bin_dir: Path | None, controller_qps: int) -> None:
+    def __init__(
+        self, out: Path, bin_dir: Path | None, controller_qps: int, profile: bool = False
+    ) -> None:
+        self.profile = profile
         self.out = out
         self.audit_log = out / "audit" / "audit.log"
         self.audit_log.parent.mkdir(parents=True)
@@ -312,6 +353,24 @@ class Bench:
     def run_oracle(self, scenario: Scenario, namespace: str) -> Run:
         result_file = self.out / f"{namespace}.json"
         names = [f"p-{index:05d}" for index in range(scenario.count)]
+        floor = OperatorProcess(
+            self.operator_kubeconfig,
+            self.config_file,
+            self.out / f"{namespace}-kopf-floor.log",
+            program=[
+                "-m",
+                "kopf",
+                "run",
+                "--standalone",
+                "--all-namespaces",
+                "--quiet",
+                "-m",
+                "tests.benchmarks.kopf_floor",
+            ],
+        )
+        floor.start()
+        floor.settle()
+        floor_before = floor.cpu_seconds()
         started = time.time()
         subprocess.run(
             [
@@ -332,6 +391,9 @@ class Bench:
             check=True,
             cwd=REPO,
         )
+        floor.settle()
+        floor_cpu = floor.cpu_seconds() - floor_before
+        floor.stop()
         result = json.loads(result_file.read_text())
         return Run(
             driver="oracle",
@@ -341,13 +403,17 @@ class Bench:
             started=started,
             ended=time.time(),
             cpu_seconds=result["cpu_seconds"],
+            kopf_floor_cpu_seconds=floor_cpu,
             phases={name: ended[0] for name, ended in result["ended"].items()},
         )
 
     def run_operator(self, scenario: Scenario, namespace: str) -> Run:
         names = [f"vj-{index:05d}" for index in range(scenario.count)]
         operator = OperatorProcess(
-            self.operator_kubeconfig, self.config_file, self.out / f"{namespace}-operator.log"
+            self.operator_kubeconfig,
+            self.config_file,
+            self.out / f"{namespace}-operator.log",
+            self.out / f"{namespace}-operator.stacks" if self.profile else None,
         )
         completions = Completions()
 
@@ -374,6 +440,7 @@ class Bench:
         operator.start()
         operator.settle()
         cpu_before = operator.cpu_seconds()
+        operator.start_profiling()
         try:
             drive(scenario.arrival, names, submit, completions, self._timeout(scenario))
             operator.settle()
@@ -519,6 +586,11 @@ def main(argv: list[str] | None = None) -> int:
         help="kube-controller-manager's client rate (requests/s; 0 keeps its default of 20)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench-results")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the operator with py-spy (pip install py-spy) into <run>-operator.stacks",
+    )
     parser.add_argument("--keep-audit", action="store_true", help="keep the audit log")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -530,9 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     families = set(args.scenarios.split(","))
 
     out = args.out / time.strftime("%Y%m%d-%H%M%S")
-    bench = Bench(out, None, args.controller_qps)
-    bench.up()
+    bench = Bench(out, None, args.controller_qps, args.profile)
     try:
+        bench.up()
         scenarios = list(_scenarios(args))
         for scenario in scenarios:
             family = scenario.name.split("-")[0]

@@ -129,6 +129,10 @@ def figures(run: Run, record: AuditRecord, operator_user: str, oracle_user: str)
         "requests_per_pipeline": per_pipeline,
         "writes_per_stage": round(writes / stages, 2) if stages else None,
     }
+    if run.kopf_floor_cpu_seconds is not None:
+        result["kopf_floor_cpu_ms_per_pipeline"] = round(
+            run.kopf_floor_cpu_seconds * 1000 / len(run.names), 2
+        )
     if run.peak_rss_mib is not None:
         result["rss_mib"] = round(run.rss_mib or 0, 1)
         result["peak_rss_mib"] = round(run.peak_rss_mib, 1)
@@ -280,6 +284,11 @@ def markdown(results: dict[str, Any]) -> str:
             ("stages per second", ("stages_per_second",), "throughput"),
             ("drain (s)", ("drain_seconds",), None),
             ("CPU per pipeline (ms)", ("cpu_ms_per_pipeline",), "cpu"),
+            (
+                "kopf alone, no-op handlers: CPU per pipeline (ms)",
+                ("kopf_floor_cpu_ms_per_pipeline",),
+                None,
+            ),
             ("writes per stage", ("writes_per_stage",), None),
             ("peak RSS (MiB)", ("peak_rss_mib",), None),
         ):
