@@ -148,6 +148,10 @@ def _stage_status(
     # Failed pods, plus the try that is running or succeeded; so the count
     # does not move while a pod merely starts.
     attempts = job.failed + (0 if job.finished == "Failed" else 1)
+    # A Job that exists has had a try, and the count never drops: failures
+    # the podFailurePolicy ignores (disruptions) are not in job.failed, so a
+    # Job that then runs past its deadline would otherwise go from 1 to 0.
+    attempts = max(attempts, 1, previous.attempts if previous else 0)
     message: str | None = None
     if job.finished == "Complete" and not (pod and not pod.finished):
         phase = Phase.SUCCEEDED

@@ -310,3 +310,16 @@ def test_progress_posts_no_events_and_a_failure_posts_warnings() -> None:
         ("Warning", "StageFailed"),
         ("Warning", "Failed"),
     ]
+
+
+def test_attempts_never_drop_when_ignored_disruptions_end_in_a_deadline() -> None:
+    running = _plan({"script_gen": _job("script_gen")})
+    # Disrupted pods are not counted in the Job's failed count; the Job
+    # then fails on its deadline with failed == 0.
+    failed = _plan(
+        {"script_gen": _job("script_gen", "Failed", reason="DeadlineExceeded")},
+        previous=running.status,
+    )
+
+    assert running.status.stages[0].attempts == 1
+    assert failed.status.stages[0].attempts == 1
