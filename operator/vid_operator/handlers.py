@@ -27,6 +27,7 @@ from typing import Any
 
 import kopf
 import structlog
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from vid_operator import config, jobs, naming, pipeline, status
@@ -348,6 +349,11 @@ async def reconcile(
             # as it may repeat what the request carried.
             logger.warning("reconcile failed, will retry", status=error.status, reason=error.reason)
             completed = False
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            # The API server is away (restarting, unreachable). Caught here,
+            # or it would end the resync loop that is to retry it.
+            logger.warning("reconcile failed, will retry", error=type(error).__name__)
+            completed = False
         written = state.written.get(uid) or body.get("status") or {}
         if written.get("phase") in FINISHED:
             state.unfinished.discard((namespace, name))
@@ -533,6 +539,8 @@ def _schedule_ttl(body: dict[str, Any], state: State, logger: Any) -> None:
             # The resync timer does not run for finished jobs; the next
             # event or restart schedules the deletion again.
             logger.warning("ttl deletion failed", status=error.status, reason=error.reason)
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            logger.warning("ttl deletion failed", error=type(error).__name__)
 
     loop = asyncio.get_running_loop()
     state.ttl[uid] = (int(ttl), loop.call_later(delay, lambda: loop.create_task(delete())))
