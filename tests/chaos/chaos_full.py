@@ -1,0 +1,50 @@
+"""The full chaos run: ``make chaos`` (``pytest tests/chaos/chaos_full.py``).
+
+A few hundred VideoJobs applied over two minutes, among them retried and
+non-retryable failures, disrupted pods, a dependency cycle and rounds of
+hostile input; the operator killed with SIGKILL at random moments and started
+again after a random pause; kube-apiserver restarted once in the middle. Then
+every invariant of :mod:`tests.chaos.invariants`. Its name keeps ``pytest
+tests`` from collecting it: it runs for several minutes. Set
+``VIDOP_CHAOS_SEED`` to replay another sequence of moments.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.harness import ChaosPlan, ChaosRun, prepare
+from tests.support import Cluster
+
+pytestmark = pytest.mark.cluster
+
+FULL = ChaosPlan(
+    ok=240,
+    retried=20,
+    invalid=20,
+    disrupted=10,
+    cycles=5,
+    hostile_rounds=5,
+    submit_seconds=120,
+    kills=6,
+    kill_window=(5, 150),
+    down_seconds=(0, 5),
+    apiserver_restart_at=60,
+    settle_timeout=900,
+    seed=int(os.environ.get("VIDOP_CHAOS_SEED", "6")),
+)
+
+
+@pytest.mark.timeout(1800)
+def test_nothing_is_lost_under_sustained_chaos(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    prepare(cluster)
+
+    report = ChaosRun(cluster, namespace, tmp_path, FULL, cluster.dev).run()
+
+    print(report.describe())
+    assert not report.violations, report.describe()

@@ -1,0 +1,178 @@
+"""What must hold after a chaos run, checked over everything the watches saw.
+
+:mod:`tests.chaos.harness` records every event of the run's Jobs and
+VideoJobs (:class:`Record`) and calls :func:`check` at the end; each broken
+invariant comes back as a sentence naming the object. Pure: no API calls.
+
+Ordering questions ("was the dependency Complete before this Job was
+created?") are answered from the order of one watch stream: the API server
+delivers a collection's events in the order they were written, so a Job's
+ADDED event comes after every update that was written before its create.
+Where a relist (after the API server restarted) delivered both at once, the
+Jobs' own timestamps decide, with their one-second resolution.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.benchmarks.rawapi import Seen
+from tests.chaos.workload import Expected
+from vid_operator import naming
+
+PHASE_RANK = {"Pending": 0, "Running": 1, "Suspended": 1, "Succeeded": 2, "Failed": 2}
+FINISHED = ("Succeeded", "Failed")
+
+
+@dataclass
+class Record:
+    """Every Job and VideoJob event of a run, in arrival order per stream."""
+
+    jobs: list[Seen] = field(default_factory=list)
+    videojobs: list[Seen] = field(default_factory=list)
+
+
+def _time(text: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(text) if text else None
+
+
+def _complete(job: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Complete" and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or []
+    )
+
+
+def _owner_uid(job: dict[str, Any]) -> str | None:
+    for reference in job["metadata"].get("ownerReferences") or []:
+        if reference.get("controller"):
+            return str(reference["uid"])
+    return None
+
+
+def one_job_per_stage(record: Record) -> list[str]:
+    """Never more than one Job for a VideoJob's stage, over the whole run."""
+    uids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    names: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for seen in record.jobs:
+        owner = _owner_uid(seen.object)
+        stage = seen.object["metadata"]["labels"].get(naming.STAGE_LABEL)
+        if owner and stage:
+            uids[owner, stage].add(seen.object["metadata"]["uid"])
+            names[owner, stage].add(seen.object["metadata"]["name"])
+    return [
+        f"VideoJob {owner} stage {stage} had {len(found)} Jobs: {sorted(names[owner, stage])}"
+        for (owner, stage), found in uids.items()
+        if len(found) > 1
+    ]
+
+
+def dependencies_first(record: Record, dependencies: dict[str, dict[str, list[str]]]) -> list[str]:
+    """No stage's Job was created before its dependencies' Jobs were Complete.
+    ``dependencies``: VideoJob uid -> stage -> the stages it waits for."""
+    first_seen: dict[str, Seen] = {}
+    complete_at: dict[tuple[str, str], Seen] = {}
+    for seen in record.jobs:
+        meta = seen.object["metadata"]
+        owner, stage = _owner_uid(seen.object), meta["labels"].get(naming.STAGE_LABEL)
+        if owner is None or stage is None:
+            continue
+        first_seen.setdefault(meta["uid"], seen)
+        if _complete(seen.object):
+            complete_at.setdefault((owner, stage), seen)
+    violations = []
+    for seen in first_seen.values():
+        meta = seen.object["metadata"]
+        owner, stage = _owner_uid(seen.object), meta["labels"][naming.STAGE_LABEL]
+        assert owner is not None
+        for dependency in dependencies.get(owner, {}).get(stage, []):
+            done = complete_at.get((owner, dependency))
+            name = f"{meta['name']} ({stage})"
+            if done is None:
+                violations.append(f"{name} exists but its dependency {dependency} never completed")
+            elif seen.type == "ADDED" and done.sequence > seen.sequence:
+                violations.append(f"{name} was created before {dependency} was Complete")
+            elif seen.type == "LISTED":
+                created = _time(meta.get("creationTimestamp"))
+                finished = _time((done.object.get("status") or {}).get("completionTime"))
+                if created and finished and created < finished:
+                    violations.append(
+                        f"{name} was created at {created}, before {dependency} completed "
+                        f"at {finished}"
+                    )
+    return violations
+
+
+def _progress(status: dict[str, Any]) -> int:
+    try:
+        return int(str(status.get("progress") or "0/0").split("/")[0])
+    except ValueError:
+        return 0
+
+
+def status_never_backwards(record: Record) -> list[str]:
+    """Per VideoJob, every status seen is at least as far along as the last:
+    phase order, progress, finished stages, attempts, start and end times."""
+    violations = []
+    last: dict[str, dict[str, Any]] = {}
+    for seen in record.videojobs:
+        if seen.type == "DELETED":
+            continue
+        meta = seen.object["metadata"]
+        now = seen.object.get("status") or {}
+        before = last.get(meta["uid"])
+        last[meta["uid"]] = now
+        if before is None:
+            continue
+        name = meta["name"][:80]
+        old_phase, new_phase = before.get("phase"), now.get("phase")
+        if old_phase in FINISHED and new_phase != old_phase:
+            violations.append(f"{name}: phase {old_phase} became {new_phase}")
+        elif PHASE_RANK.get(new_phase or "Pending", 0) < PHASE_RANK.get(old_phase or "Pending", 0):
+            violations.append(f"{name}: phase went back from {old_phase} to {new_phase}")
+        if _progress(now) < _progress(before):
+            violations.append(
+                f"{name}: progress went back from {before.get('progress')} to {now.get('progress')}"
+            )
+        for key in ("startTime", "completionTime"):
+            if before.get(key) and now.get(key) != before[key]:
+                violations.append(f"{name}: {key} changed from {before[key]} to {now.get(key)}")
+        old_stages = {s["name"]: s for s in before.get("stages") or []}
+        for stage in now.get("stages") or []:
+            previous = old_stages.get(stage["name"])
+            if previous is None:
+                continue
+            if previous.get("phase") in FINISHED and stage.get("phase") != previous["phase"]:
+                violations.append(
+                    f"{name}: stage {stage['name']} went from {previous['phase']} "
+                    f"to {stage.get('phase')}"
+                )
+            if stage.get("attempts", 0) < previous.get("attempts", 0):
+                violations.append(
+                    f"{name}: stage {stage['name']} attempts went from "
+                    f"{previous.get('attempts')} to {stage.get('attempts')}"
+                )
+    return violations
+
+
+def outcome(name: str, status: dict[str, Any] | None, expected: Expected) -> list[str]:
+    """The VideoJob ended as its annotations said it would."""
+    if not status or status.get("phase") not in FINISHED:
+        phase = (status or {}).get("phase")
+        return [f"{name[:80]} never finished (phase {phase}, expected {expected.phase})"]
+    problems = []
+    if status["phase"] != expected.phase:
+        problems.append(f"{name[:80]} is {status['phase']}, expected {expected.phase}")
+    if expected.failed_stage and status.get("stage") != expected.failed_stage:
+        problems.append(
+            f"{name[:80]} failed at {status.get('stage')}, expected {expected.failed_stage}"
+        )
+    if expected.reason:
+        failed = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), {})
+        said = f"{failed.get('reason')} {failed.get('message')}"
+        if expected.reason not in said:
+            problems.append(f"{name[:80]}: Failed condition {said!r} lacks {expected.reason}")
+    return problems
