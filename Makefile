@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export VIDOP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
 .PHONY: help venv tools system-deps cluster-up cluster-down cluster-status demo test test-unit \
-        test-integration lint crds controlplane-gomod clean
+        test-integration lint crds controlplane-gomod clean bench chaos
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,12 @@ test-unit: venv ## Run the tests that need no cluster
 
 test-integration: venv tools ## Run the integration tests against `make cluster-up`'s cluster
 	VIDOP_USE_EXISTING_CLUSTER=1 KUBECONFIG=$(VIDOP_CLUSTER_DIR)/kubeconfig $(BIN)/pytest tests/integration
+
+bench: venv tools ## Benchmark the operator against an oracle on its own control plane (BENCH_ARGS=--quick: a few minutes)
+	$(BIN)/python -m tests.benchmarks.bench $(BENCH_ARGS)
+
+chaos: venv tools ## Full chaos run: hundreds of VideoJobs, operator kills, an API server restart, hostile input
+	$(BIN)/pytest tests/chaos/chaos_full.py -s $(CHAOS_ARGS)
 
 # stage_images/ is named apart: ruff does not follow the operator/vidop_stages link
 # (mypy does, and so sees each stage file once).
