@@ -338,11 +338,15 @@ async def reconcile(
             )
             if pods:
                 observed_pods[stage] = pods[-1][1]
+        # The status to build on, taken with the body: the echo of our last
+        # write may drop our copy of it (videojob_changed) while the thread
+        # runs, and the body taken here would then be older than both.
+        raw_status = state.written.get(uid) or body.get("status") or {}
         logger = log.bind(namespace=namespace, videojob=name)
         completed, held_back = True, False
         try:
             held_back = await asyncio.to_thread(
-                _reconcile, body, observed_jobs, observed_pods, state, logger, flush
+                _reconcile, body, raw_status, observed_jobs, observed_pods, state, logger, flush
             )
         except ApiException as error:
             # The resync timer tries again; the error's body is not logged,
@@ -354,7 +358,7 @@ async def reconcile(
             # or it would end the resync loop that is to retry it.
             logger.warning("reconcile failed, will retry", error=type(error).__name__)
             completed = False
-        written = state.written.get(uid) or body.get("status") or {}
+        written = state.written.get(uid) or raw_status
         if written.get("phase") in FINISHED:
             state.unfinished.discard((namespace, name))
         else:
@@ -390,6 +394,7 @@ def _hold_back(namespace: str, name: str, state: State, held_back: bool) -> None
 
 def _reconcile(
     body: dict[str, Any],
+    raw_status: dict[str, Any],
     observed_jobs: dict[str, status.ObservedJob],
     observed_pods: dict[str, status.ObservedPod],
     state: State,
@@ -400,7 +405,6 @@ def _reconcile(
     held back a progress-only status write (see PROGRESS_WRITE_DELAY)."""
     meta = body["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
-    raw_status = state.written.get(uid) or body.get("status") or {}
     try:
         previous = models.VideoJobStatus.model_validate(raw_status)
     except ValueError:
