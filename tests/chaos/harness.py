@@ -122,7 +122,8 @@ class ChaosRun:
         self.violations: list[str] = []
         self.summary: dict[str, Any] = {}
         self.readiness: list[float] = []
-        self.refused: dict[str, int] = {}
+        self.refused: list[tuple[str, int]] = []
+        """(kind, HTTP status) of every body the API server refused."""
         self._lock = threading.Lock()
 
     # -- recording ---------------------------------------------------------------
@@ -147,7 +148,7 @@ class ChaosRun:
                 if item.expected is not None:
                     self.violations.append(f"{item.kind} {item.name[:60]} refused: {error}")
                 else:
-                    self.refused[item.kind] = error.status
+                    self.refused.append((item.kind, error.status))
                 continue
             if item.expected is None:
                 self.violations.append(
@@ -261,7 +262,9 @@ class ChaosRun:
             {
                 "seconds": round(time.monotonic() - begun, 1),
                 "videojobs accepted": sum(1 for i in self.items if i.expected is not None),
-                "refused at apply time": len(self.refused),
+                "refused at apply time (by HTTP status)": dict(
+                    Counter(status for _, status in self.refused)
+                ),
                 "kinds": dict(Counter(i.kind for i in self.items if i.expected is not None)),
                 "jobs": len(final_jobs),
                 "job events seen": len(self.record.jobs),
