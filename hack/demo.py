@@ -27,11 +27,11 @@ from typing import Any
 
 import yaml
 from kubernetes import client
-from vid_operator.devcluster.s3 import S3Server
 
 from vid_operator import contract
 from vid_operator.api.models import STAGE_NAMES
 from vid_operator.devcluster import DevCluster
+from vid_operator.devcluster.s3 import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "videojob.yaml"

@@ -149,7 +149,9 @@ def main() -> None:
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()
 
-    raw = RawApi(kube_config.new_client_from_config(config_file=args.kubeconfig))
+    raw = RawApi(
+        kube_config.new_client_from_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
+    )
     oracle = Oracle(raw, args.namespace, pipeline_spec(args.run_time), config.load(args.config))
     oracle.start()
     names = [f"{args.prefix}-{index:05d}" for index in range(args.count)]

@@ -171,7 +171,8 @@ def outcome(name: str, status: dict[str, Any] | None, expected: Expected) -> lis
             f"{name[:80]} failed at {status.get('stage')}, expected {expected.failed_stage}"
         )
     if expected.reason:
-        failed = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), {})
+        conditions: list[dict[str, Any]] = status.get("conditions") or []
+        failed = next((c for c in conditions if c.get("type") == "Failed"), {})
         said = f"{failed.get('reason')} {failed.get('message')}"
         if expected.reason not in said:
             problems.append(f"{name[:80]}: Failed condition {said!r} lacks {expected.reason}")

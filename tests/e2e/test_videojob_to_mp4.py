@@ -209,7 +209,9 @@ def test_deleting_the_videojob_kills_the_running_stage_process(
 ) -> None:
     # Long enough that video_gen is still rendering when the VideoJob goes.
     cluster.apply(
-        _videojob("cancelled", "A slow sunrise over mountains.", seconds=120, resolution="1280x720"),
+        _videojob(
+            "cancelled", "A slow sunrise over mountains.", seconds=120, resolution="1280x720"
+        ),
         videos,
     )
     core = client.CoreV1Api(cluster.api)
@@ -229,13 +231,12 @@ def test_deleting_the_videojob_kills_the_running_stage_process(
 
     cluster.kubectl("delete", "videojob", "cancelled", "-n", videos, "--wait=true")
 
-    wait_until(
-        "the stage process to be gone", lambda: not Path(f"/proc/{pid}").exists(), 60, 0.5
-    )
+    wait_until("the stage process to be gone", lambda: not Path(f"/proc/{pid}").exists(), 60, 0.5)
     wait_until(
         "the stage pods to be gone",
-        lambda: not core.list_namespaced_pod(videos, label_selector="vidop.io/videojob=cancelled")
-        .items,
+        lambda: (
+            not core.list_namespaced_pod(videos, label_selector="vidop.io/videojob=cancelled").items
+        ),
         60,
     )
 
