@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from kubernetes import client
 
 from vid_operator import contract
 from vid_operator.api.models import STAGE_NAMES
-from vid_operator.devcluster import DevCluster
+from vid_operator.devcluster import DevCluster, localpod
 from vid_operator.devcluster.s3 import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,7 +112,12 @@ def _ffprobe_summary(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds the ExitStack: everything started is stopped
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     root = Path(os.environ.get("VIDOP_DEMO_DIR", REPO / ".demo")).resolve()
     output = root / "output"
     output.mkdir(parents=True, exist_ok=True)
@@ -171,7 +177,8 @@ def main() -> int:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        on_local_node = {"nodeSelector": {"kubernetes.io/hostname": LOCAL_NODE}}
+        # A CPU stage must tolerate the simulated GPU's taint to land there too.
+        on_local_node = localpod.placement(localpod.NodeShape(name=LOCAL_NODE, gpus=1))
         config_file = root / "operator-config.yaml"
         config_file.write_text(
             yaml.safe_dump(

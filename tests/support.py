@@ -19,7 +19,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from vid_operator.devcluster import DevCluster
+from vid_operator.devcluster import DevCluster, localpod
 
 CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "videojobs.vidop.io.yaml"
 
@@ -188,14 +188,12 @@ class LocalNodeProcess:
 
     def placement(self) -> dict[str, Any]:
         """What a pod (or a stage override) needs to run here."""
-        return {
-            "nodeSelector": {"vidop.io/local-node": "true"},
-            "tolerations": [
-                {"key": self.TAINT, "operator": "Exists", "effect": "NoSchedule"},
-                # It advertises a (simulated) GPU, so it carries the GPU taint too.
-                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-            ],
-        }
+        shape = localpod.NodeShape(
+            name=self.NAME,
+            gpus=self.gpus,
+            taints=({"key": self.TAINT, "value": "true", "effect": "NoSchedule"},),
+        )
+        return localpod.placement(shape)
 
     def stop(self) -> None:
         _stop(self.process)

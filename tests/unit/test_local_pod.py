@@ -186,3 +186,22 @@ def test_a_gpu_local_node_looks_like_a_gpu_node_and_says_it_is_simulated() -> No
     assert status["allocatable"]["nvidia.com/gpu"] == "2"
     assert localpod.node_manifest(NodeShape())["spec"] == {}
     assert "nvidia.com/gpu" not in localpod.node_status(NodeShape(), "t")["status"]["capacity"]
+
+
+def test_the_placement_lands_a_pod_on_the_local_node_through_its_taints() -> None:
+    shape = NodeShape(gpus=1, taints=({"key": "vidop.io/local-node", "effect": "NoSchedule"},))
+    node = localpod.node_manifest(shape)
+    placement = localpod.placement(shape)
+
+    labels = node["metadata"]["labels"]
+    assert all(labels.get(key) == value for key, value in placement["nodeSelector"].items())
+    # No kwok node has this hostname: the selector alone keeps pods off them.
+    assert placement["nodeSelector"] == {"kubernetes.io/hostname": "vidop-local"}
+    for taint in node["spec"]["taints"]:
+        assert any(
+            t["key"] == taint["key"]
+            and t["operator"] == "Exists"
+            and t["effect"] == taint["effect"]
+            for t in placement["tolerations"]
+        ), f"nothing tolerates {taint}"
+    assert localpod.placement(NodeShape())["tolerations"] == []

@@ -76,6 +76,17 @@ def node_manifest(shape: NodeShape) -> dict[str, Any]:
     }
 
 
+def placement(shape: NodeShape) -> dict[str, Any]:
+    """The pod spec fields (``nodeSelector``, ``tolerations``) that put a pod
+    on this node and nowhere else: the demo's operator configuration gives them
+    to every stage, so CPU stages tolerate the simulated GPU's taint too."""
+    tolerations = [
+        {"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}
+        for taint in node_manifest(shape)["spec"].get("taints", [])
+    ]
+    return {"nodeSelector": {"kubernetes.io/hostname": shape.name}, "tolerations": tolerations}
+
+
 def node_status(shape: NodeShape, now: str, *, ready: bool = True) -> dict[str, Any]:
     """The Node's status subresource, with a fresh Ready heartbeat."""
     resources = {
