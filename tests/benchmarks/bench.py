@@ -490,7 +490,10 @@ class Bench:
         _namespace(self.raw, namespace)
         path = VIDEOJOBS.format(namespace=namespace)
         operator = OperatorProcess(
-            self.operator_kubeconfig, self.config_file, self.out / "retained-operator.log"
+            self.operator_kubeconfig,
+            self.config_file,
+            self.out / "retained-operator.log",
+            self.out / "retained-operator.stacks" if self.profile else None,
         )
         # One real run gives the status a finished VideoJob really has.
         operator.start()
@@ -529,6 +532,7 @@ class Bench:
         started = time.monotonic()
         operator.start()
         ready = time.monotonic() - started
+        operator.start_profiling()
         operator.settle()
         settled = time.monotonic() - started
         rss, peak = operator.memory_mib()
