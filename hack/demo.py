@@ -249,4 +249,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; everything it started is stopped", file=sys.stderr)
+        raise SystemExit(130) from None
