@@ -31,7 +31,7 @@ from kubernetes import client
 
 from vid_operator import contract
 from vid_operator.api.models import STAGE_NAMES
-from vid_operator.devcluster import DevCluster, localpod
+from vid_operator.devcluster import DevCluster, localnode, localpod
 from vid_operator.devcluster.s3 import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,8 @@ EXAMPLE = REPO / "examples" / "videojob.yaml"
 BUCKET = "vid-operator"
 SECRET = "vid-operator-s3"
 NAMESPACE = "default"
-LOCAL_NODE = "vidop-local"
+LOCAL_NODE = localpod.NodeShape(name="vidop-local", gpus=1)
+"""The one node the stages run on; one simulated GPU so video_gen lands there."""
 TIMEOUT = 30 * 60
 
 
@@ -84,7 +85,7 @@ def _healthy(url: str) -> bool:
 
 def _node_ready(core: client.CoreV1Api) -> bool:
     try:
-        node = core.read_node(LOCAL_NODE)
+        node = core.read_node(LOCAL_NODE.name)
     except client.ApiException:
         return False
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
@@ -150,7 +151,10 @@ def main() -> int:
             },
         )
 
-        _say(f"starting the local node {LOCAL_NODE} (1 simulated GPU; stages run on the CPU)")
+        _say(
+            f"starting the local node {LOCAL_NODE.name} "
+            f"({LOCAL_NODE.gpus} simulated GPU; stages run on the CPU)"
+        )
         node = _start(
             [
                 sys.executable,
@@ -158,8 +162,7 @@ def main() -> int:
                 "vid_operator.devcluster.localnode",
                 f"--kubeconfig={kubeconfig}",
                 f"--root={root / 'local-node'}",
-                f"--name={LOCAL_NODE}",
-                "--gpus=1",
+                *localnode.shape_flags(LOCAL_NODE),
             ],
             root / "logs" / "local-node.log",
         )
@@ -178,7 +181,7 @@ def main() -> int:
             stdout=subprocess.DEVNULL,
         )
         # A CPU stage must tolerate the simulated GPU's taint to land there too.
-        on_local_node = localpod.placement(localpod.NodeShape(name=LOCAL_NODE, gpus=1))
+        on_local_node = localpod.placement(LOCAL_NODE)
         config_file = root / "operator-config.yaml"
         config_file.write_text(
             yaml.safe_dump(

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from vid_operator.devcluster import DevCluster, localpod
+from vid_operator.devcluster import DevCluster, localnode, localpod
 
 CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "videojobs.vidop.io.yaml"
 
@@ -157,7 +157,11 @@ class LocalNodeProcess:
         self.cluster = cluster
         self.folder = folder
         self.log = folder / "local-node.log"
-        self.gpus = gpus
+        self.shape = localpod.NodeShape(
+            name=self.NAME,
+            gpus=gpus,
+            taints=({"key": self.TAINT, "value": "true", "effect": "NoSchedule"},),
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -166,9 +170,7 @@ class LocalNodeProcess:
                 "vid_operator.devcluster.localnode",
                 f"--kubeconfig={self.cluster.kubeconfig}",
                 f"--root={self.folder}",
-                f"--name={self.NAME}",
-                f"--gpus={self.gpus}",
-                f"--taint={self.TAINT}=true:NoSchedule",
+                *localnode.shape_flags(self.shape),
             ],
             self.log,
         )
@@ -188,12 +190,7 @@ class LocalNodeProcess:
 
     def placement(self) -> dict[str, Any]:
         """What a pod (or a stage override) needs to run here."""
-        shape = localpod.NodeShape(
-            name=self.NAME,
-            gpus=self.gpus,
-            taints=({"key": self.TAINT, "value": "true", "effect": "NoSchedule"},),
-        )
-        return localpod.placement(shape)
+        return localpod.placement(self.shape)
 
     def stop(self) -> None:
         _stop(self.process)

@@ -187,29 +187,25 @@ async def videojob_changed(
 ) -> None:
     state: State = memo["state"]
     key = (str(namespace), name)
+    cached = state.videojobs.get(key)
+    # Workers run per uid: a new VideoJob of this name may be cached already.
+    successor_cached = cached is not None and cached["metadata"].get("uid") != uid
     if type == "DELETED":
-        # Workers run per uid: a new VideoJob of this name may be here already.
-        if (state.videojobs.get(key) or {}).get("metadata", {}).get("uid") == uid:
-            del state.videojobs[key]
+        if not successor_cached:
+            state.videojobs.pop(key, None)
         async with _lock(state, namespace, name):
             state.written.pop(uid, None)
             state.created.pop(uid, None)
             pending = state.ttl.pop(uid, None)
             if pending:
                 pending[1].cancel()
-        state.locks.pop((str(namespace), name), None)
-        state.unfinished.discard((str(namespace), name))
-        held = state.flushes.pop((str(namespace), name), None)
+        state.locks.pop(key, None)
+        state.unfinished.discard(key)
+        held = state.flushes.pop(key, None)
         if held:
             held.cancel()
         return
-    stored = state.videojobs.get(key)
-    if not (
-        stored
-        and stored["metadata"].get("uid") != uid
-        and body["metadata"].get("deletionTimestamp")
-    ):
-        # (A VideoJob on its way out does not displace its successor.)
+    if not (successor_cached and body["metadata"].get("deletionTimestamp")):
         state.videojobs[key] = _kept(body)
     written = state.written.get(uid)
     if (

@@ -447,6 +447,24 @@ def _label(text: str) -> tuple[str, str]:
     return key, value
 
 
+def shape_flags(shape: NodeShape) -> list[str]:
+    """The command-line flags that make :func:`main` register ``shape``: the
+    demo and the tests describe their node once, as a NodeShape, and derive
+    both these flags and its pods' placement (:func:`localpod.placement`)."""
+    taints = [
+        f"{t['key']}={t['value']}:{t['effect']}" if t.get("value") else f"{t['key']}:{t['effect']}"
+        for t in shape.taints
+    ]
+    return [
+        f"--name={shape.name}",
+        f"--gpus={shape.gpus}",
+        f"--cpu={shape.cpu}",
+        f"--memory={shape.memory}",
+        *(f"--label={key}={value}" for key, value in shape.labels.items()),
+        *(f"--taint={taint}" for taint in taints),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vid_operator.devcluster.localnode", description=__doc__.split("\n\n")[0]
