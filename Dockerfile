@@ -3,7 +3,9 @@
 FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY operator ./operator
+# The operator package alone: the stages and the development cluster are
+# packages of their own, not copied here.
+COPY operator/vid_operator ./operator/vid_operator
 RUN pip install --no-cache-dir --no-compile --prefix=/install .
 
 FROM python:3.11.11-slim-bookworm

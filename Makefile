@@ -29,13 +29,13 @@ system-deps: ## Install ffmpeg and espeak-ng (Debian packages) when missing; the
 	bash hack/system-deps.sh
 
 cluster-up: venv tools ## Start the development control plane; prints the KUBECONFIG to use
-	$(BIN)/python -m vid_operator.devcluster up
+	$(BIN)/python -m vidop_devcluster up
 
 cluster-down: venv ## Stop the development control plane (only the processes it started)
-	$(BIN)/python -m vid_operator.devcluster down
+	$(BIN)/python -m vidop_devcluster down
 
 cluster-status: venv ## Tell whether the development control plane runs
-	$(BIN)/python -m vid_operator.devcluster status
+	$(BIN)/python -m vidop_devcluster status
 
 demo: venv tools system-deps ## The main job: examples/videojob.yaml -> operator -> Jobs -> local node -> MP4 in .demo/output
 	$(BIN)/python hack/demo.py
@@ -55,14 +55,12 @@ bench: venv tools ## Benchmark the operator against an oracle on its own control
 chaos: venv tools ## Full chaos run: hundreds of VideoJobs, operator kills, an API server restart, hostile input
 	$(BIN)/pytest tests/chaos/chaos_full.py -s $(CHAOS_ARGS)
 
-# stage_images/ is named apart: ruff does not follow the operator/vidop_stages link
-# (mypy does, and so sees each stage file once).
 lint: venv ## ruff, mypy --strict, import-linter, hadolint, helm lint
 	$(BIN)/ruff check operator stage_images tests hack
 	$(BIN)/ruff format --check operator stage_images tests hack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/hadolint Dockerfile stage_images/*/Dockerfile
+	$(BIN)/hadolint Dockerfile stage_images/base/Dockerfile stage_images/vidop_stages/*/Dockerfile
 	"$$(PYTHON=$(BIN)/python bash hack/tools.sh)/helm" lint --strict charts/vid-operator
 
 crds: venv ## Regenerate crds/ and the chart's CRD template from the pydantic models
@@ -73,5 +71,5 @@ controlplane-gomod: ## Regenerate hack/controlplane/go.mod for K8S_VERSION (defa
 	hack/controlplane/gen-gomod.sh $${K8S_VERSION:-$$(awk '$$1 == "k8s.io/kubernetes" {print $$2}' hack/controlplane/go.mod)}
 
 clean: ## Stop the cluster, remove the virtual environment and the cluster folder (not the binary cache)
-	if [ -x $(BIN)/python ]; then $(BIN)/python -m vid_operator.devcluster down; fi
+	if [ -x $(BIN)/python ]; then $(BIN)/python -m vidop_devcluster down; fi
 	rm -rf $(VENV) $(VIDOP_CLUSTER_DIR)

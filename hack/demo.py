@@ -31,8 +31,8 @@ from kubernetes import client
 
 from vid_operator import contract
 from vid_operator.api.models import STAGE_NAMES
-from vid_operator.devcluster import DevCluster, localnode, localpod
-from vid_operator.devcluster.s3 import S3Server
+from vidop_devcluster import DevCluster, localnode, localpod
+from vidop_devcluster.s3 import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "videojob.yaml"
@@ -159,7 +159,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "vid_operator.devcluster.localnode",
+                "vidop_devcluster.localnode",
                 f"--kubeconfig={kubeconfig}",
                 f"--root={root / 'local-node'}",
                 *localnode.shape_flags(LOCAL_NODE),

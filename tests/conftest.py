@@ -20,8 +20,8 @@ import pytest
 from kubernetes import client, config
 
 from tests.support import Cluster, LocalNodeProcess, wait_until
-from vid_operator.devcluster import ClusterError, DevCluster, tools_bin_dir
-from vid_operator.devcluster.s3 import S3Server, S3ServerError
+from vidop_devcluster import ClusterError, DevCluster, tools_bin_dir
+from vidop_devcluster.s3 import S3Server, S3ServerError
 
 
 def _cluster_unavailable(reason: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from vid_operator.devcluster import DevCluster, localnode, localpod
+from vidop_devcluster import DevCluster, localnode, localpod
 
 CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "videojobs.vidop.io.yaml"
 
@@ -147,7 +147,7 @@ class socket_port:
 
 
 class LocalNodeProcess:
-    """``python -m vid_operator.devcluster.localnode``: the Node that runs its
+    """``python -m vidop_devcluster.localnode``: the Node that runs its
     pods as host processes. Tainted, so only pods that ask for it land there."""
 
     NAME = "vidop-local"
@@ -167,7 +167,7 @@ class LocalNodeProcess:
     def start(self) -> None:
         self.process = _launch(
             [
-                "vid_operator.devcluster.localnode",
+                "vidop_devcluster.localnode",
                 f"--kubeconfig={self.cluster.kubeconfig}",
                 f"--root={self.folder}",
                 *localnode.shape_flags(self.shape),

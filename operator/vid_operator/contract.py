@@ -54,13 +54,71 @@ def artifact_prefix(bucket: str, prefix: str, namespace: str, videojob: str, uid
     return f"s3://{bucket}/{'/'.join(parts)}/"
 
 
-def parse_summary(message: str | None) -> dict[str, Any] | None:
-    """A stage's termination message as a JSON object, or None if it is not one
-    (a crashed stage may leave anything there)."""
-    if not message or len(message.encode()) > MAX_SUMMARY_BYTES:
+MAX_SUMMARY_DEPTH = 8
+"""Objects and arrays nest at most this deep in a summary."""
+# The API server stores integers as int64 and refuses a status with a larger one.
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class SummaryRefused(ValueError):
+    """A termination message that is not a summary the operator may copy into
+    the status; the message says why, in words fit for the VideoJob's status."""
+
+
+def _reject_constant(name: str) -> float:
+    raise SummaryRefused(f"it holds {name}, which JSON does not allow")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise SummaryRefused(f"the number {text[:20]} is out of range")
+    return number
+
+
+def _bounded_int(text: str) -> int:
+    # Python refuses to parse integers of over 4,300 digits; 4 KiB stays below.
+    number = int(text)
+    if not _INT64[0] <= number <= _INT64[1]:
+        raise SummaryRefused(f"the integer {text[:20]}... does not fit in 64 bits")
+    return number
+
+
+def _check_depth(value: Any) -> None:
+    """Iterative, so a value nested as deep as 4 KiB allows cannot overflow the stack."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        if children and depth >= MAX_SUMMARY_DEPTH:
+            raise SummaryRefused(f"it nests deeper than {MAX_SUMMARY_DEPTH} levels")
+        pending.extend((child, depth + 1) for child in children)
+
+
+def read_summary(message: str | None) -> dict[str, Any] | None:
+    """A stage's termination message as a summary: a JSON object of at most
+    :data:`MAX_SUMMARY_BYTES`, nested at most :data:`MAX_SUMMARY_DEPTH` deep,
+    with int64 integers and finite numbers, which is what the status can hold.
+    None when the stage wrote nothing; :class:`SummaryRefused` for anything else,
+    whatever the stage wrote (the one place a summary is parsed; never another
+    exception)."""
+    if not message or not message.strip():
         return None
+    if len(message.encode(errors="replace")) > MAX_SUMMARY_BYTES:
+        raise SummaryRefused(f"it is longer than {MAX_SUMMARY_BYTES} bytes")
     try:
-        summary = json.loads(message)
+        summary = json.loads(
+            message, parse_constant=_reject_constant, parse_float=_finite, parse_int=_bounded_int
+        )
+    except RecursionError:
+        raise SummaryRefused(f"it nests deeper than {MAX_SUMMARY_DEPTH} levels") from None
+    except SummaryRefused:
+        raise
     except ValueError:
-        return None
-    return summary if isinstance(summary, dict) else None
+        raise SummaryRefused("it is not JSON") from None
+    if not isinstance(summary, dict):
+        raise SummaryRefused("it is not a JSON object")
+    _check_depth(summary)
+    return summary

@@ -1,6 +1,7 @@
 """The thin layer that talks to the Kubernetes API for the reconciler.
 
-Every write the operator makes goes through here, so the count per VideoJob
+Called by :mod:`vid_operator.runtime.controller`, from worker threads (the
+client blocks). Every write the operator makes goes through here, so the count per VideoJob
 is easy to read off: one create per stage Job, one status patch per change
 the user can see, one Event per transition, and a suspend patch per Job when
 the user flips ``spec.suspend``. Reads come from kopf's watch-fed indexes,
@@ -21,6 +22,7 @@ from vid_operator.api import models
 
 log = structlog.get_logger("vid_operator")
 
+_BAD_REQUEST = 400
 _CONFLICT = 409
 _UNPROCESSABLE = 422
 # No call may hang a reconcile (and its VideoJob's lock) for good.
@@ -29,6 +31,11 @@ _TIMEOUT_SECONDS = 30
 
 class JobRejected(ValueError):
     """The API server refused a stage Job as invalid; retrying cannot help."""
+
+
+class StatusRefused(ValueError):
+    """The API server refused a status patch as malformed or invalid (400,
+    422); the same patch again would be refused again."""
 
 
 _NOT_FOUND = 404
@@ -50,23 +57,6 @@ def _status_message(error: ApiException) -> str:
         return str(json.loads(error.body or "{}").get("message") or error.reason)
     except ValueError:
         return str(error.reason)
-
-
-def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: only
-    what changed, with null for what went away."""
-    patch: dict[str, Any] = {}
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, dict) and isinstance(before, dict):
-            nested = merge_patch(before, value)
-            if nested:
-                patch[key] = nested
-        elif value != before:
-            patch[key] = value
-    for key in old.keys() - new.keys():
-        patch[key] = None
-    return patch
 
 
 class Kube:
@@ -131,6 +121,9 @@ class Kube:
         try:
             self._send_json("PATCH", path, {"status": patch}, "application/merge-patch+json")
         except ApiException as error:
+            if error.status in (_BAD_REQUEST, _UNPROCESSABLE):
+                # Not the API server's message: it may quote what was refused.
+                raise StatusRefused(f"the API server refused it (HTTP {error.status})") from None
             if error.status != _NOT_FOUND:  # deleted meanwhile: nothing to report to
                 raise
 

@@ -11,6 +11,7 @@ up where the last one stopped. Pure.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,8 @@ class ObservedPod:
     finished: bool = False
     """Its container has terminated (the summary, if any, is known)."""
     summary: dict[str, Any] | None = None
+    summary_refused: str | None = None
+    """Why a clean exit's termination message was not taken as its summary."""
     failure: str | None = None
     """What a failed container said about why (its termination message)."""
 
@@ -77,7 +80,7 @@ class Plan:
     """(type, reason, message) of transitions worth an Event."""
 
 
-def _condition_of(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+def _condition_of(obj: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     for condition in obj.get("status", {}).get("conditions") or []:
         if condition.get("type") == kind and condition.get("status") == "True":
             return dict(condition)
@@ -95,7 +98,7 @@ def _timestamp(value: Any) -> str | None:
     return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def observe_job(job: dict[str, Any]) -> ObservedJob:
+def observe_job(job: Mapping[str, Any]) -> ObservedJob:
     """Reduce a Job (as the API returns it) to what the status needs."""
     status = job.get("status") or {}
     complete, failed = _condition_of(job, "Complete"), _condition_of(job, "Failed")
@@ -113,7 +116,7 @@ def observe_job(job: dict[str, Any]) -> ObservedJob:
     )
 
 
-def observe_pod(pod: dict[str, Any]) -> ObservedPod:
+def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
     """Reduce a stage pod to its scheduling problem and its summary, if any."""
     unschedulable = None
     for condition in pod.get("status", {}).get("conditions") or []:
@@ -123,28 +126,35 @@ def observe_pod(pod: dict[str, Any]) -> ObservedPod:
             and condition.get("reason") == "Unschedulable"
         ):
             unschedulable = condition.get("message") or "no node fits the pod"
-    summary, finished, failure = None, False, None
+    summary, refused, finished, failure = None, None, False, None
     for container in pod.get("status", {}).get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated") or {}
         finished = finished or bool(terminated)
         if terminated.get("exitCode") == 0:
-            summary = contract.parse_summary(terminated.get("message"))
+            try:
+                summary = contract.read_summary(terminated.get("message"))
+            except contract.SummaryRefused as error:
+                refused = f"its summary was left out: {error}"
         elif terminated and (said := (terminated.get("message") or "").strip()):
             failure = said.splitlines()[-1][:MAX_FAILURE_CHARS]
     return ObservedPod(
-        unschedulable=unschedulable, finished=finished, summary=summary, failure=failure
+        unschedulable=unschedulable,
+        finished=finished,
+        summary=summary,
+        summary_refused=refused,
+        failure=failure,
     )
 
 
 def _stage_status(
-    stage: Stage, job: ObservedJob | None, pod: ObservedPod | None, previous: StageStatus | None
+    name: str, job: ObservedJob | None, pod: ObservedPod | None, previous: StageStatus | None
 ) -> StageStatus:
     if job is None:
         if previous and previous.phase in (Phase.SUCCEEDED, Phase.FAILED):
             # A finished stage stays finished when its Job is gone (deleted by
             # hand or by a TTL): it never runs twice.
             return previous
-        return StageStatus(name=stage.name, phase=Phase.PENDING, message=None)
+        return StageStatus(name=name, phase=Phase.PENDING, message=None)
     # Failed pods, plus the try that is running or succeeded; so the count
     # does not move while a pod merely starts.
     attempts = job.failed + (0 if job.finished == "Failed" else 1)
@@ -155,6 +165,7 @@ def _stage_status(
     message: str | None = None
     if job.finished == "Complete" and not (pod and not pod.finished):
         phase = Phase.SUCCEEDED
+        message = pod.summary_refused if pod else None
     elif job.finished == "Failed":
         phase = Phase.FAILED
         words = _FAILURE_WORDS.get(job.reason or "", job.reason or "failed")
@@ -175,11 +186,14 @@ def _stage_status(
             message = f"waiting for a node: {pod.unschedulable}"
     outputs = pod.summary if pod and pod.summary else (previous.outputs if previous else None)
     return StageStatus(
-        name=stage.name,
+        name=name,
         phase=phase,
         job_name=job.name,
         attempts=attempts,
-        start_time=job.created or (previous.start_time if previous else None),
+        # The first start time written stays: the operator records a Job it
+        # created as created then, and the API server's own stamp may differ
+        # by a second.
+        start_time=(previous.start_time if previous else None) or job.created or None,
         completion_time=job.finished_at if job.finished else None,
         message=message[:1024] if message else None,
         outputs=outputs if phase == Phase.SUCCEEDED else None,
@@ -220,7 +234,8 @@ def plan(
     """The status the VideoJob should have and the actions that lead there."""
     old_stages = {s.name: s for s in previous.stages}
     stage_statuses = [
-        _stage_status(s, jobs.get(s.name), pods.get(s.name), old_stages.get(s.name)) for s in stages
+        _stage_status(s.name, jobs.get(s.name), pods.get(s.name), old_stages.get(s.name))
+        for s in stages
     ]
     by_name = {s.name: s for s in stage_statuses}
     failed = [s for s in stage_statuses if s.phase == Phase.FAILED]
@@ -370,3 +385,54 @@ def invalid(
         start_time=previous.start_time or now,
         completion_time=previous.completion_time or now,
     )
+
+
+def settle(
+    previous: VideoJobStatus,
+    generation: int | None,
+    jobs: dict[str, ObservedJob],
+    pods: dict[str, ObservedPod],
+) -> Plan:
+    """The plan for a VideoJob that has finished. Its phase, progress, outputs
+    and times are final; only stages still running when another one failed
+    move on (to Suspended, or to an end of their own), and whatever still runs
+    is suspended. It needs no spec: the operator does not keep the spec of a
+    finished VideoJob in memory."""
+    stage_statuses = [
+        _stage_status(old.name, jobs.get(old.name), pods.get(old.name), old)
+        for old in previous.stages
+    ]
+    set_suspend: dict[str, bool] = {}
+    if previous.phase == Phase.FAILED:
+        set_suspend = {
+            job.name: True for job in jobs.values() if not job.finished and not job.suspended
+        }
+    status = previous.model_copy(
+        update={
+            "stages": stage_statuses,
+            "conditions": [
+                c.model_copy(update={"observed_generation": generation})
+                for c in previous.conditions
+            ],
+            "observed_generation": generation,
+        }
+    )
+    return Plan(status=status, set_suspend=set_suspend, events=_transitions(previous, status))
+
+
+def without_outputs(current: VideoJobStatus, why: str) -> VideoJobStatus:
+    """The status with every stage's outputs (and the video's) left out, and a
+    message that says so on each stage that had some: what to write when the
+    API server refused a status for what a stage's summary held."""
+    stages = [
+        s.model_copy(
+            update={
+                "outputs": None,
+                "message": f"{s.message + '; ' if s.message else ''}outputs left out: {why}"[:1024],
+            }
+        )
+        if s.outputs is not None
+        else s
+        for s in current.stages
+    ]
+    return current.model_copy(update={"stages": stages, "outputs": None})

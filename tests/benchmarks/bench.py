@@ -37,7 +37,7 @@ from tests.benchmarks.arrivals import SUBMIT_WORKERS, Arrival, Completions, driv
 from tests.benchmarks.rawapi import ApiError, RawApi, Seen, Watcher
 from vid_operator import config, naming, pipeline
 from vid_operator.api.models import VideoJobSpec
-from vid_operator.devcluster import DevCluster
+from vidop_devcluster import DevCluster
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH_NAMESPACE = "vidop-bench"

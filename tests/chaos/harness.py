@@ -28,7 +28,7 @@ from tests.chaos import invariants, workload
 from tests.support import Cluster, Operator
 from vid_operator import config, naming, pipeline
 from vid_operator.api.models import VideoJobSpec
-from vid_operator.devcluster import DevCluster, nodes
+from vidop_devcluster import DevCluster, nodes
 
 VIDEOJOBS = "/apis/vidop.io/v1alpha1/namespaces/{namespace}/videojobs"
 JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"

@@ -16,7 +16,7 @@ from kubernetes import client
 
 from tests.support import Cluster, LocalNodeProcess, Operator, wait_until
 from vid_operator import contract
-from vid_operator.devcluster.s3 import S3Server
+from vidop_devcluster.s3 import S3Server
 
 pytestmark = pytest.mark.cluster
 

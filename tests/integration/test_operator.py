@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from tests.support import Cluster, Operator, wait_until
-from vid_operator.devcluster import nodes
+from vidop_devcluster import nodes
 
 pytestmark = pytest.mark.cluster
 

@@ -15,7 +15,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from vid_operator.devcluster.s3 import S3Server
+from vidop_devcluster.s3 import S3Server
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_a_restart_keeps_endpoint_credentials_and_objects(second_server: S3Serve
     server.start()
 
     assert server.client().get_object(Bucket="kept", Key="object")["Body"].read() == b"still here"
-    # A new handle on the folder (as `python -m vid_operator.devcluster.s3 env`
+    # A new handle on the folder (as `python -m vidop_devcluster.s3 env`
     # makes) finds the same server.
     again = S3Server(server.root)
     assert again.is_running

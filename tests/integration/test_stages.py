@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from vid_operator import contract
-from vid_operator.devcluster.s3 import S3Server
+from vidop_devcluster.s3 import S3Server
 from vidop_stages.media import MediaInfo, probe
 from vidop_stages.scenescript import Motion, Scene, SceneScript
 from vidop_stages.voice_gen.fitting import NATURAL_MAX_RATE
@@ -57,7 +57,7 @@ class StageRun:
 
     @property
     def summary(self) -> dict[str, Any]:
-        summary = contract.parse_summary(self.message)
+        summary = contract.read_summary(self.message)
         assert summary is not None, f"not a summary: {self.message!r}\n{self.stderr[-2000:]}"
         return summary
 

@@ -1,6 +1,6 @@
 """The fake fleet: what the scheduler will see of GPU and CPU nodes."""
 
-from vid_operator.devcluster import nodes
+from vidop_devcluster import nodes
 
 
 def test_default_fleet_has_two_gpu_and_two_cpu_nodes_all_managed_by_kwok() -> None:

@@ -6,7 +6,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from vid_operator.devcluster import pki
+from vidop_devcluster import pki
 
 
 def _load(path: Path) -> x509.Certificate:

@@ -5,7 +5,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from vid_operator.devcluster import processes
+from vidop_devcluster import processes
 
 
 def test_started_process_runs_until_stopped(tmp_path: Path) -> None:

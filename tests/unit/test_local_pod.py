@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from vid_operator.devcluster import localpod
-from vid_operator.devcluster.localpod import NodeShape, PodConfigError, UnsupportedPod
+from vidop_devcluster import localpod
+from vidop_devcluster.localpod import NodeShape, PodConfigError, UnsupportedPod
 
 SECRETS = {("media", "s3"): {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "shh"}}
 CONFIG_MAPS = {("media", "settings"): {"LEVEL": "debug", "MODE": "fast"}}

@@ -126,7 +126,7 @@ def test_a_missing_contract_variable_is_a_configuration_error_not_bad_input() ->
 def test_summary_is_compact_json_the_operator_can_parse() -> None:
     summary = {"videoUri": "s3://b/k/video.mp4", "durationSeconds": 20.0}
 
-    assert contract.parse_summary(encode_summary(summary)) == summary
+    assert contract.read_summary(encode_summary(summary)) == summary
 
 
 def test_summary_over_the_limit_is_refused_rather_than_cut() -> None:

@@ -1,6 +1,6 @@
 """Certificates and keys for the development cluster.
 
-Called by :mod:`vid_operator.devcluster.cluster` when it lays out a fresh
+Called by :mod:`vidop_devcluster.cluster` when it lays out a fresh
 cluster folder. Everything is generated anew per cluster (nothing is committed
 or reused), with ECDSA P-256 keys because they are fast to make.
 """

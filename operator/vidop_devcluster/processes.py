@@ -1,6 +1,6 @@
 """Start, watch and stop the control plane's processes by PID.
 
-Called by :mod:`vid_operator.devcluster.cluster`. A process started here runs
+Called by :mod:`vidop_devcluster.cluster`. A process started here runs
 in its own session (so ``make cluster-up`` can return while it keeps running),
 writes to its own log file, and is recorded with the executable it was started
 from: :func:`stop` signals a PID only while that PID still runs that

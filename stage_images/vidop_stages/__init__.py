@@ -8,6 +8,7 @@ shared runtime, :mod:`vidop_stages.runtime`. They do real work offline and
 without a GPU: rule-based script writing, espeak-ng speech, Pillow keyframes
 and ffmpeg encoding (NVENC when a working NVIDIA GPU is there).
 
-The folder is ``stage_images/`` in the repository; ``operator/vidop_stages`` is
-a link to it so the project's one distribution installs it.
+The package lives in ``stage_images/vidop_stages/`` (a source root of the
+project's one distribution beside ``operator/``), each stage's Dockerfile in its
+subpackage's folder.
 """

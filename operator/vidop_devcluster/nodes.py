@@ -1,6 +1,6 @@
 """The fake nodes of the development cluster, as plain manifests.
 
-Pure functions (no API calls): :mod:`vid_operator.devcluster.cluster` creates
+Pure functions (no API calls): :mod:`vidop_devcluster.cluster` creates
 what they return, and the unit tests check them without a cluster. kwok
 manages exactly the nodes carrying :data:`KWOK_NODE_LABEL`.
 """

@@ -1,6 +1,6 @@
 """merge_patch sends only what changed, and null for what went away."""
 
-from vid_operator.kube import merge_patch
+from vid_operator.runtime.reconciler import merge_patch
 
 
 def test_unchanged_status_needs_no_patch() -> None:

@@ -1,6 +1,6 @@
 """What the local node decides about a pod, as pure functions.
 
-:mod:`vid_operator.devcluster.localnode` runs pods as host processes; this
+:mod:`vidop_devcluster.localnode` runs pods as host processes; this
 module holds the parts that need no API and no process, so the unit tests
 cover them exactly: the Node manifest, which pods it can run, the container's
 environment and command line (Kubernetes' ``$(VAR)`` expansion included), the
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vid_operator.devcluster.nodes import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT_KEY
+from vidop_devcluster.nodes import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT_KEY
 
 LOCAL_NODE_LABEL = "vidop.io/local-node"
 SIMULATED_GPU_ANNOTATION = "vidop.io/simulated-gpu"

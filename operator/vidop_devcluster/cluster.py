@@ -1,6 +1,6 @@
 """A real Kubernetes control plane on loopback, for the tests and the demo.
 
-Used by ``python -m vid_operator.devcluster`` (``make cluster-up`` /
+Used by ``python -m vidop_devcluster`` (``make cluster-up`` /
 ``make cluster-down``) and by the pytest fixtures in ``tests/conftest.py``.
 
 It runs the real components, built by ``hack/tools.sh``: etcd (data on tmpfs
@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from vid_operator.devcluster import nodes, pki, processes
+from vidop_devcluster import nodes, pki, processes
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"  # only allocated to Service objects, never routed
@@ -334,7 +334,7 @@ class DevCluster:
         )
         kwok_config = self.root / "kwok.yaml"
         kwok_config.write_bytes(
-            resources.files("vid_operator.devcluster").joinpath("kwok.yaml").read_bytes()
+            resources.files("vidop_devcluster").joinpath("kwok.yaml").read_bytes()
         )
         kwok = self._launch(
             state,

@@ -1,7 +1,7 @@
 """The local node: a Node of the development cluster whose pods run as host processes.
 
 Started by ``make demo`` and by the end-to-end tests (``python -m
-vid_operator.devcluster.localnode``), next to kwok's simulated nodes. It does
+vidop_devcluster.localnode``), next to kwok's simulated nodes. It does
 the part of a kubelet that stage pods need, so the real scheduler, Job
 controller and operator drive real stage programs:
 
@@ -45,9 +45,9 @@ import structlog
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from vid_operator.devcluster import localpod
-from vid_operator.devcluster.localpod import NodeShape, PodConfigError, UnsupportedPod
-from vid_operator.devcluster.processes import die_with_parent
+from vidop_devcluster import localpod
+from vidop_devcluster.localpod import NodeShape, PodConfigError, UnsupportedPod
+from vidop_devcluster.processes import die_with_parent
 
 log = structlog.get_logger("vidop.localnode")
 
@@ -467,7 +467,7 @@ def shape_flags(shape: NodeShape) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vid_operator.devcluster.localnode", description=__doc__.split("\n\n")[0]
+        prog="python -m vidop_devcluster.localnode", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
     parser.add_argument("--root", type=Path, required=True, help="sandboxes and pod logs go here")

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from vid_operator.devcluster import processes
-from vid_operator.devcluster.cluster import ClusterError, DevCluster
+from vidop_devcluster import processes
+from vidop_devcluster.cluster import ClusterError, DevCluster
 
 
 def main(argv: list[str] | None = None) -> int:

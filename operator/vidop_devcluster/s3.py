@@ -1,7 +1,7 @@
 """A real S3-compatible server on loopback (SeaweedFS), for the tests and the demo.
 
 Used by the pytest fixtures ``s3`` and ``s3_bucket`` in ``tests/conftest.py``
-and, for the demo, by ``python -m vid_operator.devcluster.s3 --root DIR
+and, for the demo, by ``python -m vidop_devcluster.s3 --root DIR
 up|down|env``. Stages and the operator talk to it as to any S3 endpoint, with
 boto3 and the variables :meth:`S3Server.environment` gives.
 
@@ -75,7 +75,7 @@ from vid_operator.contract import (
     ENV_S3_REGION,
     ENV_S3_SECRET_KEY,
 )
-from vid_operator.devcluster import processes
+from vidop_devcluster import processes
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -463,7 +463,7 @@ class S3Server:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vid_operator.devcluster.s3",
+        prog="python -m vidop_devcluster.s3",
         description="Start (detached), stop, or print the environment of the S3 server in ROOT.",
     )
     parser.add_argument("--root", type=Path, required=True, help="the server's folder")

@@ -1,0 +1,228 @@
+"""Decide what one VideoJob needs: a frozen snapshot in, an outcome out.
+
+Called by :mod:`vid_operator.runtime.controller` for every reconcile, and
+again by its executor when the API server refuses what an outcome asked for
+(:func:`job_refused`, :func:`status_refused`). :func:`reconcile` is a ladder
+of numbered rungs, each of which returns or hands on to the next. Pure: it
+never calls the API, never schedules anything and keeps nothing between calls;
+the status is a function of the cluster's objects, so a restarted operator
+carries on where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vid_operator import jobs, pipeline, status
+from vid_operator.api.models import Phase, VideoJobSpec, VideoJobStatus
+from vid_operator.config import OperatorConfig
+from vid_operator.status import ObservedJob, ObservedPod
+
+FINISHED = (Phase.SUCCEEDED, Phase.FAILED)
+
+Event = tuple[str, str, str]
+"""(type, reason, message) of an Event to post on the VideoJob."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One VideoJob and what it owns, as of one moment. Built on the event
+    loop from memory and the watch's indexes; read-only from then on."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int | None
+    spec: Mapping[str, Any] | None
+    """None for a finished VideoJob (its spec is not kept)."""
+    ttl_seconds_after_finished: int | None
+    status: Mapping[str, Any]
+    """The status to build on (the last one written, else the watch's)."""
+    jobs: Mapping[str, ObservedJob]
+    """Stage -> its Job, including those created and not yet seen."""
+    pods: Mapping[str, ObservedPod]
+    """Stage -> its newest pod."""
+    now: datetime.datetime
+    flush: bool = False
+    """Write a held-back progress-only status now."""
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """A stage Job to create, and what the status assumes of it once created."""
+
+    stage: str
+    manifest: dict[str, Any]
+    observed: ObservedJob
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to do for one VideoJob, in the order the executor does it."""
+
+    status: dict[str, Any]
+    """The status the VideoJob should have, as written."""
+    patch: dict[str, Any]
+    """The merge patch from the snapshot's status to it; empty: no write."""
+    create: tuple[StageJob, ...] = ()
+    suspend: Mapping[str, bool] = field(default_factory=dict)
+    """Job name -> the value its spec.suspend must take."""
+    events: tuple[Event, ...] = ()
+    hold_back: bool = False
+    """The write only reports progress: make it a moment later, with whatever
+    else has happened by then (two stages that finish together, one write)."""
+    ttl_due: datetime.datetime | None = None
+    """When the finished VideoJob is to be deleted (ttlSecondsAfterFinished)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.status.get("phase") in FINISHED
+
+    @property
+    def idle(self) -> bool:
+        """Nothing for the API server now."""
+        return not (self.create or self.suspend or (self.patch and not self.hold_back))
+
+
+def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
+    """The next step for one VideoJob."""
+    # 1. The status to build on; one that does not parse counts as none.
+    previous = _previous_status(snapshot.status)
+    # 2. A finished VideoJob's status is final: only stages still running
+    #    after a failure move on (and are suspended), and its TTL runs.
+    if previous.phase in FINISHED or snapshot.spec is None:
+        settled = status.settle(
+            previous, snapshot.generation, dict(snapshot.jobs), dict(snapshot.pods)
+        )
+        return _outcome(
+            snapshot, settled.status, events=settled.events, suspend=settled.set_suspend
+        )
+    # 3. The spec and its pipeline; what cannot run fails as InvalidSpec.
+    try:
+        spec = VideoJobSpec.model_validate(snapshot.spec)
+        stages = pipeline.resolve(spec, config)
+    except pipeline.InvalidSpec as error:
+        return _invalid(snapshot, previous, str(error))
+    except ValueError as error:
+        return _invalid(snapshot, previous, f"the spec does not parse: {error}")
+    # 4. What the status should be, from the Jobs and pods that exist.
+    now = _rfc3339(snapshot.now)
+    observed_jobs, pods = dict(snapshot.jobs), dict(snapshot.pods)
+    plan = status.plan(spec, snapshot.generation, previous, stages, observed_jobs, pods, now)
+    # 5. The stages that can start: their Jobs, and the status as it will be
+    #    once they exist (created now), so their ADDED events find nothing to write.
+    create: tuple[StageJob, ...] = ()
+    if plan.start:
+        owner = jobs.Owner(name=snapshot.name, namespace=snapshot.namespace, uid=snapshot.uid)
+        create = tuple(
+            _stage_job(stage.name, jobs.build_stage_job(owner, spec, stage, config), now)
+            for stage in plan.start
+        )
+        observed_jobs.update({job.stage: job.observed for job in create})
+        plan = status.plan(spec, snapshot.generation, previous, stages, observed_jobs, pods, now)
+    # 6. A write that only reports progress (nothing started, nothing to flip,
+    #    no Event, same phase) waits for more to report, unless it is due now.
+    progress_only = (
+        not snapshot.flush
+        and not create
+        and not plan.set_suspend
+        and not plan.events
+        and bool(snapshot.status)
+        and plan.status.phase == previous.phase
+    )
+    return _outcome(
+        snapshot,
+        plan.status,
+        create=create,
+        suspend=plan.set_suspend,
+        events=plan.events,
+        hold_back=progress_only,
+    )
+
+
+def job_refused(snapshot: Snapshot, stage: str, why: str) -> Outcome:
+    """The API server refused the ``stage`` Job as invalid: retrying cannot
+    help, so the VideoJob fails as InvalidSpec."""
+    previous = _previous_status(snapshot.status)
+    return _invalid(snapshot, previous, f"the API server rejected the {stage} Job: {why}")
+
+
+def status_refused(snapshot: Snapshot, outcome: Outcome, why: str) -> Outcome:
+    """The API server refused ``outcome``'s status: what a stage wrote in its
+    summary is the only part of it that is not the operator's own, so the same
+    status without the outputs, saying why on each stage that had some."""
+    current = VideoJobStatus.model_validate(outcome.status)
+    return _outcome(snapshot, status.without_outputs(current, why), events=outcome.events)
+
+
+def _stage_job(stage: str, manifest: dict[str, Any], now: str) -> StageJob:
+    # The API server sets the creation time; now is within a second of it,
+    # and the stage's startTime, once written, does not move.
+    observed = dataclasses.replace(status.observe_job(manifest), created=now)
+    return StageJob(stage=stage, manifest=manifest, observed=observed)
+
+
+def _invalid(snapshot: Snapshot, previous: VideoJobStatus, message: str) -> Outcome:
+    now = _rfc3339(snapshot.now)
+    failed = status.invalid(previous, snapshot.generation, message, now)
+    return _outcome(snapshot, failed, events=(("Warning", "InvalidSpec", message),))
+
+
+def _outcome(
+    snapshot: Snapshot,
+    new_status: VideoJobStatus,
+    *,
+    create: tuple[StageJob, ...] = (),
+    suspend: Mapping[str, bool] | None = None,
+    events: list[Event] | tuple[Event, ...] = (),
+    hold_back: bool = False,
+) -> Outcome:
+    raw = new_status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return Outcome(
+        status=raw,
+        patch=merge_patch(snapshot.status, raw),
+        create=create,
+        suspend=dict(suspend or {}),
+        events=tuple(events),
+        hold_back=hold_back,
+        ttl_due=_ttl_due(snapshot.ttl_seconds_after_finished, raw),
+    )
+
+
+def _ttl_due(ttl: int | None, raw: Mapping[str, Any]) -> datetime.datetime | None:
+    finished = raw.get("completionTime") if raw.get("phase") in FINISHED else None
+    if ttl is None or not finished:
+        return None
+    return datetime.datetime.fromisoformat(finished) + datetime.timedelta(seconds=int(ttl))
+
+
+def _previous_status(raw: Mapping[str, Any]) -> VideoJobStatus:
+    try:
+        return VideoJobStatus.model_validate(raw)
+    except ValueError:
+        return VideoJobStatus()
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: only
+    what changed, with null for what went away."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    return patch
