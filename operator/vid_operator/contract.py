@@ -89,10 +89,13 @@ def _check_depth(value: Any) -> None:
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        )
-        if children and depth >= MAX_SUMMARY_DEPTH:
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_SUMMARY_DEPTH:
             raise SummaryRefused(f"it nests deeper than {MAX_SUMMARY_DEPTH} levels")
         pending.extend((child, depth + 1) for child in children)
 

@@ -15,12 +15,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from vid_operator.api.models import STAGE_NAMES
+from vid_operator.api.models import MAX_STAGE_OVERRIDE_CHARS, STAGE_NAMES
 
 # Concurrent creates while submitting a burst: a client as eager as a CI
 # system applying a folder of manifests, not so many that the submitter
 # itself is what the run measures.
 SUBMIT_WORKERS = 8
+
+# The CRD's bounds that a maximal VideoJob (:func:`max_pipeline_spec`) fills.
+RUN_TIME_ANNOTATION = "kwok.vidop.io/run-time"
+MAX_PROMPT_CHARS = 4000
+MAX_ENV_VALUE_CHARS = 4096
+MAX_ENV_ENTRIES = 64
+MAX_ANNOTATION_VALUE_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -38,9 +45,64 @@ def pipeline_spec(run_time: str) -> dict[str, Any]:
     return {
         "prompt": "a benchmark of the control plane",
         "stages": {
-            stage: {"podAnnotations": {"kwok.vidop.io/run-time": run_time}} for stage in STAGE_NAMES
+            stage: {"podAnnotations": {RUN_TIME_ANNOTATION: run_time}} for stage in STAGE_NAMES
         },
     }
+
+
+def max_pipeline_spec(run_time: str) -> dict[str, Any]:
+    """The largest VideoJob spec the CRD allows, as :func:`pipeline_spec`
+    runs it: a prompt of the most characters, and for every stage an override
+    whose command, args, env values and pod annotation values hold exactly
+    the most characters a stage override may hold together
+    (``MAX_STAGE_OVERRIDE_CHARS``), the kwok run-time annotation counted."""
+    prompt = ("a benchmark of the control plane, as long as a prompt may be. " * 70)[
+        :MAX_PROMPT_CHARS
+    ]
+    stages: dict[str, dict[str, Any]] = {}
+    for stage in STAGE_NAMES:
+        command = [_fill(stage, "command", 1024)]
+        args = [_fill(stage, "arg", 1024), _fill(stage, "arg", 1024)]
+        annotations = {
+            RUN_TIME_ANNOTATION: run_time,
+            "bench.vidop.io/filler": _fill(stage, "annotation", MAX_ANNOTATION_VALUE_CHARS),
+        }
+        left = (
+            MAX_STAGE_OVERRIDE_CHARS
+            - sum(map(len, command))
+            - sum(map(len, args))
+            - sum(map(len, annotations.values()))
+        )
+        env: list[dict[str, str]] = []
+        while left > 0:
+            size = min(left, MAX_ENV_VALUE_CHARS)
+            env.append({"name": f"BENCH_FILL_{len(env)}", "value": _fill(stage, "env", size)})
+            left -= size
+        assert len(env) <= MAX_ENV_ENTRIES, "the stage override does not fit the env entries"
+        stages[stage] = {
+            "command": command,
+            "args": args,
+            "env": env,
+            "podAnnotations": annotations,
+        }
+        assert override_chars(stages[stage]) == MAX_STAGE_OVERRIDE_CHARS
+    return {"prompt": prompt, "stages": stages}
+
+
+def _fill(stage: str, what: str, size: int) -> str:
+    """``size`` characters, different for every stage, as real overrides are."""
+    return (f"{stage}-{what}-" * size)[:size]
+
+
+def override_chars(override: dict[str, Any]) -> int:
+    """What the CRD's CEL rule counts of a stage override: the characters of
+    its command, args, env values and pod annotation values together."""
+    return (
+        sum(map(len, override.get("command") or []))
+        + sum(map(len, override.get("args") or []))
+        + sum(len(e.get("value", "")) for e in override.get("env") or [])
+        + sum(map(len, (override.get("podAnnotations") or {}).values()))
+    )
 
 
 class Completions:

@@ -33,7 +33,14 @@ from typing import Any
 import yaml
 
 from tests.benchmarks import audit, report
-from tests.benchmarks.arrivals import SUBMIT_WORKERS, Arrival, Completions, drive, pipeline_spec
+from tests.benchmarks.arrivals import (
+    SUBMIT_WORKERS,
+    Arrival,
+    Completions,
+    drive,
+    max_pipeline_spec,
+    pipeline_spec,
+)
 from tests.benchmarks.rawapi import ApiError, RawApi, Seen, Watcher
 from vid_operator import config, naming, pipeline
 from vid_operator.api.models import VideoJobSpec
@@ -49,6 +56,8 @@ ORACLE_USER = f"system:serviceaccount:{BENCH_NAMESPACE}:{ORACLE_ACCOUNT}"
 OPERATOR_CONFIG: dict[str, Any] = {"s3": {"credentialsSecret": None, "bucket": "videos"}}
 VIDEOJOBS = "/apis/vidop.io/v1alpha1/namespaces/{namespace}/videojobs"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# What --scenarios selects from, in the order they run.
+FAMILIES = ("sequential", "burst", "steady", "retained", "retained-max")
 
 
 @dataclass(frozen=True)
@@ -482,18 +491,19 @@ class Bench:
             self.runs[scenario.name][driver] = run
             _delete_namespace(self.raw, namespace)
 
-    def retained(self, count: int) -> None:
+    def retained(self, key: str, count: int, spec: dict[str, Any]) -> None:
         """The operator's memory and start-up with ``count`` finished
-        VideoJobs in the cluster (their Jobs cleaned up, as a Job TTL would)."""
-        print(f"\n== retained: {count} finished VideoJobs", flush=True)
-        namespace = "retained"
+        VideoJobs of ``spec`` in the cluster (their Jobs cleaned up, as a Job
+        TTL would), recorded under ``key`` (also the namespace)."""
+        print(f"\n== {key}: {count} finished VideoJobs", flush=True)
+        namespace = key
         _namespace(self.raw, namespace)
         path = VIDEOJOBS.format(namespace=namespace)
         operator = OperatorProcess(
             self.operator_kubeconfig,
             self.config_file,
-            self.out / "retained-operator.log",
-            self.out / "retained-operator.stacks" if self.profile else None,
+            self.out / f"{key}-operator.log",
+            self.out / f"{key}-operator.stacks" if self.profile else None,
         )
         # One real run gives the status a finished VideoJob really has.
         operator.start()
@@ -501,7 +511,7 @@ class Bench:
             "apiVersion": "vidop.io/v1alpha1",
             "kind": "VideoJob",
             "metadata": {"name": "template"},
-            "spec": pipeline_spec("0s"),
+            "spec": spec,
         }
         self.raw.request("POST", path, body=template)
         _wait(
@@ -512,6 +522,10 @@ class Bench:
             ),
         )
         finished = self.raw.request("GET", f"{path}/template")["status"]
+        # The operator with one VideoJob done: what the retained ones add is
+        # measured against it.
+        operator.settle()
+        template_rss, _ = operator.memory_mib()
         operator.stop()
 
         def create(index: int) -> None:
@@ -538,17 +552,25 @@ class Bench:
         rss, peak = operator.memory_mib()
         cpu = operator.cpu_seconds()
         operator.stop()
-        self.extra["retained"] = {
+        per_videojob_kib = (rss - template_rss) * 1024 / count
+        self.extra[key] = {
             "videojobs": count,
+            "spec_json_bytes": len(json.dumps(spec)),
             "liveness_seconds": round(ready, 2),
             "settled_seconds": round(settled, 2),
             "cpu_seconds_to_settle": round(cpu, 2),
             "rss_mib": round(rss, 1),
             "peak_rss_mib": round(peak, 1),
+            "template_rss_mib": round(template_rss, 1),
+            "rss_kib_per_videojob": round(per_videojob_kib, 1),
             "window": (started_at, time.time()),
             "namespace": namespace,
         }
-        print(f"   operator RSS {rss:.0f} MiB (peak {peak:.0f} MiB), settled in {settled:.1f} s")
+        print(
+            f"   operator RSS {rss:.0f} MiB (peak {peak:.0f} MiB; {template_rss:.0f} MiB after"
+            f" the template alone: {per_videojob_kib:.1f} KiB per VideoJob),"
+            f" settled in {settled:.1f} s"
+        )
         _delete_namespace(self.raw, namespace, timeout=1800)
 
 
@@ -566,8 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a run of a few minutes")
     parser.add_argument(
         "--scenarios",
-        default="sequential,burst,steady,retained",
-        help="which scenario families to run (comma-separated)",
+        default=",".join(FAMILIES),
+        help=f"which scenario families to run (comma-separated; {', '.join(FAMILIES)})",
     )
     parser.add_argument("--sequential", type=int, help="VideoJobs one after another (20; quick 5)")
     parser.add_argument(
@@ -583,6 +605,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady-seconds", type=float, help="how long (180; quick 30)")
     parser.add_argument("--steady-run-time", default="1s")
     parser.add_argument("--retained", type=int, help="finished VideoJobs (10000; quick 1000)")
+    parser.add_argument(
+        "--retained-max",
+        type=int,
+        help="finished VideoJobs of the largest size the CRD allows (1000; quick 200)",
+    )
     parser.add_argument(
         "--controller-qps",
         type=int,
@@ -603,7 +630,10 @@ def main(argv: list[str] | None = None) -> int:
     args.burst = [int(n) for n in (args.burst or ("100" if quick else "100,500,1000")).split(",")]
     args.steady_seconds = args.steady_seconds or (30.0 if quick else 180.0)
     args.retained = args.retained or (1000 if quick else 10000)
+    args.retained_max = args.retained_max or (200 if quick else 1000)
     families = set(args.scenarios.split(","))
+    if unknown := families - set(FAMILIES):
+        parser.error(f"unknown scenario families: {', '.join(sorted(unknown))}")
 
     out = args.out / time.strftime("%Y%m%d-%H%M%S")
     bench = Bench(out, None, args.controller_qps, args.profile)
@@ -619,7 +649,9 @@ def main(argv: list[str] | None = None) -> int:
             count = max(1, round(rate * args.steady_seconds))
             bench.run(Scenario("steady", Arrival("steady", rate), count, args.steady_run_time))
         if "retained" in families:
-            bench.retained(args.retained)
+            bench.retained("retained", args.retained, pipeline_spec("0s"))
+        if "retained-max" in families:
+            bench.retained("retained-max", args.retained_max, max_pipeline_spec("0s"))
         print("\nreading the audit log ...", flush=True)
         record = audit.read(bench.audit_log, [OPERATOR_USER, ORACLE_USER])
         results = report.results(bench.runs, bench.extra, record, OPERATOR_USER, ORACLE_USER)

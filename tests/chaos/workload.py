@@ -20,6 +20,16 @@ from vid_operator.api.models import STAGE_NAMES
 RUN_TIME = "kwok.vidop.io/run-time"
 EXIT_CODE = "kwok.vidop.io/exit-code"
 DISRUPTION = "kwok.vidop.io/disruption"
+TERMINATION_MESSAGE = "kwok.vidop.io/termination-message"
+
+# Termination messages a stage has been seen to write (an annotation holds at
+# most 1,024 characters, and so does each of these).
+HOSTILE_SUMMARIES = {
+    "deep-arrays": "[" * 1024,
+    "huge-integer": '{"n": ' + "9" * 309 + "}",
+    "deep-in-object": '{"a": ' + "[" * 300 + "]" * 300 + "}",
+    "not-finite": '{"n": NaN, "m": 1e999}',
+}
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,10 @@ ODD_TEXT = (
 def hostile_accepted(prefix: str) -> list[Item]:
     """Strange but valid VideoJobs: each must run to Succeeded."""
     limit_prompt = (ODD_TEXT * 200)[:4000]
-    long_env = [{"name": f"VAR_{i}", "value": "x" * 4096} for i in range(64)]
+    # 64 values (the most a stage may have) and 15 annotations that, with the
+    # run time's, fill a stage override's 16,384 characters to the last one.
+    long_env = [{"name": f"VAR_{i}", "value": "x" * 16} for i in range(63)]
+    long_env.append({"name": "VAR_63", "value": "x" * (16384 - 63 * 16 - 15 * 1000 - 2)})
     items = [
         Item(
             "hostile-prompt",
@@ -176,7 +189,7 @@ def hostile_accepted(prefix: str) -> list[Item]:
                             "backoffLimit": 20,
                             "activeDeadlineSeconds": 604800,
                             "env": long_env,
-                            "podAnnotations": {f"note-{i}": "n" * 1024 for i in range(15)},
+                            "podAnnotations": {f"note-{i}": "n" * 1000 for i in range(15)},
                         },
                         video_gen={"gpus": 8},
                     ),
@@ -203,6 +216,17 @@ def hostile_accepted(prefix: str) -> list[Item]:
             query=[("fieldValidation", "Ignore")],
         ),
     ]
+    # Stage summaries the status cannot hold, from stages that exit 0: each
+    # is left out (the stage's message says why) and the VideoJob succeeds.
+    for kind, summary in HOSTILE_SUMMARIES.items():
+        stages = _stages("0s", script_gen={"podAnnotations": {TERMINATION_MESSAGE: summary}})
+        items.append(
+            Item(
+                f"hostile-summary-{kind}",
+                _videojob(f"{prefix}-summary-{kind}", {"prompt": kind, "stages": stages}),
+                Expected("Succeeded"),
+            )
+        )
     return items
 
 
@@ -248,6 +272,21 @@ def hostile_rejected(prefix: str) -> list[Item]:
         ("name-uppercase", _videojob(f"{prefix}-Bad_Name", spec()), []),
         ("name-unicode", _videojob(f"{prefix}-vid\u00e9o", spec()), []),
         ("spec-not-an-object", {**_videojob(f"{prefix}-r17", {}), "spec": "run it"}, []),
+        (
+            "stage-override-too-large",
+            _videojob(
+                f"{prefix}-r19",
+                spec(
+                    stages=_stages(
+                        "0s",
+                        voice_gen={
+                            "env": [{"name": f"V{i}", "value": "v" * 4096} for i in range(64)]
+                        },
+                    )
+                ),
+            ),
+            [],
+        ),
         (
             "unknown-field-strict",
             _videojob(f"{prefix}-r18", spec(surprise=True)),

@@ -499,3 +499,45 @@ def test_gitops_reapply_finds_no_conflict_and_no_drift(
     assert {m for m in managers if m[0] != "argocd-controller"} <= {
         (manager, "status") for manager, _ in managers
     }
+
+
+HOSTILE_SUMMARIES = {
+    # What stages have written, exiting 0; 1,024 characters is the most a pod
+    # annotation (and so kwok's termination message here) may hold.
+    "deep-arrays": ("[" * 1024, "nests deeper than 8 levels"),
+    "huge-integer": ('{"n": ' + "9" * 309 + "}", "does not fit in 64 bits"),
+    "deep-inside-an-object": ('{"a": ' + "[" * 300 + "]" * 300 + "}", "nests deeper"),
+    "not-finite": ('{"n": NaN}', "JSON does not allow"),
+}
+
+
+def test_a_hostile_stage_summary_is_left_out_and_the_videojob_still_finishes(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    for case, (summary, _) in HOSTILE_SUMMARIES.items():
+        stages = {
+            "script_gen": {"podAnnotations": {"kwok.vidop.io/termination-message": summary}},
+        }
+        _apply(cluster, namespace, _videojob(f"summary-{case}", stages=stages))
+
+    for case, (_, words) in HOSTILE_SUMMARIES.items():
+        done = _wait_phase(cluster, namespace, f"summary-{case}", "Succeeded", timeout=120)
+        script = _stage_status(done, "script_gen")
+        assert "outputs" not in script
+        assert words in script["message"], case
+
+    # The resync still serves everyone after meeting them: a Job refused by a
+    # ResourceQuota is created once the quota is gone.
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-jobs"},
+        "spec": {"hard": {"count/jobs.batch": "0"}},
+    }
+    cluster.apply(quota, namespace)
+    time.sleep(1)
+    _apply(cluster, namespace, _videojob("after-quota"))
+    time.sleep(3)
+    assert not any(j.metadata.name.startswith("after-quota") for j in _jobs(cluster, namespace))
+    client.CoreV1Api(cluster.api).delete_namespaced_resource_quota("no-jobs", namespace)
+    _wait_phase(cluster, namespace, "after-quota", "Succeeded", timeout=120)

@@ -124,7 +124,36 @@ REJECTIONS = {
         "dependsOn may only name the pipeline's stages",
     ),
     "unknown-field": ({"colour": "red"}, 'unknown field "spec.colour"'),
+    "stage-override-too-large": (
+        {
+            "stages": {
+                "video_gen": {
+                    "env": [{"name": f"V{i}", "value": "x" * 4096} for i in range(4)],
+                    "args": ["y"],
+                }
+            }
+        },
+        "command, args, env values and podAnnotations may hold at most 16384 characters",
+    ),
 }
+
+
+def test_a_stage_override_at_its_size_limit_is_accepted(
+    cluster: Cluster, namespace: str, videojob_crd: None
+) -> None:
+    manifest = _videojob(
+        "override-at-limit",
+        stages={
+            "video_gen": {
+                "command": ["c" * 1024],
+                "args": ["a" * 1024],
+                "env": [{"name": f"V{i}", "value": "x" * 3072} for i in range(4)],
+                "podAnnotations": {"note": "n" * 1024, "more": "m" * 1024},
+            }
+        },
+    )
+
+    assert _apply(cluster, namespace, manifest) == ""
 
 
 @pytest.mark.parametrize("case", list(REJECTIONS))

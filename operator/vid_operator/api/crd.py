@@ -48,6 +48,20 @@ _FIELD_RULES: dict[str, list[dict[str, str]]] = {
             "message": f"stages may only name the pipeline's stages: {_STAGE_LIST}",
         }
     ],
+    "spec.stages.*": [
+        {
+            # The schema bounds each list and string; this bounds them together,
+            # so a VideoJob (and what the operator holds of it) stays small.
+            "rule": "(has(self.command) ? self.command.map(s, size(s)).sum() : 0)"
+            " + (has(self.args) ? self.args.map(s, size(s)).sum() : 0)"
+            " + (has(self.env) ? self.env.map(e, has(e.value) ? size(e.value) : 0).sum() : 0)"
+            " + (has(self.podAnnotations)"
+            " ? self.podAnnotations.map(k, size(self.podAnnotations[k])).sum() : 0)"
+            f" <= {models.MAX_STAGE_OVERRIDE_CHARS}",
+            "message": "a stage's command, args, env values and podAnnotations may hold at most"
+            f" {models.MAX_STAGE_OVERRIDE_CHARS} characters together",
+        }
+    ],
     "spec.stages.*.dependsOn": [
         {
             "rule": f"self.all(name, name in {_STAGE_CEL_LIST})",

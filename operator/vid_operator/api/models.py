@@ -23,6 +23,10 @@ SHORT_NAMES = ["vj"]
 
 # The stages of the default pipeline, in a valid order. Overrides may name only these.
 STAGE_NAMES = ("script_gen", "voice_gen", "video_gen", "compositing")
+# Characters of a stage override's command, args, env values and pod annotations
+# together (a CEL rule): each is bounded alone, and without this a VideoJob
+# could be over a megabyte.
+MAX_STAGE_OVERRIDE_CHARS = 16384
 
 Quantity = Annotated[
     str | int,

@@ -62,7 +62,8 @@ class DelayedCalls(Generic[Key]):
             if current[0] == tag:
                 return
             current[1].cancel()
-        self._pending[key] = (tag, asyncio.get_running_loop().create_task(self._run(key, delay)))
+        due = self._clock.now() + delay
+        self._pending[key] = (tag, asyncio.get_running_loop().create_task(self._run(key, due)))
 
     def cancel(self, key: Key) -> None:
         current = self._pending.pop(key, None)
@@ -79,8 +80,9 @@ class DelayedCalls(Generic[Key]):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, key: Key, delay: float) -> None:
-        await self._clock.sleep(max(0.0, delay))
+    async def _run(self, key: Key, due: float) -> None:
+        # Due from when it was scheduled, however late the task starts.
+        await self._clock.sleep(max(0.0, due - self._clock.now()))
         current = self._pending.get(key)
         if current is None or current[1] is not asyncio.current_task():
             return  # replaced while it slept
