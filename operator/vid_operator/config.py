@@ -72,6 +72,21 @@ class S3Config(CamelModel):
     stage pods as environment variables; the operator itself never reads it."""
 
 
+class FinishedJobs(CamelModel):
+    """How long a finished stage Job, and so its pods and their logs, stays.
+    Its outcome is on the VideoJob's status by then, so nothing needs it; a
+    cluster that keeps every Job pays for it in etcd, in the Job controller and
+    in every watch of them (the operator's included)."""
+
+    succeeded_ttl_seconds: int | None = Field(default=3600, ge=0)
+    """The Job's ttlSecondsAfterFinished, set when it is created; null keeps
+    finished Jobs until their VideoJob is deleted."""
+    failed_ttl_seconds: int | None = Field(default=604800, ge=0)
+    """Set on a Job when the operator sees it fail, so failed pods' logs stay
+    longer (a week by default); null keeps failed Jobs until their VideoJob is
+    deleted. A Job that fails while no operator runs keeps the succeeded TTL."""
+
+
 def _stage(name: str, **settings: Any) -> StageConfig:
     return StageConfig(
         image=f"{DEFAULT_IMAGE_REPOSITORY}/{name.replace('_', '-')}:0.1.0",
@@ -119,6 +134,7 @@ class OperatorConfig(CamelModel):
     CRD knows (VideoJobs can override only those), checked at start-up."""
     gpu: GPUPlacement = GPUPlacement()
     s3: S3Config = S3Config()
+    finished_jobs: FinishedJobs = FinishedJobs()
     priority_classes: dict[Priority, str | None] = Field(
         default_factory=lambda: {
             Priority.HIGH: "vid-operator-high",

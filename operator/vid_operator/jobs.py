@@ -194,6 +194,8 @@ def build_stage_job(
     }
     if stage.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = stage.active_deadline_seconds
+    if config.finished_jobs.succeeded_ttl_seconds is not None:
+        job_spec["ttlSecondsAfterFinished"] = config.finished_jobs.succeeded_ttl_seconds
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -112,6 +112,19 @@ class Kube:
             if error.status != _NOT_FOUND:
                 raise
 
+    def set_job_ttl(self, namespace: str, name: str, ttl: int | None) -> None:
+        """Change a finished Job's ttlSecondsAfterFinished (None: no TTL)."""
+        try:
+            self._send_json(
+                "PATCH",
+                f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                {"spec": {"ttlSecondsAfterFinished": ttl}},
+                "application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status != _NOT_FOUND:  # removed already: nothing to keep
+                raise
+
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Merge-patch the VideoJob's status subresource."""
         path = (

@@ -129,6 +129,21 @@ def test_stage_values_reach_the_operator_configuration(cluster: Cluster) -> None
     assert video.backoff_limit == 3  # built-in default kept
 
 
+def test_finished_job_ttls_reach_the_operator_configuration(cluster: Cluster) -> None:
+    default = _config(_render(cluster.bin_dir)).finished_jobs
+    assert (default.succeeded_ttl_seconds, default.failed_ttl_seconds) == (3600, 604800)
+
+    kept = _config(
+        _render(
+            cluster.bin_dir,
+            "finishedJobs.succeededTtlSeconds=null",
+            "finishedJobs.failedTtlSeconds=60",
+        )
+    ).finished_jobs
+
+    assert (kept.succeeded_ttl_seconds, kept.failed_ttl_seconds) == (None, 60)
+
+
 def test_operator_pod_is_hardened(cluster: Cluster) -> None:
     (deployment,) = [d for d in _render(cluster.bin_dir) if d["kind"] == "Deployment"]
     pod = deployment["spec"]["template"]["spec"]

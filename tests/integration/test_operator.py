@@ -202,6 +202,25 @@ def test_invalid_input_exit_code_fails_at_once(
     assert "invalid input" in script["message"]
 
 
+def test_finished_stage_jobs_get_a_ttl_and_a_failed_one_a_longer_one(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    stages = {"voice_gen": {"podAnnotations": {"kwok.vidop.io/exit-code": "2"}}}
+    _apply(cluster, namespace, _videojob("kept-for-logs", stages=stages))
+
+    _wait_phase(cluster, namespace, "kept-for-logs", "Failed")
+
+    def ttls() -> dict[str, int | None]:
+        return {
+            j.metadata.labels["vidop.io/stage"]: j.spec.ttl_seconds_after_finished
+            for j in _jobs(cluster, namespace)
+        }
+
+    # The defaults of the configuration: an hour once done, a week once failed.
+    wait_until("the failed Job's TTL", lambda: ttls().get("voice_gen") == 604800, timeout=10)
+    assert ttls()["script_gen"] == 3600
+
+
 def test_deleting_a_videojob_mid_stage_removes_its_jobs_and_pods(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:

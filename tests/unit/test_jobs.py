@@ -59,6 +59,14 @@ def test_retries_are_the_job_controllers_with_a_failure_policy() -> None:
     assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
 
 
+def test_a_finished_job_goes_after_the_configured_ttl() -> None:
+    assert _job("script_gen")["spec"]["ttlSecondsAfterFinished"] == 3600
+    configured = config.from_mapping({"finishedJobs": {"succeededTtlSeconds": 60}})
+    assert _job("script_gen", configured=configured)["spec"]["ttlSecondsAfterFinished"] == 60
+    kept = config.from_mapping({"finishedJobs": {"succeededTtlSeconds": None}})
+    assert "ttlSecondsAfterFinished" not in _job("script_gen", configured=kept)["spec"]
+
+
 def test_gpu_stage_gets_limits_node_selector_and_toleration() -> None:
     pod = _job("video_gen")["spec"]["template"]["spec"]
 

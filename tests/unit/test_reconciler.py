@@ -164,9 +164,7 @@ def test_the_ttl_falls_due_after_completion_and_not_before() -> None:
     running = reconciler.reconcile(_snapshot(ttl=60), CONFIG)
     assert running.ttl_due is None
 
-    invalid = reconciler.reconcile(
-        _snapshot(spec={"prompt": "a", "fps": "x"}, ttl=60), CONFIG
-    )
+    invalid = reconciler.reconcile(_snapshot(spec={"prompt": "a", "fps": "x"}, ttl=60), CONFIG)
     assert invalid.ttl_due == NOW + datetime.timedelta(seconds=60)
 
 
@@ -213,3 +211,31 @@ def test_merge_patch_of_the_outcome_is_from_the_snapshot_status() -> None:
 
     assert second.patch["progress"] == "1/4"
     assert "startTime" not in second.patch
+
+
+def test_a_job_seen_failing_is_kept_longer_and_only_once() -> None:
+    jobs = {
+        "script_gen": _job("script_gen", "Complete"),
+        "voice_gen": _job("voice_gen", "Failed", failed=1, reason="PodFailurePolicy"),
+        "video_gen": _job("video_gen", "Complete"),
+    }
+    failed = reconciler.reconcile(_snapshot(jobs), CONFIG)
+
+    assert failed.keep_failed == {"cat-voice-gen": 604800}
+    again = reconciler.reconcile(_then(_snapshot(jobs), failed, spec=None), CONFIG)
+    assert again.keep_failed == {} and again.idle
+
+
+def test_no_failed_ttl_to_set_when_it_is_the_same_as_the_succeeded_one() -> None:
+    same = config.from_mapping(
+        {"finishedJobs": {"succeededTtlSeconds": None, "failedTtlSeconds": None}}
+    )
+    jobs = {"script_gen": _job("script_gen", "Failed", failed=1, reason="PodFailurePolicy")}
+
+    outcome = reconciler.reconcile(_snapshot(jobs), same)
+
+    assert outcome.status["phase"] == Phase.FAILED and outcome.keep_failed == {}
+    assert (
+        "ttlSecondsAfterFinished"
+        not in reconciler.reconcile(_snapshot(), same).create[0].manifest["spec"]
+    )

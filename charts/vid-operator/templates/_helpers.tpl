@@ -41,6 +41,9 @@ s3:
   bucket: {{ .Values.s3.bucket | toJson }}
   prefix: {{ .Values.s3.prefix | toJson }}
   credentialsSecret: {{ .Values.s3.credentialsSecret | default nil | toJson }}
+finishedJobs:
+  succeededTtlSeconds: {{ .Values.finishedJobs.succeededTtlSeconds | toJson }}
+  failedTtlSeconds: {{ .Values.finishedJobs.failedTtlSeconds | toJson }}
 gpu:
   resourceName: {{ .Values.gpu.resourceName | toJson }}
   nodeSelector: {{ toJson .Values.gpu.nodeSelector }}

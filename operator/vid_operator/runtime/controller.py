@@ -78,7 +78,8 @@ class Executed:
 
 
 def execute(kube: Kube, snapshot: Snapshot, outcome: Outcome) -> Executed:
-    """Apply an outcome: creates, suspend flips, the status, its Events. Runs
+    """Apply an outcome: creates, suspend flips, failed Jobs' TTLs, the
+    status, its Events. Runs
     in a worker thread; touches nothing but ``kube``."""
     logger = log.bind(namespace=snapshot.namespace, videojob=snapshot.name)
     created: list[StageJob] = []
@@ -98,6 +99,9 @@ def execute(kube: Kube, snapshot: Snapshot, outcome: Outcome) -> Executed:
         for job_name, suspend in outcome.suspend.items():
             kube.set_job_suspend(snapshot.namespace, job_name, suspend)
             logger.info("stage job suspend set", job=job_name, suspend=suspend)
+        for job_name, ttl in outcome.keep_failed.items():
+            kube.set_job_ttl(snapshot.namespace, job_name, ttl)
+            logger.info("failed stage job kept longer", job=job_name, ttl=ttl)
         if not outcome.patch or outcome.hold_back:
             return Executed(outcome, tuple(created), None)
         try:

@@ -71,6 +71,9 @@ class Outcome:
     create: tuple[StageJob, ...] = ()
     suspend: Mapping[str, bool] = field(default_factory=dict)
     """Job name -> the value its spec.suspend must take."""
+    keep_failed: Mapping[str, int | None] = field(default_factory=dict)
+    """Job name -> the ttlSecondsAfterFinished of a Job just seen failing
+    (None: keep it for good)."""
     events: tuple[Event, ...] = ()
     hold_back: bool = False
     """The write only reports progress: make it a moment later, with whatever
@@ -85,7 +88,9 @@ class Outcome:
     @property
     def idle(self) -> bool:
         """Nothing for the API server now."""
-        return not (self.create or self.suspend or (self.patch and not self.hold_back))
+        return not (
+            self.create or self.suspend or self.keep_failed or (self.patch and not self.hold_back)
+        )
 
 
 def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
@@ -99,7 +104,11 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
             previous, snapshot.generation, dict(snapshot.jobs), dict(snapshot.pods)
         )
         return _outcome(
-            snapshot, settled.status, events=settled.events, suspend=settled.set_suspend
+            snapshot,
+            settled.status,
+            events=settled.events,
+            suspend=settled.set_suspend,
+            keep_failed=_kept_failed(previous, settled.status, config),
         )
     # 3. The spec and its pipeline; what cannot run fails as InvalidSpec.
     try:
@@ -139,6 +148,7 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         plan.status,
         create=create,
         suspend=plan.set_suspend,
+        keep_failed=_kept_failed(previous, plan.status, config),
         events=plan.events,
         hold_back=progress_only,
     )
@@ -157,6 +167,21 @@ def status_refused(snapshot: Snapshot, outcome: Outcome, why: str) -> Outcome:
     status without the outputs, saying why on each stage that had some."""
     current = VideoJobStatus.model_validate(outcome.status)
     return _outcome(snapshot, status.without_outputs(current, why), events=outcome.events)
+
+
+def _kept_failed(
+    previous: VideoJobStatus, current: VideoJobStatus, config: OperatorConfig
+) -> dict[str, int | None]:
+    """The Jobs of stages that have just failed, with the TTL failed Jobs get."""
+    ttls = config.finished_jobs
+    if ttls.failed_ttl_seconds == ttls.succeeded_ttl_seconds:
+        return {}
+    before = {s.name: s.phase for s in previous.stages}
+    return {
+        s.job_name: ttls.failed_ttl_seconds
+        for s in current.stages
+        if s.phase == Phase.FAILED and s.job_name and before.get(s.name) != Phase.FAILED
+    }
 
 
 def _stage_job(stage: str, manifest: dict[str, Any], now: str) -> StageJob:
@@ -178,6 +203,7 @@ def _outcome(
     *,
     create: tuple[StageJob, ...] = (),
     suspend: Mapping[str, bool] | None = None,
+    keep_failed: Mapping[str, int | None] | None = None,
     events: list[Event] | tuple[Event, ...] = (),
     hold_back: bool = False,
 ) -> Outcome:
@@ -187,6 +213,7 @@ def _outcome(
         patch=merge_patch(snapshot.status, raw),
         create=create,
         suspend=dict(suspend or {}),
+        keep_failed=dict(keep_failed or {}),
         events=tuple(events),
         hold_back=hold_back,
         ttl_due=_ttl_due(snapshot.ttl_seconds_after_finished, raw),
