@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,10 +54,26 @@ OPERATOR_USER = f"system:serviceaccount:{BENCH_NAMESPACE}:{OPERATOR_ACCOUNT}"
 ORACLE_USER = f"system:serviceaccount:{BENCH_NAMESPACE}:{ORACLE_ACCOUNT}"
 # No S3 in the benchmark: kwok does not run the stages.
 OPERATOR_CONFIG: dict[str, Any] = {"s3": {"credentialsSecret": None, "bucket": "videos"}}
+# retained-jobs: the operator's stage Jobs get no ttlSecondsAfterFinished, so
+# they and their pods stay once done. An operator without the finishedJobs
+# key refuses it as unknown, and sets no TTL anyway: the key is written only
+# where the configuration knows it (set this to True or False to force it).
+FINISHED_JOBS_KEY_KNOWN = "finished_jobs" in config.OperatorConfig.model_fields
+FINISHED_JOBS_KEPT: dict[str, Any] = {
+    "finishedJobs": {"succeededTtlSeconds": None, "failedTtlSeconds": None}
+}
+# retained-jobs submits its VideoJobs in bursts of this many, each run to the
+# end before the next: the Job controller's queue stays as deep as a burst's.
+RETAINED_JOBS_WAVE = 1000
+# How long a measured start-up may take to go idle before it is recorded as
+# not having settled.
+START_SETTLE_TIMEOUT = 1800.0
 VIDEOJOBS = "/apis/vidop.io/v1alpha1/namespaces/{namespace}/videojobs"
+JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+PODS = "/api/v1/namespaces/{namespace}/pods"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # What --scenarios selects from, in the order they run.
-FAMILIES = ("sequential", "burst", "steady", "retained", "retained-max")
+FAMILIES = ("sequential", "burst", "steady", "retained", "retained-max", "retained-jobs")
 
 
 @dataclass(frozen=True)
@@ -171,6 +187,13 @@ def _client_rate_flags(qps: int) -> list[str]:
     return [f"--kube-api-qps={qps}", f"--kube-api-burst={2 * qps}"] if qps else []
 
 
+# retained-jobs keeps 4 finished pods per VideoJob; kube-controller-manager's
+# pod garbage collector deletes terminated pods beyond 12,500 by default, so
+# from 3,125 VideoJobs on it would take some. The other scenarios delete
+# their namespace before the next and never keep that many.
+KEEP_TERMINATED_PODS = ["--terminated-pod-gc-threshold=0"]
+
+
 # -- the operator as a process -----------------------------------------------
 
 
@@ -266,15 +289,16 @@ class OperatorProcess:
         )
         return tuple(int(status[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
 
-    def settle(self, quiet_share: float = 0.02, timeout: float = 120) -> None:
+    def settle(self, quiet_share: float = 0.02, timeout: float = 120) -> bool:
         """Wait until the process is (nearly) idle for a second: done with
-        the events its last work caused."""
+        the events its last work caused. False if ``timeout`` ran out first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             before = self.cpu_seconds()
             time.sleep(1.0)
             if self.cpu_seconds() - before <= quiet_share:
-                return
+                return True
+        return False
 
     def stop(self) -> None:
         if self._profiler is not None:
@@ -311,11 +335,20 @@ class Bench:
             detach=False,
             extra_args={
                 "kube-apiserver": audit.apiserver_flags(policy_file, self.audit_log),
-                "kube-controller-manager": _client_rate_flags(controller_qps),
+                "kube-controller-manager": [
+                    *_client_rate_flags(controller_qps),
+                    *KEEP_TERMINATED_PODS,
+                ],
             },
         )
         self.config_file = out / "operator-config.yaml"
         self.config_file.write_text(yaml.safe_dump(OPERATOR_CONFIG))
+        self.jobs_kept_config_file = out / "operator-config-jobs-kept.yaml"
+        self.jobs_kept_config_file.write_text(
+            yaml.safe_dump(
+                {**OPERATOR_CONFIG, **(FINISHED_JOBS_KEPT if FINISHED_JOBS_KEY_KNOWN else {})}
+            )
+        )
         self.settings = config.load(self.config_file)
         self.runs: dict[str, dict[str, Run]] = {}
         self.extra: dict[str, Any] = {}
@@ -424,27 +457,9 @@ class Bench:
             self.out / f"{namespace}-operator.log",
             self.out / f"{namespace}-operator.stacks" if self.profile else None,
         )
-        completions = Completions()
-
-        def seen(event: Seen) -> None:
-            phase = (event.object.get("status") or {}).get("phase")
-            if phase in ("Succeeded", "Failed"):
-                completions.end(event.object["metadata"]["name"], phase)
-
         path = VIDEOJOBS.format(namespace=namespace)
-        spec = pipeline_spec(scenario.run_time)
-
-        def submit(name: str) -> None:
-            body = {
-                "apiVersion": "vidop.io/v1alpha1",
-                "kind": "VideoJob",
-                "metadata": {"name": name},
-                "spec": spec,
-            }
-            self.raw.request("POST", path, body=body)
-
-        watcher = Watcher(self.raw, path, seen)
-        watcher.start()
+        submit = self._submitter(path, pipeline_spec(scenario.run_time))
+        completions, watcher = self._completions(path)
         started = time.time()
         operator.start()
         operator.settle()
@@ -471,6 +486,34 @@ class Bench:
             peak_rss_mib=peak,
         )
 
+    def _submitter(self, path: str, spec: dict[str, Any]) -> Callable[[str], None]:
+        """What creates a VideoJob of ``spec`` by name in the collection ``path``."""
+
+        def submit(name: str) -> None:
+            body = {
+                "apiVersion": "vidop.io/v1alpha1",
+                "kind": "VideoJob",
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+            self.raw.request("POST", path, body=body)
+
+        return submit
+
+    def _completions(self, path: str) -> tuple[Completions, Watcher]:
+        """The VideoJobs of ``path`` that end, as a started watcher sees them
+        (stop it when done)."""
+        completions = Completions()
+
+        def seen(event: Seen) -> None:
+            phase = (event.object.get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed"):
+                completions.end(event.object["metadata"]["name"], phase)
+
+        watcher = Watcher(self.raw, path, seen)
+        watcher.start()
+        return completions, watcher
+
     def run(self, scenario: Scenario) -> None:
         print(
             f"\n== {scenario.name}: {scenario.count} pipelines, {scenario.arrival.kind}"
@@ -491,29 +534,34 @@ class Bench:
             self.runs[scenario.name][driver] = run
             _delete_namespace(self.raw, namespace)
 
-    def retained(self, key: str, count: int, spec: dict[str, Any]) -> None:
+    def retained(
+        self, key: str, count: int, spec: dict[str, Any], *, with_jobs: bool = False
+    ) -> None:
         """The operator's memory and start-up with ``count`` finished
-        VideoJobs of ``spec`` in the cluster (their Jobs cleaned up, as a Job
-        TTL would), recorded under ``key`` (also the namespace)."""
-        print(f"\n== {key}: {count} finished VideoJobs", flush=True)
+        VideoJobs of ``spec`` in the cluster, recorded under ``key`` (also the
+        namespace). Without ``with_jobs`` they are copies of one real run's
+        VideoJob and their Jobs are gone, as a Job TTL leaves them; with it,
+        each is run through the operator (its Jobs without a TTL), and its
+        stage Jobs and their pods stay."""
+        print(
+            f"\n== {key}: {count} finished VideoJobs"
+            + (", their stage Jobs and pods kept" if with_jobs else ""),
+            flush=True,
+        )
         namespace = key
         _namespace(self.raw, namespace)
         path = VIDEOJOBS.format(namespace=namespace)
         operator = OperatorProcess(
             self.operator_kubeconfig,
-            self.config_file,
+            self.jobs_kept_config_file if with_jobs else self.config_file,
             self.out / f"{key}-operator.log",
             self.out / f"{key}-operator.stacks" if self.profile else None,
         )
+        # The operator started with nothing to do: the part of a start-up
+        # that does not grow with the VideoJobs.
+        empty = self._start_to_idle(operator, timeout=120)
         # One real run gives the status a finished VideoJob really has.
-        operator.start()
-        template = {
-            "apiVersion": "vidop.io/v1alpha1",
-            "kind": "VideoJob",
-            "metadata": {"name": "template"},
-            "spec": spec,
-        }
-        self.raw.request("POST", path, body=template)
+        self._submitter(path, spec)("template")
         _wait(
             "the template VideoJob to succeed",
             lambda: (
@@ -526,52 +574,129 @@ class Bench:
         # measured against it.
         operator.settle()
         template_rss, _ = operator.memory_mib()
-        operator.stop()
-
-        def create(index: int) -> None:
-            name = f"done-{index:05d}"
-            self.raw.request("POST", path, body={**template, "metadata": {"name": name}})
-            self.raw.request(
-                "PATCH",
-                f"{path}/{name}/status",
-                body={"status": finished},
-                content_type="application/merge-patch+json",
-            )
-
-        created = time.monotonic()
-        with ThreadPoolExecutor(SUBMIT_WORKERS) as pool:
-            list(pool.map(create, range(count)))
-        print(f"   created in {time.monotonic() - created:.1f} s", flush=True)
+        names = [f"done-{index:05d}" for index in range(count)]
+        populated = time.monotonic()
+        figures: dict[str, Any] = {}
+        if with_jobs:
+            figures["succeeded"] = self._run_through(path, spec, names)
+            operator.settle()
+            figures["populating_operator_rss_mib"] = round(operator.memory_mib()[0], 1)
+            operator.stop()
+            figures["populate_seconds"] = round(time.monotonic() - populated, 1)
+            figures |= self._kept_objects(namespace)
+        else:
+            operator.stop()
+            self._copy_finished(path, spec, finished, names)
+        print(f"   created in {time.monotonic() - populated:.1f} s", flush=True)
         started_at = time.time()
-        started = time.monotonic()
-        operator.start()
-        ready = time.monotonic() - started
-        operator.start_profiling()
-        operator.settle()
-        settled = time.monotonic() - started
-        rss, peak = operator.memory_mib()
-        cpu = operator.cpu_seconds()
+        start = self._start_to_idle(operator, timeout=START_SETTLE_TIMEOUT, profile=True)
         operator.stop()
+        rss, peak = start["rss_mib"], start["peak_rss_mib"]
         per_videojob_kib = (rss - template_rss) * 1024 / count
+
+        def per_1000(figure: str) -> float:
+            return round(float(start[figure] - empty[figure]) * 1000 / count, 2)
+
         self.extra[key] = {
             "videojobs": count,
             "spec_json_bytes": len(json.dumps(spec)),
-            "liveness_seconds": round(ready, 2),
-            "settled_seconds": round(settled, 2),
-            "cpu_seconds_to_settle": round(cpu, 2),
-            "rss_mib": round(rss, 1),
-            "peak_rss_mib": round(peak, 1),
+            **start,
+            "empty_settled_seconds": empty["settled_seconds"],
+            "empty_cpu_seconds_to_settle": empty["cpu_seconds_to_settle"],
             "template_rss_mib": round(template_rss, 1),
             "rss_kib_per_videojob": round(per_videojob_kib, 1),
+            "peak_rss_kib_per_videojob": round((peak - template_rss) * 1024 / count, 1),
+            "settled_seconds_per_1000_videojobs": per_1000("settled_seconds"),
+            "cpu_seconds_per_1000_videojobs": per_1000("cpu_seconds_to_settle"),
+            **figures,
             "window": (started_at, time.time()),
             "namespace": namespace,
         }
         print(
             f"   operator RSS {rss:.0f} MiB (peak {peak:.0f} MiB; {template_rss:.0f} MiB after"
             f" the template alone: {per_videojob_kib:.1f} KiB per VideoJob),"
-            f" settled in {settled:.1f} s"
+            f" settled in {start['settled_seconds']:.1f} s"
+            + ("" if start["settled"] else " (NOT idle: the timeout ran out)")
         )
-        _delete_namespace(self.raw, namespace, timeout=1800)
+        deleting = time.monotonic()
+        # retained-jobs at 10,000 leaves 80,000 Jobs and pods to delete.
+        _delete_namespace(self.raw, namespace, timeout=max(1800.0, count * 0.5))
+        print(f"   namespace deleted in {time.monotonic() - deleting:.1f} s", flush=True)
+
+    def _copy_finished(
+        self, path: str, spec: dict[str, Any], status: dict[str, Any], names: list[str]
+    ) -> None:
+        """VideoJobs of ``spec`` named ``names``, each given ``status``."""
+        submit = self._submitter(path, spec)
+
+        def create(name: str) -> None:
+            submit(name)
+            self.raw.request(
+                "PATCH",
+                f"{path}/{name}/status",
+                body={"status": status},
+                content_type="application/merge-patch+json",
+            )
+
+        with ThreadPoolExecutor(SUBMIT_WORKERS) as pool:
+            list(pool.map(create, names))
+
+    def _run_through(self, path: str, spec: dict[str, Any], names: list[str]) -> int:
+        """Submit ``names`` as VideoJobs of ``spec`` to the operator running
+        on ``path``, in bursts of ``RETAINED_JOBS_WAVE``, each waited for
+        until every VideoJob in it has ended. Returns how many succeeded."""
+        submit = self._submitter(path, spec)
+        completions, watcher = self._completions(path)
+        try:
+            for first in range(0, len(names), RETAINED_JOBS_WAVE):
+                wave = names[first : first + RETAINED_JOBS_WAVE]
+                drive(Arrival("burst"), wave, submit, completions, 600 + len(wave) * 3.0)
+                print(f"   {first + len(wave)}/{len(names)} VideoJobs run", flush=True)
+        finally:
+            watcher.stop()
+        return sum(1 for name in names if completions.ended[name][0] == "Succeeded")
+
+    def _kept_objects(self, namespace: str) -> dict[str, Any]:
+        """How many Jobs and pods ``namespace`` holds; raises if its Jobs
+        have a TTL (they would not stay)."""
+        counts: dict[str, Any] = {}
+        for kind, path in (("jobs", JOBS), ("pods", PODS)):
+            listed = self.raw.request(
+                "GET", path.format(namespace=namespace), query=[("limit", "1")]
+            )
+            items = listed.get("items", [])
+            counts[kind] = len(items) + int(listed["metadata"].get("remainingItemCount", 0))
+            if kind == "jobs" and items and "ttlSecondsAfterFinished" in items[0]["spec"]:
+                raise RuntimeError(
+                    f"the stage Jobs of {namespace} have a ttlSecondsAfterFinished: "
+                    "the operator did not take finishedJobs (FINISHED_JOBS_KEY_KNOWN)"
+                )
+        return counts
+
+    @staticmethod
+    def _start_to_idle(
+        operator: OperatorProcess, timeout: float, profile: bool = False
+    ) -> dict[str, Any]:
+        """Start ``operator`` (sampled by py-spy with ``profile``, if the
+        bench profiles) and wait until it is idle: how long that took, its CPU
+        and its memory. It is left running."""
+        started = time.monotonic()
+        operator.start()
+        ready = time.monotonic() - started
+        if profile:
+            operator.start_profiling()
+        idle = operator.settle(timeout=timeout)
+        settled = time.monotonic() - started
+        rss, peak = operator.memory_mib()
+        cpu = operator.cpu_seconds()
+        return {
+            "liveness_seconds": round(ready, 2),
+            "settled_seconds": round(settled, 2),
+            "settled": idle,
+            "cpu_seconds_to_settle": round(cpu, 2),
+            "rss_mib": round(rss, 1),
+            "peak_rss_mib": round(peak, 1),
+        }
 
 
 def _scenarios(args: argparse.Namespace) -> Iterator[Scenario]:
@@ -611,6 +736,12 @@ def main(argv: list[str] | None = None) -> int:
         help="finished VideoJobs of the largest size the CRD allows (1000; quick 200)",
     )
     parser.add_argument(
+        "--retained-jobs",
+        type=int,
+        help="finished VideoJobs run through the operator, their Jobs and pods kept"
+        " (2000; quick 200; the targets are for 10000)",
+    )
+    parser.add_argument(
         "--controller-qps",
         type=int,
         default=200,
@@ -631,6 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     args.steady_seconds = args.steady_seconds or (30.0 if quick else 180.0)
     args.retained = args.retained or (1000 if quick else 10000)
     args.retained_max = args.retained_max or (200 if quick else 1000)
+    args.retained_jobs = args.retained_jobs or (200 if quick else 2000)
     families = set(args.scenarios.split(","))
     if unknown := families - set(FAMILIES):
         parser.error(f"unknown scenario families: {', '.join(sorted(unknown))}")
@@ -652,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.retained("retained", args.retained, pipeline_spec("0s"))
         if "retained-max" in families:
             bench.retained("retained-max", args.retained_max, max_pipeline_spec("0s"))
+        if "retained-jobs" in families:
+            bench.retained("retained-jobs", args.retained_jobs, pipeline_spec("0s"), with_jobs=True)
         print("\nreading the audit log ...", flush=True)
         record = audit.read(bench.audit_log, [OPERATOR_USER, ORACLE_USER])
         results = report.results(bench.runs, bench.extra, record, OPERATOR_USER, ORACLE_USER)
