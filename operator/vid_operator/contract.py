@@ -103,7 +103,8 @@ def _check_depth(value: Any) -> None:
 def read_summary(message: str | None) -> dict[str, Any] | None:
     """A stage's termination message as a summary: a JSON object of at most
     :data:`MAX_SUMMARY_BYTES`, nested at most :data:`MAX_SUMMARY_DEPTH` deep,
-    with int64 integers and finite numbers, which is what the status can hold.
+    with int64 integers, finite numbers and proper text, which is what the
+    status can hold; nulls are left out.
     None when the stage wrote nothing; :class:`SummaryRefused` for anything else,
     whatever the stage wrote (the one place a summary is parsed; never another
     exception)."""
@@ -124,4 +125,21 @@ def read_summary(message: str | None) -> dict[str, Any] | None:
     if not isinstance(summary, dict):
         raise SummaryRefused("it is not a JSON object")
     _check_depth(summary)
-    return summary
+    try:
+        json.dumps(summary, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate escape: valid JSON, but not text the API server keeps as is.
+        raise SummaryRefused("it holds an unpaired surrogate, which is not text") from None
+    without_nulls: dict[str, Any] = _without_nulls(summary)
+    return without_nulls
+
+
+def _without_nulls(value: Any) -> Any:
+    """The value with every null left out: a merge patch of the status drops
+    them anyway, and a summary kept with them would never match what the API
+    server stored. Recursion is safe: the depth is checked first."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value

@@ -3,15 +3,16 @@
 Called by :mod:`vid_operator.runtime.controller`, from worker threads (the
 client blocks). Every write the operator makes goes through here, so the count per VideoJob
 is easy to read off: one create per stage Job, one status patch per change
-the user can see, one Event per transition, and a suspend patch per Job when
-the user flips ``spec.suspend``. Reads come from kopf's watch-fed indexes,
-never from here.
+the user can see, an Event for each failure, and a suspend patch per Job when
+the user flips ``spec.suspend``. Reads come from the watches, except the one
+listing of stage Jobs and pods at start-up (:meth:`Kube.list_owned`).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -27,6 +28,7 @@ _CONFLICT = 409
 _UNPROCESSABLE = 422
 # No call may hang a reconcile (and its VideoJob's lock) for good.
 _TIMEOUT_SECONDS = 30
+_PAGE = 500
 
 
 class JobRejected(ValueError):
@@ -68,7 +70,12 @@ class Kube:
         self._core = client.CoreV1Api(api)
 
     def _send_json(
-        self, method: str, path: str, body: dict[str, Any], content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
         """One request with a JSON body, through the client's connection pool
         and credentials. The generated methods validate every argument with
@@ -79,6 +86,7 @@ class Kube:
         method, url, headers, _, _ = api.param_serialize(
             method=method,
             resource_path=path,
+            query_params=query or [],
             header_params={"Accept": "application/json", "Content-Type": content_type},
             auth_settings=["BearerToken"],
         )
@@ -88,6 +96,25 @@ class Kube:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         answer: dict[str, Any] = json.loads(data)
         return answer
+
+    def list_owned(
+        self, group_version: str, plural: str, namespace: str | None, selector: str
+    ) -> Iterator[dict[str, Any]]:
+        """Every object of a kind matching ``selector`` (in ``namespace``, or
+        in all), a page of :data:`_PAGE` at a time so a large listing never
+        sits in memory whole."""
+        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+        token = ""
+        while True:
+            query = [("labelSelector", selector), ("limit", str(_PAGE))]
+            if token:
+                query.append(("continue", token))
+            page = self._send_json("GET", path, None, query=query)
+            yield from page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Create a stage Job; None when it already exists (its name is deterministic)."""

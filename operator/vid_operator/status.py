@@ -28,10 +28,12 @@ from vid_operator.pipeline import Stage
 
 FINAL_STAGE_OUTPUTS = ("videoUri", "thumbnailUri", "durationSeconds")
 
-# Why a Job failed, in words, by the reason on its Failed condition.
 # A failed stage's last words, kept short: status stays small.
 MAX_FAILURE_CHARS = 256
+# Why a spec cannot run (it may quote the API server, which may quote the Job).
+MAX_INVALID_CHARS = 2048
 
+# Why a Job failed, in words, by the reason on its Failed condition.
 _FAILURE_WORDS = {
     "BackoffLimitExceeded": "failed on every retry (backoffLimit reached)",
     "PodFailurePolicy": "exited with code 2 (invalid input); not retried",
@@ -155,6 +157,11 @@ def _stage_status(
             # hand or by a TTL): it never runs twice.
             return previous
         return StageStatus(name=name, phase=Phase.PENDING, message=None)
+    if previous and previous.phase == Phase.SUCCEEDED:
+        # Final, outputs and message included: were the outputs refused by
+        # the API server once, reading them from the pod again would only be
+        # refused again.
+        return previous
     # Failed pods, plus the try that is running or succeeded; so the count
     # does not move while a pod merely starts.
     attempts = job.failed + (0 if job.finished == "Failed" else 1)
@@ -372,6 +379,7 @@ def invalid(
     """The status of a VideoJob whose spec cannot be run at all. Final: the
     start time it sets makes the spec immutable, so a fix means a new VideoJob."""
     reason = "InvalidSpec"
+    message = message[:MAX_INVALID_CHARS]
     return VideoJobStatus(
         phase=Phase.FAILED,
         stage=None,

@@ -7,9 +7,12 @@ import asyncio
 import heapq
 import itertools
 
+import structlog
+
 from vid_operator import status
 from vid_operator.runtime.expectations import Expectations
 from vid_operator.runtime.memory import Memories, keep
+from vid_operator.runtime.observed import Observed
 from vid_operator.runtime.timers import DelayedCalls, Periodic
 
 
@@ -65,11 +68,13 @@ JOB = status.ObservedJob(name="cat-script-gen", created="", suspended=False)
 def test_keep_holds_what_the_reconciler_needs_and_drops_the_rest() -> None:
     kept = keep(_body(ttlSecondsAfterFinished=60))
 
-    assert (kept.namespace, kept.name, kept.uid, kept.generation) == ("media", "cat", "u1", 2)
+    assert (kept.namespace, kept.name, kept.generation) == ("media", "cat", 2)
     assert kept.spec == {"prompt": "a cat", "ttlSecondsAfterFinished": 60}
     assert kept.ttl_seconds_after_finished == 60
     assert not kept.deleting
-    assert not hasattr(kept, "metadata")
+    # Nothing of the metadata beyond those fields is reachable from it.
+    reachable = repr(kept)
+    assert "managedFields" not in reachable and "last-applied" not in reachable
 
 
 def test_a_finished_videojob_is_kept_without_its_spec() -> None:
@@ -91,7 +96,7 @@ def test_one_record_per_uid_and_the_newest_of_a_name() -> None:
     assert len(memories) == 2
 
 
-def test_forgetting_marks_the_record_so_a_waiter_on_its_lock_does_nothing() -> None:
+def test_forgetting_marks_the_record_and_keeps_the_newer_name_holder() -> None:
     memories = Memories()
     old = memories.recall("media", "cat", "u1")
     new = memories.recall("media", "cat", "u2")
@@ -115,6 +120,42 @@ def test_the_status_to_build_on_is_the_last_written_until_its_echo() -> None:
 
     assert record.status == {"phase": "Succeeded"} and record.finished
     assert memories.unfinished() == []
+
+
+# The watches' views
+
+
+def test_jobs_are_found_by_their_videojob_and_forgotten_when_gone() -> None:
+    observed = Observed()
+    observed.job_seen("media", "cat-script-gen", "u1", "script_gen", JOB)
+
+    assert observed.jobs_of("u1") == {"script_gen": JOB}
+    assert observed.owner_of("media", "cat-script-gen") == "u1"
+    observed.job_gone("media", "cat-script-gen")
+    observed.job_gone("media", "cat-script-gen")  # twice is harmless
+    assert observed.jobs_of("u1") == {} and observed.owner_of("media", "cat-script-gen") is None
+
+
+def test_a_copy_of_the_views_does_not_change_them() -> None:
+    observed = Observed()
+    observed.job_seen("media", "cat-script-gen", "u1", "script_gen", JOB)
+
+    observed.jobs_of("u1").clear()
+
+    assert observed.jobs_of("u1") == {"script_gen": JOB}
+
+
+def test_the_newest_pod_of_a_job_is_the_last_created() -> None:
+    observed = Observed()
+    first, retry = status.ObservedPod(failure="exit 1"), status.ObservedPod(finished=True)
+    observed.pod_seen("media", "cat-a", "cat-script-gen", "2026-11-22T06:00:00Z", first)
+    observed.pod_seen("media", "cat-b", "cat-script-gen", "2026-11-22T06:00:05Z", retry)
+
+    assert observed.newest_pod("media", "cat-script-gen") == retry
+    observed.pod_gone("media", "cat-b")
+    assert observed.newest_pod("media", "cat-script-gen") == first
+    observed.pod_gone("media", "cat-a")
+    assert observed.newest_pod("media", "cat-script-gen") is None
 
 
 # Expectations
@@ -201,10 +242,14 @@ async def test_a_failing_callback_is_logged_and_the_timer_stays_usable() -> None
 
     delayed: DelayedCalls[str] = DelayedCalls(flaky, clock)
     delayed.schedule("bad", 1)
-    delayed.schedule("good", 2)
-    await clock.advance(2)
+    with structlog.testing.capture_logs() as logged:
+        await clock.advance(1)
+    assert calls == ["bad"] and len(delayed) == 0
+    assert [(e["event"], e["key"]) for e in logged] == [("delayed call failed", "bad")]
 
-    assert calls == ["bad", "good"]
+    delayed.schedule("bad", 1)  # the key is free again after the failure
+    await clock.advance(1)
+    assert calls == ["bad", "bad"]
     await delayed.close()
 
 

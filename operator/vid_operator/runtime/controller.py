@@ -1,8 +1,9 @@
 """Runs reconciles: where events, memory, the reconciler, timers and the API meet.
 
-Called by :mod:`vid_operator.handlers` (one method per kind of watch event)
-and by its own timers. A reconcile takes the VideoJob's lock, freezes a
-:class:`~.reconciler.Snapshot` of what memory and the watch's indexes hold,
+Called by :mod:`vid_operator.handlers` (one method per kind of watch event,
+and :meth:`Controller.load` at start-up) and by its own timers. A reconcile
+takes the VideoJob's lock, freezes a :class:`~.reconciler.Snapshot` of what
+memory and the watches' views hold,
 asks :func:`.reconciler.reconcile` for an outcome, has :func:`execute` apply
 it through :class:`~vid_operator.kube.Kube` in a worker thread (the client
 blocks), then, back on the loop, remembers what was created and written and
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +30,14 @@ import structlog
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from vid_operator import status
+from vid_operator import naming, status
+from vid_operator.api import models
 from vid_operator.config import OperatorConfig
 from vid_operator.kube import JobRejected, Kube, StatusRefused
 from vid_operator.runtime import reconciler
 from vid_operator.runtime.expectations import Expectations
 from vid_operator.runtime.memory import Memories, VideoJobMemory, keep
+from vid_operator.runtime.observed import Observed
 from vid_operator.runtime.reconciler import Outcome, Snapshot, StageJob
 from vid_operator.runtime.timers import Clock, DelayedCalls, LoopClock, Periodic
 
@@ -50,19 +53,6 @@ middle stages often finish together, and one write then says both. Starts
 and endings are written at once."""
 EXPECTATION_TIMEOUT = RESYNC_SECONDS
 """How long a created Job that the watch has not shown counts as existing."""
-
-
-@dataclass(frozen=True)
-class Indexes:
-    """Read-only views of what the watches delivered (kopf's indexes, which
-    kopf alone writes), as the handlers receive them."""
-
-    jobs: Mapping[str, Iterable[tuple[str, status.ObservedJob]]]
-    """VideoJob uid -> (stage, its Job)."""
-    owners: Mapping[tuple[str, str], Iterable[str]]
-    """(namespace, Job name) -> the uid of the VideoJob that owns it."""
-    pods: Mapping[tuple[str, str], Iterable[tuple[str, status.ObservedPod]]]
-    """(namespace, Job name) -> (creationTimestamp, pod) of each of its pods."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +73,7 @@ def execute(kube: Kube, snapshot: Snapshot, outcome: Outcome) -> Executed:
     in a worker thread; touches nothing but ``kube``."""
     logger = log.bind(namespace=snapshot.namespace, videojob=snapshot.name)
     created: list[StageJob] = []
+    written: dict[str, Any] | None = None
     try:
         for job in outcome.create:
             try:
@@ -109,7 +100,9 @@ def execute(kube: Kube, snapshot: Snapshot, outcome: Outcome) -> Executed:
         except StatusRefused as error:
             logger.warning("status refused, writing it without the stage outputs")
             outcome = reconciler.status_refused(snapshot, outcome, str(error))
-            kube.patch_status(snapshot.namespace, snapshot.name, outcome.patch)
+            if outcome.patch:
+                kube.patch_status(snapshot.namespace, snapshot.name, outcome.patch)
+        written = outcome.status
         logger.info(
             "status written",
             phase=outcome.status.get("phase"),
@@ -124,7 +117,7 @@ def execute(kube: Kube, snapshot: Snapshot, outcome: Outcome) -> Executed:
         }
         for kind, reason, message in outcome.events:
             kube.post_event(involved, kind, reason, message)
-        return Executed(outcome, tuple(created), outcome.status)
+        return Executed(outcome, tuple(created), written)
     except ApiException as error:
         # Not the error's body: it may repeat what the request carried.
         failure = f"HTTP {error.status} {error.reason}"
@@ -132,7 +125,8 @@ def execute(kube: Kube, snapshot: Snapshot, outcome: Outcome) -> Executed:
         failure = str(error)
     except (urllib3.exceptions.HTTPError, OSError) as error:
         failure = type(error).__name__  # the API server is away (restarting, unreachable)
-    return Executed(outcome, tuple(created), None, failure)
+    # What was created and written stays known: a retry must not write it again.
+    return Executed(outcome, tuple(created), written, failure)
 
 
 class Controller:
@@ -142,16 +136,34 @@ class Controller:
         clock = clock or LoopClock()
         self._config = config
         self._kube = kube
-        self._indexes: Indexes | None = None
+        self._observed = Observed()
         self._memories = Memories()
         self._expectations = Expectations(EXPECTATION_TIMEOUT)
         self._held_writes: DelayedCalls[str] = DelayedCalls(self._write_held_back, clock)
         self._ttl: DelayedCalls[str] = DelayedCalls(self._delete_expired, clock)
         self._resync = Periodic(RESYNC_SECONDS, self.resync, clock)
 
-    def use(self, indexes: Indexes) -> None:
-        """The indexes to read (kopf hands the same ones to every handler)."""
-        self._indexes = indexes
+    async def load(self, selector: str) -> None:
+        """List the stage Jobs and pods that exist (once, at start-up, before
+        any watch event is handled), so that no VideoJob is reconciled before
+        its Jobs are known: it would create them again (409) and count Jobs
+        that have finished as running."""
+        namespaces: list[str | None] = list(self._config.watch_namespaces) or [None]
+
+        def listing() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            jobs: list[dict[str, Any]] = []
+            pods: list[dict[str, Any]] = []
+            for namespace in namespaces:
+                jobs += self._kube.list_owned("batch/v1", "jobs", namespace, selector)
+                pods += self._kube.list_owned("v1", "pods", namespace, selector)
+            return jobs, pods
+
+        jobs, pods = await asyncio.to_thread(listing)
+        for job in jobs:
+            self._see_job(job)
+        for pod in pods:
+            self._see_pod(pod)
+        log.info("stage jobs and pods listed", jobs=len(jobs), pods=len(pods))
 
     def start(self) -> None:
         self._resync.start()
@@ -186,25 +198,30 @@ class Controller:
             return
         await self.reconcile(uid)
 
-    async def job_event(
-        self, event_type: str, name: str, owner: tuple[str, str], body: Mapping[str, Any]
-    ) -> None:
-        """A stage Job changed; ``owner`` is its VideoJob's (name, uid)."""
-        namespace = str(body["metadata"]["namespace"])
-        record = self._memories.get(owner[1])
-        key = ("jobs", name)
+    async def job_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """A stage Job changed."""
+        meta = body["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
         if event_type == "DELETED":
-            if record is not None:
-                record.observed.pop(key, None)
+            owner = self._observed.owner_of(namespace, name) or _owner(meta)
+            self._observed.job_gone(namespace, name)
+            if owner is not None:
+                self._forget_job(owner, name)
             # The garbage collector removes a deleted VideoJob's Jobs: nothing
             # to do, unless a new VideoJob of that name waits for them to go.
-            successor = self._memories.newest(namespace, owner[0])
-            if successor is not None and successor.uid != owner[1]:
+            owner_name = _owner_name(meta)
+            successor = self._memories.newest(namespace, owner_name) if owner_name else None
+            if successor is not None and successor.uid != owner:
                 await self.reconcile(successor.uid)
             return
+        seen = self._see_job(body)
+        if seen is None:
+            return
+        owner, observed = seen
+        record = self._memories.get(owner)
         if record is None:
             return  # its VideoJob's own event (listed at start-up too) reconciles
-        observed = status.observe_job(body)
+        key = ("jobs", name)
         known = record.observed.get(key)
         if known == observed:
             return  # e.g. its count of ready pods moved: nothing the status shows
@@ -212,36 +229,44 @@ class Controller:
             # A new Job, running: the reconcile that created it counted it.
             record.observed[key] = observed
             return
-        if await self.reconcile(owner[1]):
+        if await self.reconcile(owner):
             record.observed[key] = observed
 
-    async def pod_event(
-        self, event_type: str, name: str, job_name: str, body: Mapping[str, Any]
-    ) -> None:
-        namespace = str(body["metadata"]["namespace"])
-        if self._indexes is None:
+    async def pod_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """A stage pod changed."""
+        meta = body["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        job_name = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
+        if job_name is None:
             return
-        observed = None if event_type == "DELETED" else status.observe_pod(body)
-        key = ("pods", name)
-        for uid in list(self._indexes.owners.get((namespace, job_name), ())):
-            record = self._memories.get(uid)
-            if record is None:
-                continue
-            if observed is None:
-                record.observed.pop(key, None)
-            else:
-                known = record.observed.get(key)
-                if known == observed or (known is None and observed == status.ObservedPod()):
-                    # Bound, started, a finalizer gone, or new with nothing to say yet.
-                    record.observed[key] = observed
-                    continue
-            if await self.reconcile(uid) and observed is not None:
+        if event_type == "DELETED":
+            self._observed.pod_gone(namespace, name)
+            observed = None
+        else:
+            observed = self._see_pod(body)
+        owner = self._observed.owner_of(namespace, job_name)
+        record = self._memories.get(owner) if owner else None
+        if record is None:
+            return
+        key = ("pods", job_name, name)
+        if observed is None:
+            record.observed.pop(key, None)
+        else:
+            known = record.observed.get(key)
+            if known == observed or (known is None and observed == status.ObservedPod()):
+                # Bound, started, a finalizer gone, or new with nothing to say yet.
                 record.observed[key] = observed
+                return
+        if await self.reconcile(record.uid) and observed is not None:
+            record.observed[key] = observed
 
     async def resync(self) -> None:
-        """Reconcile every unfinished VideoJob, each on its own."""
+        """Reconcile every unfinished VideoJob, each on its own; one whose
+        reconcile is under way already is not waited for."""
         for uid in self._memories.unfinished():
-            await self.reconcile(uid)
+            record = self._memories.get(uid)
+            if record is not None and not record.lock.locked():
+                await self.reconcile(uid)
 
     async def reconcile(self, uid: str, *, flush: bool = False) -> bool:
         """One step for one VideoJob. False when it stopped short (logged;
@@ -252,10 +277,8 @@ class Controller:
         async with record.lock:
             if record.forgotten or record.videojob is None or record.videojob.deleting:
                 return True
-            if self._indexes is None:
-                return False
             try:
-                snapshot = self._snapshot(record, self._indexes, flush)
+                snapshot = self._snapshot(record, flush)
                 outcome = reconciler.reconcile(snapshot, self._config)
                 if outcome.idle:
                     executed = Executed(outcome, (), None)
@@ -274,20 +297,53 @@ class Controller:
                 )
             return executed.failure is None
 
-    def _snapshot(self, record: VideoJobMemory, indexes: Indexes, flush: bool) -> Snapshot:
+    def _see_job(self, body: Mapping[str, Any]) -> tuple[str, status.ObservedJob] | None:
+        """Record a Job in the views; its owner's uid and what the status needs of it."""
+        meta = body["metadata"]
+        owner, stage = _owner(meta), (meta.get("labels") or {}).get(naming.STAGE_LABEL)
+        if owner is None or stage is None:
+            return None
+        observed = status.observe_job(body)
+        self._observed.job_seen(str(meta["namespace"]), str(meta["name"]), owner, stage, observed)
+        return owner, observed
+
+    def _see_pod(self, body: Mapping[str, Any]) -> status.ObservedPod | None:
+        meta = body["metadata"]
+        job_name = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
+        if job_name is None:
+            return None
+        observed = status.observe_pod(body)
+        self._observed.pod_seen(
+            str(meta["namespace"]),
+            str(meta["name"]),
+            job_name,
+            str(meta.get("creationTimestamp") or ""),
+            observed,
+        )
+        return observed
+
+    def _forget_job(self, owner: str, job_name: str) -> None:
+        """A Job is gone: its own and its pods' entries in its VideoJob's record."""
+        record = self._memories.get(owner)
+        if record is None:
+            return
+        for key in [k for k in record.observed if k[1] == job_name]:
+            del record.observed[key]
+
+    def _snapshot(self, record: VideoJobMemory, flush: bool) -> Snapshot:
         """Read on the loop thread, under the VideoJob's lock."""
         assert record.videojob is not None
         videojob, uid = record.videojob, record.uid
-        jobs = dict(indexes.jobs.get(uid, ()))
+        jobs = self._observed.jobs_of(uid)
         for stage in jobs:
             self._expectations.observe(uid, stage)
         for stage, job in self._expectations.pending(uid).items():
             jobs.setdefault(stage, job)
         pods = {}
         for stage, job in jobs.items():
-            found = sorted(indexes.pods.get((videojob.namespace, job.name), ()), key=_created)
-            if found:
-                pods[stage] = found[-1][1]
+            pod = self._observed.newest_pod(videojob.namespace, job.name)
+            if pod is not None:
+                pods[stage] = pod
         return Snapshot(
             namespace=videojob.namespace,
             name=videojob.name,
@@ -303,7 +359,10 @@ class Controller:
         )
 
     def _remember(self, record: VideoJobMemory, snapshot: Snapshot, executed: Executed) -> None:
-        """Back on the loop: what was created and written, and the timers."""
+        """Back on the loop: what was created and written, and the timers.
+        Nothing for a VideoJob deleted while its reconcile ran."""
+        if record.forgotten:
+            return
         for job in executed.created:
             self._expectations.expect(record.uid, job.stage, job.observed)
         if executed.written is not None and record.videojob is not None:
@@ -342,5 +401,25 @@ class Controller:
             logger.warning("ttl deletion failed", error=type(error).__name__)
 
 
-def _created(pod: tuple[str, status.ObservedPod]) -> str:
-    return str(pod[0])
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def _controlling(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The owner reference of the VideoJob that controls an object, if any."""
+    for reference in meta.get("ownerReferences") or []:
+        if reference.get("kind") == models.KIND and reference.get("controller"):
+            return dict(reference)
+    return None
+
+
+def _owner(meta: Mapping[str, Any]) -> str | None:
+    """The uid of the VideoJob that controls an object. By uid: a new
+    VideoJob of an old one's name must not adopt the old one's Jobs while the
+    garbage collector removes them."""
+    reference = _controlling(meta)
+    return str(reference["uid"]) if reference else None
+
+
+def _owner_name(meta: Mapping[str, Any]) -> str | None:
+    reference = _controlling(meta)
+    return str(reference["name"]) if reference else None

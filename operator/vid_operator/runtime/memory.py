@@ -36,7 +36,6 @@ class KeptVideoJob:
 
     namespace: str
     name: str
-    uid: str
     generation: int | None
     deleting: bool
     spec: Mapping[str, Any] | None
@@ -58,7 +57,6 @@ def keep(body: Mapping[str, Any]) -> KeptVideoJob:
     kept = KeptVideoJob(
         namespace=str(meta["namespace"]),
         name=str(meta["name"]),
-        uid=str(meta["uid"]),
         generation=meta.get("generation"),
         deleting=bool(meta.get("deletionTimestamp")),
         spec=spec,
@@ -81,8 +79,9 @@ class VideoJobMemory:
     written: Mapping[str, Any] | None = None
     """The last status written, until the watch delivers it: a VideoJob event
     that comes before the echo of a write carries an older status."""
-    observed: dict[tuple[str, str], object] = field(default_factory=dict)
-    """("jobs" | "pods", name) -> what the status needs of that object
+    observed: dict[tuple[str, ...], object] = field(default_factory=dict)
+    """("jobs", Job name) or ("pods", Job name, pod name) -> what the status
+    needs of that object
     (:class:`~vid_operator.status.ObservedJob`, ``ObservedPod``) as of the last
     reconcile it led to: most events (a pod bound, started, a ready count
     moved) change none of it and need no reconcile."""

@@ -62,7 +62,8 @@ class StageJob:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What to do for one VideoJob, in the order the executor does it."""
+    """What to do for one VideoJob. The executor creates, flips suspend, keeps
+    failed Jobs longer, writes the status, then posts the Events."""
 
     status: dict[str, Any]
     """The status the VideoJob should have, as written."""
@@ -82,10 +83,6 @@ class Outcome:
     """When the finished VideoJob is to be deleted (ttlSecondsAfterFinished)."""
 
     @property
-    def finished(self) -> bool:
-        return self.status.get("phase") in FINISHED
-
-    @property
     def idle(self) -> bool:
         """Nothing for the API server now."""
         return not (
@@ -95,8 +92,13 @@ class Outcome:
 
 def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
     """The next step for one VideoJob."""
-    # 1. The status to build on; one that does not parse counts as none.
+    # 1. The status to build on; one that does not parse counts as none,
+    #    unless it says the VideoJob has finished: then it is left as it is.
     previous = _previous_status(snapshot.status)
+    if previous is None:
+        if snapshot.status.get("phase") in FINISHED:
+            return _untouched(snapshot)
+        previous = VideoJobStatus()
     # 2. A finished VideoJob's status is final: only stages still running
     #    after a failure move on (and are suspended), and its TTL runs.
     if previous.phase in FINISHED or snapshot.spec is None:
@@ -157,7 +159,7 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
 def job_refused(snapshot: Snapshot, stage: str, why: str) -> Outcome:
     """The API server refused the ``stage`` Job as invalid: retrying cannot
     help, so the VideoJob fails as InvalidSpec."""
-    previous = _previous_status(snapshot.status)
+    previous = _previous_status(snapshot.status) or VideoJobStatus()
     return _invalid(snapshot, previous, f"the API server rejected the {stage} Job: {why}")
 
 
@@ -227,11 +229,18 @@ def _ttl_due(ttl: int | None, raw: Mapping[str, Any]) -> datetime.datetime | Non
     return datetime.datetime.fromisoformat(finished) + datetime.timedelta(seconds=int(ttl))
 
 
-def _previous_status(raw: Mapping[str, Any]) -> VideoJobStatus:
+def _previous_status(raw: Mapping[str, Any]) -> VideoJobStatus | None:
     try:
         return VideoJobStatus.model_validate(raw)
     except ValueError:
-        return VideoJobStatus()
+        return None
+
+
+def _untouched(snapshot: Snapshot) -> Outcome:
+    """Nothing to do but the TTL, for a finished VideoJob whose status this
+    operator cannot read (written by another version of it, perhaps)."""
+    raw = dict(snapshot.status)
+    return Outcome(status=raw, patch={}, ttl_due=_ttl_due(snapshot.ttl_seconds_after_finished, raw))
 
 
 def _rfc3339(moment: datetime.datetime) -> str:
