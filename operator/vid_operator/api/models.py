@@ -191,6 +191,11 @@ class Phase(enum.StrEnum):
     FAILED = "Failed"
 
 
+FINISHED_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+"""Phases a VideoJob does not leave (members equal their strings, so raw
+status values are found in it too)."""
+
+
 class Condition(CamelModel):
     """A condition in the standard Kubernetes shape (metav1.Condition)."""
 

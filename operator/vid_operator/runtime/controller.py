@@ -203,14 +203,15 @@ class Controller:
         meta = body["metadata"]
         namespace, name = str(meta["namespace"]), str(meta["name"])
         if event_type == "DELETED":
-            owner = self._observed.owner_of(namespace, name) or _owner(meta)
+            controlling = _controlling(meta)
             self._observed.job_gone(namespace, name)
-            if owner is not None:
-                self._forget_job(owner, name)
+            if controlling is None:
+                return
+            owner_name, owner = controlling
+            self._forget_job(owner, name)
             # The garbage collector removes a deleted VideoJob's Jobs: nothing
             # to do, unless a new VideoJob of that name waits for them to go.
-            owner_name = _owner_name(meta)
-            successor = self._memories.newest(namespace, owner_name) if owner_name else None
+            successor = self._memories.newest(namespace, owner_name)
             if successor is not None and successor.uid != owner:
                 await self.reconcile(successor.uid)
             return
@@ -300,9 +301,11 @@ class Controller:
     def _see_job(self, body: Mapping[str, Any]) -> tuple[str, status.ObservedJob] | None:
         """Record a Job in the views; its owner's uid and what the status needs of it."""
         meta = body["metadata"]
-        owner, stage = _owner(meta), (meta.get("labels") or {}).get(naming.STAGE_LABEL)
-        if owner is None or stage is None:
+        controlling = _controlling(meta)
+        stage = (meta.get("labels") or {}).get(naming.STAGE_LABEL)
+        if controlling is None or stage is None:
             return None
+        owner = controlling[1]
         observed = status.observe_job(body)
         self._observed.job_seen(str(meta["namespace"]), str(meta["name"]), owner, stage, observed)
         return owner, observed
@@ -404,22 +407,11 @@ class Controller:
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
-def _controlling(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The owner reference of the VideoJob that controls an object, if any."""
+def _controlling(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(name, uid) of the VideoJob that controls an object, if any. Owners are
+    told apart by uid: a new VideoJob of an old one's name must not adopt the
+    old one's Jobs while the garbage collector removes them."""
     for reference in meta.get("ownerReferences") or []:
         if reference.get("kind") == models.KIND and reference.get("controller"):
-            return dict(reference)
+            return str(reference["name"]), str(reference["uid"])
     return None
-
-
-def _owner(meta: Mapping[str, Any]) -> str | None:
-    """The uid of the VideoJob that controls an object. By uid: a new
-    VideoJob of an old one's name must not adopt the old one's Jobs while the
-    garbage collector removes them."""
-    reference = _controlling(meta)
-    return str(reference["uid"]) if reference else None
-
-
-def _owner_name(meta: Mapping[str, Any]) -> str | None:
-    reference = _controlling(meta)
-    return str(reference["name"]) if reference else None

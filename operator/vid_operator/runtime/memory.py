@@ -25,9 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vid_operator.api.models import Phase
-
-FINISHED = (Phase.SUCCEEDED.value, Phase.FAILED.value)
+from vid_operator.api.models import FINISHED_PHASES
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class KeptVideoJob:
 
     def with_status(self, status: Mapping[str, Any]) -> KeptVideoJob:
         """This VideoJob with ``status``; without its spec if that status is final."""
-        finished = status.get("phase") in FINISHED
+        finished = status.get("phase") in FINISHED_PHASES
         return replace(self, status=status, spec=None if finished else self.spec)
 
 
@@ -96,7 +94,7 @@ class VideoJobMemory:
 
     @property
     def finished(self) -> bool:
-        return self.status.get("phase") in FINISHED
+        return self.status.get("phase") in FINISHED_PHASES
 
 
 class Memories:

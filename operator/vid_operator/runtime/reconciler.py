@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vid_operator import jobs, pipeline, status
-from vid_operator.api.models import Phase, VideoJobSpec, VideoJobStatus
+from vid_operator.api.models import FINISHED_PHASES, Phase, VideoJobSpec, VideoJobStatus
 from vid_operator.config import OperatorConfig
 from vid_operator.status import ObservedJob, ObservedPod
-
-FINISHED = (Phase.SUCCEEDED, Phase.FAILED)
 
 Event = tuple[str, str, str]
 """(type, reason, message) of an Event to post on the VideoJob."""
@@ -96,12 +94,12 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
     #    unless it says the VideoJob has finished: then it is left as it is.
     previous = _previous_status(snapshot.status)
     if previous is None:
-        if snapshot.status.get("phase") in FINISHED:
+        if snapshot.status.get("phase") in FINISHED_PHASES:
             return _untouched(snapshot)
         previous = VideoJobStatus()
     # 2. A finished VideoJob's status is final: only stages still running
     #    after a failure move on (and are suspended), and its TTL runs.
-    if previous.phase in FINISHED or snapshot.spec is None:
+    if previous.phase in FINISHED_PHASES or snapshot.spec is None:
         settled = status.settle(
             previous, snapshot.generation, dict(snapshot.jobs), dict(snapshot.pods)
         )
@@ -223,7 +221,7 @@ def _outcome(
 
 
 def _ttl_due(ttl: int | None, raw: Mapping[str, Any]) -> datetime.datetime | None:
-    finished = raw.get("completionTime") if raw.get("phase") in FINISHED else None
+    finished = raw.get("completionTime") if raw.get("phase") in FINISHED_PHASES else None
     if ttl is None or not finished:
         return None
     return datetime.datetime.fromisoformat(finished) + datetime.timedelta(seconds=int(ttl))
