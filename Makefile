@@ -64,7 +64,8 @@ lint: venv ## ruff, mypy --strict, import-linter, hadolint, helm lint
 	"$$(PYTHON=$(BIN)/python bash hack/tools.sh)/helm" lint --strict charts/vid-operator
 
 crds: venv ## Regenerate crds/ and the chart's CRD template from the pydantic models
-	$(BIN)/python -m vid_operator.api.crd > crds/videojobs.vidop.io.yaml
+	$(BIN)/python -m vid_operator.api.crd videojobs > crds/videojobs.vidop.io.yaml
+	$(BIN)/python -m vid_operator.api.crd videopipelines > crds/videopipelines.vidop.io.yaml
 	$(BIN)/python -m vid_operator.api.crd --chart > charts/vid-operator/templates/crd.yaml
 
 controlplane-gomod: ## Regenerate hack/controlplane/go.mod for K8S_VERSION (default: the current one)

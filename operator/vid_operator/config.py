@@ -3,8 +3,8 @@
 Loaded once at start-up by :mod:`vid_operator.main` from the YAML file named by
 ``$VIDOP_CONFIG`` (the Helm chart renders it from its values). The file is an
 overlay: whatever it leaves out keeps the built-in default below, field by
-field, so precedence is VideoJob spec > this file > built-in defaults (the
-spec layer is applied by :mod:`vid_operator.pipeline`). Pure: no API calls.
+field, so precedence is VideoJob spec > VideoPipeline > this file > built-in defaults
+(applied by :mod:`vid_operator.pipeline`). Pure: no API calls.
 """
 
 from __future__ import annotations
@@ -16,33 +16,63 @@ from typing import Any
 import yaml
 from pydantic import Field, field_validator
 
-from vid_operator.api.models import (
-    STAGE_NAMES,
+from vid_operator.api.common import (
     CamelModel,
-    EnvVar,
-    Priority,
+    LabelKey,
+    LocalObjectReference,
+    OverridableField,
     Resources,
+    StageTemplate,
     Toleration,
 )
+from vid_operator.api.models import STAGE_NAMES, Priority
 
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/vid-operator"
 
 
-class StageConfig(CamelModel):
-    """How one stage runs unless a VideoJob overrides it."""
+class StageConfig(StageTemplate):
+    """A stage of the default pipeline, which VideoJobs without
+    ``spec.pipeline`` run."""
 
-    image: str
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(default_factory=list)
-    env: list[EnvVar] = Field(default_factory=list)
-    resources: Resources = Resources()
-    gpus: int = Field(default=0, ge=0)
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
+    image: str = Field(min_length=1)
+
+
+class StageDefaults(CamelModel):
+    """What every stage of every pipeline gets for a field it leaves out."""
+
     backoff_limit: int = Field(default=3, ge=0)
     active_deadline_seconds: int | None = Field(default=3600, ge=1)
-    depends_on: list[str] = Field(default_factory=list)
-    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    termination_grace_period_seconds: int | None = Field(default=None, ge=0)
+    """None keeps Kubernetes' 30 s."""
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
+    pod_labels: dict[LabelKey, str] = Field(default_factory=dict)
+    pod_annotations: dict[LabelKey, str] = Field(default_factory=dict)
+
+
+DEFAULT_OVERRIDABLE = [
+    OverridableField.RESOURCES,
+    OverridableField.GPUS,
+    OverridableField.BACKOFF_LIMIT,
+    OverridableField.ACTIVE_DEADLINE_SECONDS,
+    OverridableField.ENV,
+]
+
+
+class OverridePolicy(CamelModel):
+    """What a VideoJob's ``spec.stages.<name>`` may set; a VideoPipeline may
+    narrow it further, never widen it."""
+
+    allowed_fields: list[OverridableField] = Field(default_factory=lambda: DEFAULT_OVERRIDABLE)
+    """By default resources (within the stage's maxResources), gpus (up to its
+    maxGpus), backoffLimit, activeDeadlineSeconds and env literals of
+    names that are not reserved. image, command, args, nodeSelector,
+    tolerations and serviceAccountName only when listed."""
+    allowed_images: list[str] = Field(default_factory=list)
+    """Where image is allowed: image names must start with one of these
+    (e.g. ``registry.example.com/models/``); empty allows any image."""
+    allowed_pod_annotations: list[str] = Field(default_factory=list)
+    """Pod annotation keys a VideoJob may set, or prefixes ending in /;
+    empty: none (annotations drive sidecar injectors and AppArmor)."""
 
 
 class GPUPlacement(CamelModel):
@@ -67,6 +97,8 @@ class S3Config(CamelModel):
     region: str = "us-east-1"
     bucket: str = "vid-operator"
     prefix: str = "videojobs"
+    allowed_buckets: list[str] = Field(default_factory=list)
+    """Buckets a VideoJob's ``spec.output.bucket`` may name besides ``bucket``."""
     credentials_secret: str | None = "vid-operator-s3"
     """A Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, mounted into
     stage pods as environment variables; the operator itself never reads it."""
@@ -130,8 +162,11 @@ class OperatorConfig(CamelModel):
     """Everything the operator is configured with."""
 
     stages: dict[str, StageConfig] = Field(default_factory=_default_pipeline)
-    """The pipeline; ``dependsOn`` makes the DAG. Its stage names are those the
-    CRD knows (VideoJobs can override only those), checked at start-up."""
+    """The default pipeline; ``dependsOn`` makes the DAG. Its stage names are
+    those the CRD knows (VideoJobs can override only those), checked at
+    start-up."""
+    stage_defaults: StageDefaults = StageDefaults()
+    override_policy: OverridePolicy = OverridePolicy()
     gpu: GPUPlacement = GPUPlacement()
     s3: S3Config = S3Config()
     finished_jobs: FinishedJobs = FinishedJobs()

@@ -36,8 +36,31 @@ ENV_TERMINATION_MESSAGE_PATH = "VIDOP_TERMINATION_MESSAGE_PATH"
 named in the environment too so a runtime that maps paths (the local node) can
 point it elsewhere."""
 
+CONTRACT_ENV = frozenset(
+    {
+        ENV_JOB_NAME,
+        ENV_JOB_NAMESPACE,
+        ENV_JOB_UID,
+        ENV_STAGE,
+        ENV_PARAMS,
+        ENV_ARTIFACT_PREFIX,
+        ENV_S3_ENDPOINT,
+        ENV_S3_REGION,
+        ENV_S3_ACCESS_KEY,
+        ENV_S3_SECRET_KEY,
+        ENV_SCRATCH_DIR,
+        ENV_TERMINATION_MESSAGE_PATH,
+    }
+)
+"""Every variable the operator sets: nobody else may set one (a second entry
+of the same name in a pod wins over the first)."""
+CONTRACT_ENV_PREFIX = "VIDOP_"
+"""Kept for the contract, now and later."""
+
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 SCRATCH_DIR = "/scratch"
+SCRATCH_VOLUME = "scratch"
+"""The pod volume mounted at :data:`SCRATCH_DIR`."""
 MAX_SUMMARY_BYTES = 4096
 
 EXIT_OK = 0

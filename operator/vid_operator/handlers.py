@@ -22,7 +22,7 @@ import kopf
 import structlog
 
 from vid_operator import config, naming
-from vid_operator.api import models
+from vid_operator.api import models, pipelines
 from vid_operator.kube import Kube, api_client
 from vid_operator.runtime.controller import Controller
 
@@ -78,6 +78,11 @@ async def stop(memo: Any, **_: Any) -> None:
 @kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
 async def videojob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     await memo["controller"].videojob_event(type, body)
+
+
+@kopf.on.event(models.GROUP, models.VERSION, pipelines.PLURAL)
+async def pipeline_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    await memo["controller"].pipeline_event(type, body)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)

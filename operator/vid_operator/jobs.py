@@ -106,7 +106,7 @@ def _environment(
                     },
                 }
             )
-    env.extend(e.model_dump() for e in stage.env)
+    env.extend(e.model_dump(by_alias=True, exclude_none=True) for e in stage.env)
     return env
 
 
@@ -130,6 +130,8 @@ def _placement(stage: Stage, config: OperatorConfig) -> dict[str, Any]:
             if dumped not in tolerations:
                 tolerations.append(dumped)
     placement: dict[str, Any] = {}
+    if stage.affinity:
+        placement["affinity"] = stage.affinity
     if node_selector:
         placement["nodeSelector"] = node_selector
     if tolerations:
@@ -149,20 +151,28 @@ def build_stage_job(
         "resources": _resources(stage, config),
         "terminationMessagePath": contract.TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
-        "volumeMounts": [{"name": "scratch", "mountPath": contract.SCRATCH_DIR}],
+        "volumeMounts": [
+            {"name": contract.SCRATCH_VOLUME, "mountPath": contract.SCRATCH_DIR},
+            *(m.model_dump(by_alias=True, exclude_none=True) for m in stage.volume_mounts),
+        ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
     }
+    if stage.env_from:
+        container["envFrom"] = [
+            e.model_dump(by_alias=True, exclude_none=True) for e in stage.env_from
+        ]
     if stage.command:
         container["command"] = stage.command
     if stage.args:
         container["args"] = stage.args
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
+        # A stage gets an API token only when its pipeline names the account.
+        "automountServiceAccountToken": stage.service_account_name is not None,
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
@@ -172,9 +182,18 @@ def build_stage_job(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "scratch", "emptyDir": {}}],
+        "volumes": [
+            {"name": contract.SCRATCH_VOLUME, "emptyDir": {}},
+            *(v.model_dump(by_alias=True, exclude_none=True) for v in stage.volumes),
+        ],
         **_placement(stage, config),
     }
+    if stage.service_account_name is not None:
+        pod_spec["serviceAccountName"] = stage.service_account_name
+    if stage.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in stage.image_pull_secrets]
+    if stage.termination_grace_period_seconds is not None:
+        pod_spec["terminationGracePeriodSeconds"] = stage.termination_grace_period_seconds
     if priority_class := config.priority_classes.get(spec.priority):
         pod_spec["priorityClassName"] = priority_class
     job_spec: dict[str, Any] = {
@@ -186,7 +205,8 @@ def build_stage_job(
         "suspend": spec.suspend,
         "template": {
             "metadata": {
-                "labels": labels,
+                # The operator's labels last: they are how it finds its pods.
+                "labels": {**stage.pod_labels, **labels},
                 **({"annotations": dict(stage.pod_annotations)} if stage.pod_annotations else {}),
             },
             "spec": pod_spec,

@@ -19,7 +19,7 @@ import structlog
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from vid_operator.api import models
+from vid_operator.api import models, pipelines
 
 log = structlog.get_logger("vid_operator")
 
@@ -165,6 +165,20 @@ class Kube:
                 # Not the API server's message: it may quote what was refused.
                 raise StatusRefused(f"the API server refused it (HTTP {error.status})") from None
             if error.status != _NOT_FOUND:  # deleted meanwhile: nothing to report to
+                raise
+
+    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Replace a VideoPipeline's status by a merge patch."""
+        path = (
+            f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{namespace}/{pipelines.PLURAL}"
+            f"/{name}/status"
+        )
+        try:
+            self._send_json("PATCH", path, {"status": status}, "application/merge-patch+json")
+        except ApiException as error:
+            if error.status in (_BAD_REQUEST, _UNPROCESSABLE):
+                raise StatusRefused(f"the API server refused it (HTTP {error.status})") from None
+            if error.status != _NOT_FOUND:
                 raise
 
     def delete_videojob(self, namespace: str, name: str, uid: str) -> None:

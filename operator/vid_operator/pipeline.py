@@ -1,20 +1,37 @@
 """A VideoJob's pipeline: its stages with every setting resolved, in DAG order.
 
-Called by the reconciler for each VideoJob it handles. Precedence per field:
-the VideoJob's ``spec.stages[<name>]`` > the operator configuration (which
-already holds the built-in defaults beneath the config file). Problems that
-the CRD schema cannot catch, such as a dependency cycle, raise
-:class:`InvalidSpec`; the reconciler turns that into a ``Failed`` VideoJob.
-Pure.
+Called by the reconciler for each VideoJob it handles, and by the controller
+to check each VideoPipeline it sees. The stages come from a :class:`Source`:
+the VideoPipeline the VideoJob started on (its snapshot), or the operator's
+default pipeline. Precedence per field: the VideoJob's ``spec.stages.<name>``
+(only what the override policy allows) > the pipeline's stage > the
+operator's ``stageDefaults`` > built-in defaults. What the CRD schema cannot
+catch (a dependency cycle, an override the policy refuses, a resource above
+the stage's ceiling) raises :class:`InvalidSpec`, whose message names the
+field; the reconciler turns that into a ``Failed`` VideoJob. Pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from graphlib import CycleError, TopologicalSorter
+from typing import Any
 
-from vid_operator.api.models import EnvVar, Resources, StageOverride, Toleration, VideoJobSpec
-from vid_operator.config import OperatorConfig, StageConfig
+from vid_operator.api.common import (
+    EnvFromSource,
+    PipelineEnvVar,
+    Resources,
+    StageTemplate,
+    Toleration,
+    Volume,
+    VolumeMount,
+    quantity_value,
+)
+from vid_operator.api.models import OVERRIDE_FIELD_NAMES, StageOverride, VideoJobSpec
+from vid_operator.api.pipelines import PipelineOverridePolicy, VideoPipelineSpec
+from vid_operator.config import OperatorConfig
 
 
 class InvalidSpec(ValueError):
@@ -23,13 +40,14 @@ class InvalidSpec(ValueError):
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage with its settings resolved."""
+    """One stage with its settings resolved; what the Job builder needs."""
 
     name: str
     image: str
     command: list[str]
     args: list[str]
-    env: list[EnvVar]
+    env: list[PipelineEnvVar]
+    env_from: list[EnvFromSource]
     resources: Resources
     gpus: int
     node_selector: dict[str, str]
@@ -37,61 +55,252 @@ class Stage:
     backoff_limit: int
     active_deadline_seconds: int | None
     depends_on: list[str] = field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    termination_grace_period_seconds: int | None = None
+    volumes: list[Volume] = field(default_factory=list)
+    volume_mounts: list[VolumeMount] = field(default_factory=list)
+    service_account_name: str | None = None
+    image_pull_secrets: list[str] = field(default_factory=list)
+    pod_labels: dict[str, str] = field(default_factory=dict)
     pod_annotations: dict[str, str] = field(default_factory=dict)
 
 
-def _resolve(name: str, configured: StageConfig, override: StageOverride | None) -> Stage:
-    # Fields the override leaves unset (None) keep the configured value.
-    settings = configured.model_dump()
+@dataclass(frozen=True)
+class Source:
+    """Where a VideoJob's stages come from."""
+
+    stages: Mapping[str, StageTemplate]
+    """The stages by name, as their author wrote them."""
+    pipeline: str | None = None
+    """The VideoPipeline's name; None for the operator's default pipeline."""
+    policy: PipelineOverridePolicy | None = None
+    """How the pipeline narrows the operator's override policy."""
+
+    @property
+    def title(self) -> str:
+        return f"VideoPipeline {self.pipeline}" if self.pipeline else "the default pipeline"
+
+
+def default_source(config: OperatorConfig) -> Source:
+    """The operator's default pipeline."""
+    return Source(stages=dict(config.stages))
+
+
+def pipeline_source(name: str, spec: VideoPipelineSpec) -> Source:
+    """A VideoPipeline's stages (its spec as the VideoJob started on it)."""
+    return Source(
+        stages={stage.name: stage for stage in spec.stages},
+        pipeline=name,
+        policy=spec.override_policy,
+    )
+
+
+def order(stages: Mapping[str, Iterable[str]]) -> list[str]:
+    """Stage names so that each follows its dependencies (stage -> the
+    stages it depends on); InvalidSpec for a cycle or an unknown stage."""
+    for name, depends_on in stages.items():
+        missing = [d for d in depends_on if d not in stages]
+        if missing:
+            raise InvalidSpec(f"stage {name} depends on unknown stage(s) {', '.join(missing)}")
+    try:
+        return list(TopologicalSorter({n: list(d) for n, d in stages.items()}).static_order())
+    except CycleError as error:
+        cycle = " -> ".join(error.args[1])
+        raise InvalidSpec(f"the stages' dependencies form a cycle: {cycle}") from None
+
+
+def check(spec: VideoPipelineSpec) -> None:
+    """InvalidSpec if no VideoJob could run on the pipeline (what its CRD
+    cannot see: a cycle)."""
+    order({stage.name: stage.depends_on or [] for stage in spec.stages})
+
+
+def resolve(
+    spec: VideoJobSpec, config: OperatorConfig, source: Source | None = None
+) -> list[Stage]:
+    """The VideoJob's stages (of ``source``, by default the operator's default
+    pipeline) in an order where each follows its dependencies."""
+    source = source or default_source(config)
+    unknown = sorted(set(spec.stages) - set(source.stages))
+    if unknown:
+        raise InvalidSpec(
+            f"spec.stages names {', '.join(unknown)}, which {source.title} does not have"
+            f" (it has {', '.join(source.stages)})"
+        )
+    _check_bucket(spec, config)
+    stages = {
+        name: _resolve(name, template, spec.stages.get(name), config, source)
+        for name, template in source.stages.items()
+    }
+    return [stages[name] for name in order({n: s.depends_on for n, s in stages.items()})]
+
+
+def _check_bucket(spec: VideoJobSpec, config: OperatorConfig) -> None:
+    bucket = spec.output.bucket if spec.output else None
+    allowed = [config.s3.bucket, *config.s3.allowed_buckets]
+    if bucket is not None and bucket not in allowed:
+        raise InvalidSpec(
+            f"spec.output.bucket: {bucket} is not a bucket this operator writes to"
+            f" (allowed: {', '.join(allowed)})"
+        )
+
+
+def _resolve(
+    name: str,
+    template: StageTemplate,
+    override: StageOverride | None,
+    config: OperatorConfig,
+    source: Source,
+) -> Stage:
+    defaults = config.stage_defaults
+    # The last layer that sets a field wins.
+    layers = [defaults.model_dump(), template.model_dump()]
+    base = _first_set(layers)
     if override is not None:
-        settings.update(override.model_dump(exclude_none=True))
+        _check_override(name, override, config, source, base)
+        layers.append(_literal(override).model_dump())
+    settings = _first_set(layers)
     return Stage(
         name=name,
         image=settings["image"],
-        command=list(settings["command"]),
-        args=list(settings["args"]),
-        env=[EnvVar.model_validate(e) for e in settings["env"]],
-        resources=Resources.model_validate(settings["resources"]),
-        gpus=settings["gpus"],
-        node_selector=dict(settings["node_selector"]),
-        tolerations=[Toleration.model_validate(t) for t in settings["tolerations"]],
+        command=list(settings.get("command") or []),
+        args=list(settings.get("args") or []),
+        env=_merged_env(template, override),
+        env_from=list(template.env_from or []),
+        resources=Resources.model_validate(settings.get("resources") or {}),
+        gpus=settings.get("gpus") or 0,
+        node_selector=dict(settings.get("node_selector") or {}),
+        tolerations=[Toleration.model_validate(t) for t in settings.get("tolerations") or []],
         backoff_limit=settings["backoff_limit"],
-        active_deadline_seconds=settings["active_deadline_seconds"],
-        depends_on=list(settings["depends_on"]),
-        # Annotations add up rather than replace: the configured ones usually
-        # belong to the platform (monitoring, mesh), the VideoJob's to the user.
+        active_deadline_seconds=settings.get("active_deadline_seconds"),
+        depends_on=list(template.depends_on or []),
+        affinity=template.affinity,
+        termination_grace_period_seconds=settings.get("termination_grace_period_seconds"),
+        volumes=list(template.volumes or []),
+        volume_mounts=list(template.volume_mounts or []),
+        service_account_name=settings.get("service_account_name"),
+        image_pull_secrets=[
+            secret.name for secret in template.image_pull_secrets or defaults.image_pull_secrets
+        ],
+        # Labels and annotations add up rather than replace: the operator's
+        # usually belong to the platform (monitoring, mesh), the pipeline's to
+        # its stages, the VideoJob's to the user.
+        pod_labels={**defaults.pod_labels, **(template.pod_labels or {})},
         pod_annotations={
-            **configured.pod_annotations,
-            **(override.pod_annotations if override and override.pod_annotations else {}),
+            **defaults.pod_annotations,
+            **(template.pod_annotations or {}),
+            **((override.pod_annotations or {}) if override else {}),
         },
     )
 
 
-def resolve(spec: VideoJobSpec, config: OperatorConfig) -> list[Stage]:
-    """The VideoJob's stages in an order where each follows its dependencies."""
-    unknown = sorted(set(spec.stages) - set(config.stages))
-    if unknown:
-        raise InvalidSpec(
-            f"spec.stages names {', '.join(unknown)}, which this operator's pipeline does not"
-            f" have (it has {', '.join(config.stages)})"
-        )
-    stages = {
-        name: _resolve(name, configured, spec.stages.get(name))
-        for name, configured in config.stages.items()
-    }
-    for stage in stages.values():
-        missing = [d for d in stage.depends_on if d not in stages]
-        if missing:
+def _first_set(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for layer in layers:
+        settings.update({k: v for k, v in layer.items() if v is not None})
+    return settings
+
+
+def _merged_env(template: StageTemplate, override: StageOverride | None) -> list[PipelineEnvVar]:
+    """The pipeline's variables, with the VideoJob's replacing those of the
+    same name (a name twice in a pod would leave which one wins to order)."""
+    env = {variable.name: variable for variable in template.env or []}
+    if override is not None:
+        for variable in _literal(override).env or []:
+            env[variable.name] = PipelineEnvVar(name=variable.name, value=variable.value)
+    return list(env.values())
+
+
+def _escape(text: str) -> str:
+    # Kubernetes expands $(NAME) in env values, command and args; $$ is a
+    # literal $. A tenant's text must never reach the contract's variables
+    # (the S3 credentials among them) through expansion.
+    return text.replace("$", "$$")
+
+
+def _literal(override: StageOverride) -> StageOverride:
+    """The override with every ``$`` taken literally."""
+    update: dict[str, Any] = {}
+    if override.command is not None:
+        update["command"] = [_escape(s) for s in override.command]
+    if override.args is not None:
+        update["args"] = [_escape(s) for s in override.args]
+    if override.env is not None:
+        update["env"] = [e.model_copy(update={"value": _escape(e.value)}) for e in override.env]
+    return override.model_copy(update=update)
+
+
+def _check_override(
+    name: str,
+    override: StageOverride,
+    config: OperatorConfig,
+    source: Source,
+    base: Mapping[str, Any],
+) -> None:
+    """InvalidSpec, naming the field, for what the override policy refuses."""
+    where = f"spec.stages.{name}"
+    allowed = set(config.override_policy.allowed_fields)
+    if source.policy and source.policy.allowed_fields is not None:
+        allowed &= set(source.policy.allowed_fields)
+    allowed_words = ", ".join(sorted(allowed)) or "nothing"
+    for policy_field, attribute in OVERRIDE_FIELD_NAMES.items():
+        if getattr(override, attribute) is not None and policy_field not in allowed:
             raise InvalidSpec(
-                f"stage {stage.name} depends on unknown stage(s) {', '.join(missing)}"
+                f"{where}.{policy_field}: the override policy does not let a VideoJob on"
+                f" {source.title} set {policy_field} (it allows {allowed_words})"
             )
-    try:
-        order = list(
-            TopologicalSorter(
-                {name: stage.depends_on for name, stage in stages.items()}
-            ).static_order()
-        )
-    except CycleError as error:
-        cycle = " -> ".join(error.args[1])
-        raise InvalidSpec(f"the stages' dependencies form a cycle: {cycle}") from None
-    return [stages[name] for name in order]
+    if override.image is not None:
+        prefixes = config.override_policy.allowed_images
+        if prefixes and not override.image.startswith(tuple(prefixes)):
+            raise InvalidSpec(
+                f"{where}.image: {override.image} is not an allowed image (images must start"
+                f" with {', '.join(prefixes)})"
+            )
+    for key in override.pod_annotations or {}:
+        if not _annotation_allowed(key, config, source):
+            raise InvalidSpec(
+                f"{where}.podAnnotations: the override policy does not let a VideoJob set the"
+                f" pod annotation {key}"
+            )
+    if override.gpus is not None:
+        ceiling = base.get("max_gpus")
+        ceiling = base.get("gpus") or 0 if ceiling is None else ceiling
+        if override.gpus > ceiling:
+            raise InvalidSpec(
+                f"{where}.gpus: {override.gpus} is more than {source.title} allows for"
+                f" {name} ({ceiling})"
+            )
+    if override.resources is not None:
+        _check_resources(where, override.resources, base, source)
+
+
+def _annotation_allowed(key: str, config: OperatorConfig, source: Source) -> bool:
+    lists = [config.override_policy.allowed_pod_annotations]
+    if source.policy and source.policy.allowed_pod_annotations is not None:
+        lists.append(source.policy.allowed_pod_annotations)
+    return all(
+        any(key == entry or (entry.endswith("/") and key.startswith(entry)) for entry in entries)
+        for entries in lists
+    )
+
+
+def _check_resources(
+    where: str, resources: Resources, base: Mapping[str, Any], source: Source
+) -> None:
+    """Every amount the override asks for is at most the stage's ceiling: its
+    maxResources, else its own limits."""
+    ceiling_raw = base.get("max_resources") or (base.get("resources") or {}).get("limits") or {}
+    ceiling: dict[str, Decimal] = {k: quantity_value(v) for k, v in ceiling_raw.items()}
+    for kind, amounts in (("requests", resources.requests), ("limits", resources.limits)):
+        for resource, amount in (amounts or {}).items():
+            field_name = f"{where}.resources.{kind}.{resource}"
+            if resource not in ceiling:
+                raise InvalidSpec(
+                    f"{field_name}: {source.title} sets no ceiling for {resource}, so a VideoJob"
+                    " may not ask for it"
+                )
+            if quantity_value(amount) > ceiling[resource]:
+                raise InvalidSpec(
+                    f"{field_name}: {amount} is more than {source.title} allows"
+                    f" ({ceiling_raw[resource]})"
+                )

@@ -15,15 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vid_operator import contract
+from vid_operator import contract, pipeline
 from vid_operator.api.models import (
     Condition,
     Phase,
+    PipelineSnapshot,
     StageStatus,
     VideoJobSpec,
     VideoJobStatus,
     VideoOutputs,
 )
+from vid_operator.api.pipelines import PipelineCondition, VideoPipelineSpec, VideoPipelineStatus
 from vid_operator.pipeline import Stage
 
 FINAL_STAGE_OUTPUTS = ("videoUri", "thumbnailUri", "durationSeconds")
@@ -237,8 +239,10 @@ def plan(
     jobs: dict[str, ObservedJob],
     pods: dict[str, ObservedPod],
     now: str,
+    snapshot: PipelineSnapshot | None = None,
 ) -> Plan:
-    """The status the VideoJob should have and the actions that lead there."""
+    """The status the VideoJob should have and the actions that lead there;
+    ``snapshot`` is the VideoPipeline it runs, kept in the status."""
     old_stages = {s.name: s for s in previous.stages}
     stage_statuses = [
         _stage_status(s.name, jobs.get(s.name), pods.get(s.name), old_stages.get(s.name))
@@ -322,7 +326,11 @@ def plan(
     ]
 
     outputs = previous.outputs
-    final = by_name[stages[-1].name] if stages else None
+    # The video is the last stage's, in DAG order, that names one: a stage
+    # after compositing (captions burnt in, say) replaces it.
+    final = next(
+        (s for s in reversed(stage_statuses) if s.outputs and "videoUri" in s.outputs), None
+    )
     if done and final and final.outputs:
         outputs = _video_outputs(final.outputs)
 
@@ -337,6 +345,7 @@ def plan(
         outputs=outputs,
         start_time=previous.start_time or (created[0] if created else (now if start else None)),
         completion_time=previous.completion_time or (now if failed or done else None),
+        pipeline=snapshot,
     )
     return Plan(
         status=status, start=start, set_suspend=set_suspend, events=_transitions(previous, status)
@@ -392,6 +401,60 @@ def invalid(
         ],
         start_time=previous.start_time or now,
         completion_time=previous.completion_time or now,
+        pipeline=previous.pipeline,
+    )
+
+
+def waiting_for_pipeline(
+    previous: VideoJobStatus, generation: int | None, message: str, now: str
+) -> Plan:
+    """The status of a VideoJob whose VideoPipeline does not exist (yet: a
+    GitOps tool may apply it after the VideoJob), with a Warning the first time."""
+    reason = "PipelineNotFound"
+    status = VideoJobStatus(
+        phase=Phase.PENDING,
+        observed_generation=generation,
+        conditions=[
+            _set_condition(
+                previous.conditions, "Succeeded", False, reason, message, now, generation
+            )
+        ],
+    )
+    already = any(c.reason == reason for c in previous.conditions)
+    return Plan(status=status, events=[] if already else [("Warning", reason, message)])
+
+
+def pipeline_status(
+    spec: VideoPipelineSpec | str, generation: int | None, previous: VideoPipelineStatus, now: str
+) -> VideoPipelineStatus:
+    """A VideoPipeline's status: Ready when VideoJobs can run on it. ``spec``
+    is its parsed spec, or why it does not parse."""
+    if isinstance(spec, str):
+        problem: str | None = spec
+    else:
+        try:
+            pipeline.check(spec)
+            problem = None
+        except pipeline.InvalidSpec as error:
+            problem = str(error)
+    ready = problem is None
+    condition_status = "True" if ready else "False"
+    old = next((c for c in previous.conditions if c.type == "Ready"), None)
+    return VideoPipelineStatus(
+        conditions=[
+            PipelineCondition(
+                type="Ready",
+                status=condition_status,
+                reason="Valid" if ready else "InvalidSpec",
+                message="VideoJobs can run on it" if ready else (problem or "")[:MAX_INVALID_CHARS],
+                last_transition_time=(
+                    old.last_transition_time if old and old.status == condition_status else now
+                ),
+                observed_generation=generation,
+            )
+        ],
+        observed_generation=generation,
+        stage_count=None if isinstance(spec, str) else len(spec.stages),
     )
 
 

@@ -3,15 +3,19 @@
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from vid_operator.api import crd, models
 
-COMMITTED = Path(__file__).resolve().parents[2] / "crds" / "videojobs.vidop.io.yaml"
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+COMMITTED = CRDS / "videojobs.vidop.io.yaml"
 
 
-def test_committed_crd_matches_the_models() -> None:
-    assert COMMITTED.read_text() == crd.render(), "crds/ is stale: run `make crds`"
+@pytest.mark.parametrize("plural", ["videojobs", "videopipelines"])
+def test_committed_crds_match_the_models(plural: str) -> None:
+    committed = CRDS / f"{plural}.vidop.io.yaml"
+    assert committed.read_text() == crd.render(plural), "crds/ is stale: run `make crds`"
 
 
 def _walk(node: Any, path: str = "") -> Any:
@@ -24,9 +28,8 @@ def _walk(node: Any, path: str = "") -> Any:
             yield from _walk(value, f"{path}[{index}]")
 
 
-def test_schema_has_no_refs_titles_or_null_types() -> None:
-    schema = crd.openapi_schema()
-
+@pytest.mark.parametrize("schema", [crd.openapi_schema(), crd.pipeline_openapi_schema()])
+def test_schema_has_no_refs_titles_or_null_types(schema: dict[str, Any]) -> None:
     for path, node in _walk(schema):
         assert "$ref" not in node, path
         assert "title" not in node, path
@@ -41,8 +44,52 @@ def test_optional_fields_are_nullable_and_names_are_camel_case() -> None:
     assert spec["required"] == ["prompt"]
     assert spec["properties"]["ttlSecondsAfterFinished"]["nullable"] is True
     stage = spec["properties"]["stages"]["additionalProperties"]["properties"]
-    assert {"nodeSelector", "backoffLimit", "activeDeadlineSeconds", "dependsOn"} <= set(stage)
+    assert {"nodeSelector", "backoffLimit", "activeDeadlineSeconds", "serviceAccountName"} <= set(
+        stage
+    )
+    assert "dependsOn" not in stage  # the graph is the pipeline author's
     assert stage["gpus"]["maximum"] == 8
+
+
+def test_every_pipeline_stage_field_is_in_the_schema_with_its_bounds() -> None:
+    spec = crd.pipeline_openapi_schema()["properties"]["spec"]
+    stages = spec["properties"]["stages"]
+
+    assert spec["required"] == ["stages"]
+    assert (stages["minItems"], stages["maxItems"]) == (1, 16)
+    stage = stages["items"]["properties"]
+    assert set(stage) >= {
+        "name",
+        "dependsOn",
+        "image",
+        "command",
+        "args",
+        "env",
+        "envFrom",
+        "resources",
+        "gpus",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "terminationGracePeriodSeconds",
+        "volumes",
+        "volumeMounts",
+        "serviceAccountName",
+        "imagePullSecrets",
+        "podLabels",
+        "podAnnotations",
+    }
+    assert stage["name"]["maxLength"] == 32
+    assert set(stage["volumes"]["items"]["properties"]) == {
+        "name",
+        "persistentVolumeClaim",
+        "configMap",
+        "secret",
+        "emptyDir",
+        "ephemeral",
+    }
 
 
 def test_descriptions_come_from_the_field_docstrings() -> None:
@@ -61,7 +108,8 @@ def test_immutability_rule_covers_every_spec_field_but_the_mutable_ones() -> Non
         ), field
 
 
-def test_committed_file_is_one_crd_document() -> None:
-    (document,) = list(yaml.safe_load_all(COMMITTED.read_text()))
+@pytest.mark.parametrize("plural", ["videojobs", "videopipelines"])
+def test_committed_file_is_one_crd_document(plural: str) -> None:
+    (document,) = list(yaml.safe_load_all((CRDS / f"{plural}.vidop.io.yaml").read_text()))
     assert document["kind"] == "CustomResourceDefinition"
-    assert document["metadata"]["name"] == "videojobs.vidop.io"
+    assert document["metadata"]["name"] == f"{plural}.vidop.io"

@@ -5,6 +5,7 @@ from typing import Any
 
 from vid_operator import config, jobs, pipeline
 from vid_operator.api.models import VideoJobSpec
+from vid_operator.api.pipelines import VideoPipelineSpec
 
 OWNER = jobs.Owner(name="cat-surfing", namespace="media", uid="1234-abcd")
 
@@ -84,6 +85,24 @@ def test_cpu_stage_has_no_gpu_anything() -> None:
     assert "nodeSelector" not in pod and "tolerations" not in pod
 
 
+# A platform that lets VideoJobs choose images, placement and more GPUs.
+PERMISSIVE = config.from_mapping(
+    {
+        "overridePolicy": {
+            "allowedFields": [
+                "image",
+                "gpus",
+                "backoffLimit",
+                "activeDeadlineSeconds",
+                "nodeSelector",
+                "env",
+            ],
+        },
+        "stages": {"video_gen": {"maxGpus": 4}},
+    }
+)
+
+
 def test_spec_overrides_reach_the_job() -> None:
     job = _job(
         "video_gen",
@@ -100,6 +119,7 @@ def test_spec_overrides_reach_the_job() -> None:
                 }
             },
         },
+        PERMISSIVE,
     )
     pod = job["spec"]["template"]["spec"]
 
@@ -159,10 +179,90 @@ def test_stage_contract_environment_with_credentials_by_reference() -> None:
 
 
 def test_output_override_moves_the_artifacts() -> None:
-    env = _env(_job("script_gen", {"output": {"bucket": "team-b", "prefix": "x/y"}}))
+    configured = config.from_mapping({"s3": {"allowedBuckets": ["team-b"]}})
+    env = _env(_job("script_gen", {"output": {"bucket": "team-b", "prefix": "x/y"}}, configured))
 
     assert env["VIDOP_ARTIFACT_PREFIX"] == "s3://team-b/x/y/media/cat-surfing/1234-abcd/"
 
 
 def test_suspended_videojob_creates_suspended_jobs() -> None:
     assert _job("script_gen", {"suspend": True})["spec"]["suspend"] is True
+
+
+def _pipeline_job(stage: dict[str, Any], spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    source = pipeline.pipeline_source(
+        "models", VideoPipelineSpec.model_validate({"stages": [{"name": "render", **stage}]})
+    )
+    parsed = VideoJobSpec.model_validate({"prompt": "a cat", "pipeline": "models", **(spec or {})})
+    configured = config.OperatorConfig()
+    (resolved,) = pipeline.resolve(parsed, configured, source)
+    return jobs.build_stage_job(OWNER, parsed, resolved, configured)
+
+
+def test_a_pipeline_stage_gets_a_model_cache_a_token_and_shared_memory() -> None:
+    job = _pipeline_job(
+        {
+            "image": "registry.example/models/render:3",
+            "env": [
+                {"name": "MODEL_DIR", "value": "/models"},
+                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            ],
+            "envFrom": [{"configMapRef": {"name": "render-settings"}}],
+            "volumes": [
+                {"name": "models", "persistentVolumeClaim": {"claimName": "model-cache"}},
+                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
+            ],
+            "volumeMounts": [
+                {"name": "models", "mountPath": "/models", "readOnly": True},
+                {"name": "shm", "mountPath": "/dev/shm"},
+            ],
+            "serviceAccountName": "render-identity",
+            "imagePullSecrets": [{"name": "registry-creds"}],
+            "terminationGracePeriodSeconds": 120,
+            "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+            "podLabels": {"team": "models"},
+        }
+    )
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+
+    assert container["image"] == "registry.example/models/render:3"
+    assert _env(job)["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+    assert _env(job)["NODE"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert container["envFrom"] == [{"configMapRef": {"name": "render-settings"}}]
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "model-cache"}} in pod[
+        "volumes"
+    ]
+    assert {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}} in pod["volumes"]
+    assert {"name": "scratch", "emptyDir": {}} in pod["volumes"]
+    assert {"name": "models", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
+    assert pod["serviceAccountName"] == "render-identity"
+    assert pod["automountServiceAccountToken"] is True  # named, so its token is wanted
+    assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
+    assert pod["terminationGracePeriodSeconds"] == 120
+    assert "nodeAffinity" in pod["affinity"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["team"] == "models" and labels["vidop.io/stage"] == "render"
+    # The contract is the same for every stage of every pipeline.
+    assert _env(job)["VIDOP_STAGE"] == "render"
+    assert _env(job)["VIDOP_ARTIFACT_PREFIX"] == (
+        "s3://vid-operator/videojobs/media/cat-surfing/1234-abcd/"
+    )
+
+
+def test_a_pipeline_stage_without_an_account_gets_no_token() -> None:
+    pod = _pipeline_job({"image": "x/render:1"})["spec"]["template"]["spec"]
+
+    assert pod["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod and "imagePullSecrets" not in pod
+
+
+def test_a_tenants_env_value_cannot_expand_the_contracts_variables() -> None:
+    job = _pipeline_job(
+        {"image": "x/render:1"},
+        {"stages": {"render": {"env": [{"name": "STYLE", "value": "$(AWS_SECRET_ACCESS_KEY)"}]}}},
+    )
+
+    # Kubernetes reads $$ as a literal $: the value stays the text the tenant wrote.
+    assert _env(job)["STYLE"] == "$$(AWS_SECRET_ACCESS_KEY)"

@@ -3,12 +3,14 @@ flip, write and post; whether the write waits; when the TTL falls due)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
 from vid_operator import config, status
 from vid_operator.api.models import Phase
 from vid_operator.runtime import reconciler
+from vid_operator.runtime.observed import KnownPipeline
 from vid_operator.runtime.reconciler import Snapshot
 
 NOW = datetime.datetime(2026, 11, 22, 6, 0, tzinfo=datetime.UTC)
@@ -34,6 +36,7 @@ def _snapshot(
     pods: dict[str, status.ObservedPod] | None = None,
     flush: bool = False,
     ttl: int | None = None,
+    pipeline: KnownPipeline | None = None,
 ) -> Snapshot:
     return Snapshot(
         namespace="media",
@@ -47,6 +50,7 @@ def _snapshot(
         pods=pods or {},
         now=NOW,
         flush=flush,
+        pipeline=pipeline,
     )
 
 
@@ -96,19 +100,120 @@ def test_progress_alone_is_held_back_and_written_when_flushed() -> None:
     assert flushed.status["progress"] == "2/4"
 
 
-def test_a_dependency_cycle_fails_as_invalid_spec_with_an_event_and_no_job() -> None:
-    spec = {
-        "prompt": "a cat",
-        "stages": {"script_gen": {"dependsOn": ["compositing"]}},
-    }
+CYCLE = KnownPipeline(
+    generation=1,
+    spec={
+        "stages": [
+            {"name": "a", "image": "x:1", "dependsOn": ["b"]},
+            {"name": "b", "image": "x:1", "dependsOn": ["a"]},
+        ]
+    },
+    status={},
+)
+TWO_STAGES = KnownPipeline(
+    generation=3,
+    spec={
+        "stages": [
+            {"name": "render", "image": "platform/render:1"},
+            {"name": "captions", "image": "platform/captions:1", "dependsOn": ["render"]},
+        ]
+    },
+    status={},
+)
+ON_PIPELINE = {"prompt": "a cat", "pipeline": "two"}
 
-    outcome = reconciler.reconcile(_snapshot(spec=spec), CONFIG)
+
+def test_a_dependency_cycle_fails_as_invalid_spec_with_an_event_and_no_job() -> None:
+    spec = {"prompt": "a cat", "pipeline": "loop"}
+
+    outcome = reconciler.reconcile(_snapshot(spec=spec, pipeline=CYCLE), CONFIG)
 
     assert outcome.create == ()
     assert outcome.status["phase"] == Phase.FAILED
     failed = next(c for c in outcome.status["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "InvalidSpec" and "cycle" in failed["message"]
+    assert "VideoPipeline loop cannot run" in failed["message"]
     assert [e[1] for e in outcome.events] == ["InvalidSpec"]
+
+
+def test_a_videojob_on_a_pipeline_runs_its_stages_and_keeps_a_copy_of_it() -> None:
+    outcome = reconciler.reconcile(_snapshot(spec=ON_PIPELINE, pipeline=TWO_STAGES), CONFIG)
+
+    assert [job.stage for job in outcome.create] == ["render"]
+    assert outcome.create[0].manifest["metadata"]["name"] == "cat-render"
+    assert outcome.status["progress"] == "0/2"
+    assert [s["name"] for s in outcome.status["stages"]] == ["render", "captions"]
+    assert outcome.status["pipeline"]["name"] == "two"
+    assert outcome.status["pipeline"]["generation"] == 3
+    assert outcome.status["pipeline"]["spec"] == TWO_STAGES.spec
+
+
+def test_a_started_videojob_runs_its_copy_whatever_happens_to_the_pipeline() -> None:
+    first = _snapshot(spec=ON_PIPELINE, pipeline=TWO_STAGES)
+    started = reconciler.reconcile(first, CONFIG)
+    render = _job("render", "Complete")
+
+    # The VideoPipeline was deleted (the controller then passes none) ...
+    deleted = reconciler.reconcile(
+        _then(first, started, jobs={"render": render}, pipeline=None), CONFIG
+    )
+    # ... or edited to a different image.
+    edited = KnownPipeline(
+        generation=4,
+        spec={"stages": [{"name": "render", "image": "evil/render:1"}]},
+        status={},
+    )
+    changed = reconciler.reconcile(
+        _then(first, started, jobs={"render": render}, pipeline=edited), CONFIG
+    )
+
+    for outcome in (deleted, changed):
+        assert [job.stage for job in outcome.create] == ["captions"]
+        assert (
+            outcome.create[0].manifest["spec"]["template"]["spec"]["containers"][0]["image"]
+            == "platform/captions:1"
+        )
+        assert outcome.status["pipeline"]["generation"] == 3
+
+
+def test_a_videojob_waits_for_a_pipeline_that_does_not_exist_yet() -> None:
+    first = _snapshot(spec=ON_PIPELINE)
+    waiting = reconciler.reconcile(first, CONFIG)
+
+    assert waiting.create == () and waiting.status["phase"] == Phase.PENDING
+    (condition,) = waiting.status["conditions"]
+    assert condition["reason"] == "PipelineNotFound"
+    assert "waiting for VideoPipeline two" in condition["message"]
+    assert [e[1] for e in waiting.events] == ["PipelineNotFound"]
+    still = reconciler.reconcile(_then(first, waiting), CONFIG)
+    assert still.events == () and still.patch == {}  # one Warning, one write
+    arrived = reconciler.reconcile(_then(first, waiting, pipeline=TWO_STAGES), CONFIG)
+    assert [job.stage for job in arrived.create] == ["render"]
+
+
+def test_an_override_the_policy_refuses_fails_naming_the_field() -> None:
+    spec = {**ON_PIPELINE, "stages": {"render": {"image": "docker.io/attacker/miner:1"}}}
+
+    outcome = reconciler.reconcile(_snapshot(spec=spec, pipeline=TWO_STAGES), CONFIG)
+
+    assert outcome.create == ()
+    failed = next(c for c in outcome.status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert failed["message"].startswith("spec.stages.render.image: the override policy")
+
+
+def test_a_pipelines_status_says_whether_videojobs_can_run_on_it() -> None:
+    ready = reconciler.pipeline_status(TWO_STAGES, NOW)
+    broken = reconciler.pipeline_status(CYCLE, NOW)
+
+    assert ready is not None and broken is not None
+    assert ready["conditions"][0]["status"] == "True" and ready["stageCount"] == 2
+    assert ready["observedGeneration"] == 3
+    assert broken["conditions"][0]["status"] == "False"
+    assert broken["conditions"][0]["reason"] == "InvalidSpec"
+    assert "cycle" in broken["conditions"][0]["message"]
+    # Written once: the same status again is no write.
+    assert reconciler.pipeline_status(dataclasses.replace(TWO_STAGES, status=ready), NOW) is None
 
 
 def test_a_spec_that_does_not_parse_fails_as_invalid_spec() -> None:

@@ -1,7 +1,8 @@
-"""Generate the VideoJob CustomResourceDefinition from the pydantic models.
+"""Generate the VideoJob and VideoPipeline CRDs from the pydantic models.
 
-``python -m vid_operator.api.crd > crds/videojobs.vidop.io.yaml`` (``make
-crds``) writes it; a unit test regenerates it and fails on any difference.
+``python -m vid_operator.api.crd <plural> > crds/<plural>.vidop.io.yaml``
+(``make crds``) writes one; a unit test regenerates each and fails on any
+difference.
 pydantic's JSON Schema is turned into a Kubernetes *structural* schema: every
 ``$ref`` inlined, ``anyOf [X, null]`` turned into ``X`` + ``nullable``, no
 titles, no ``additionalProperties: false`` (structural schemas prune unknown
@@ -13,23 +14,63 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
-from vid_operator.api import models
+from vid_operator import contract, naming
+from vid_operator.api import models, pipelines
 
 _DROPPED_KEYWORDS = {"title", "$defs"}
 
 _STAGE_LIST = ", ".join(models.STAGE_NAMES)
-_STAGE_CEL_LIST = "[" + ", ".join(f"'{name}'" for name in models.STAGE_NAMES) + "]"
 
-# CEL rules by the path of the schema node they belong to (camelCase, dotted).
-_FIELD_RULES: dict[str, list[dict[str, str]]] = {
+
+def _cel_list(items: Iterable[str]) -> str:
+    return "[" + ", ".join(f"'{item}'" for item in items) + "]"
+
+
+def _total_chars_rule(limit: int) -> dict[str, str]:
+    # The schema bounds each list and string; this bounds them together, so a
+    # resource (and what the operator holds of it) stays small.
+    return {
+        "rule": "(has(self.command) ? self.command.map(s, size(s)).sum() : 0)"
+        " + (has(self.args) ? self.args.map(s, size(s)).sum() : 0)"
+        " + (has(self.env) ? self.env.map(e, has(e.value) ? size(e.value) : 0).sum() : 0)"
+        " + (has(self.podAnnotations)"
+        " ? self.podAnnotations.map(k, size(self.podAnnotations[k])).sum() : 0)"
+        f" <= {limit}",
+        "message": "a stage's command, args, env values and podAnnotations may hold at most"
+        f" {limit} characters together",
+    }
+
+
+def _exactly_one(*fields: str) -> str:
+    present = ", ".join(f"has(self.{field})" for field in fields)
+    return f"[{present}].filter(x, x).size() == 1"
+
+
+_OPERATOR_LABELS = (naming.MANAGED_BY_LABEL, naming.VIDEOJOB_LABEL, naming.STAGE_LABEL)
+_CONTROLLER_LABELS = ("job-name", "controller-uid")
+
+# CEL rules of the VideoJob by the path of the schema node they belong to
+# (camelCase, dotted; `*` for a map's values, `[]` for a list's items).
+_VIDEOJOB_RULES: dict[str, list[dict[str, str]]] = {
+    "spec": [
+        {
+            "rule": f"has(self.pipeline) || self.stages.all(name, name in"
+            f" {_cel_list(models.STAGE_NAMES)})",
+            "message": f"without spec.pipeline, stages may only name the default pipeline's"
+            f" stages: {_STAGE_LIST}",
+        }
+    ],
     "spec.prompt": [
         {
-            "rule": r"self.matches('\\S')",
+            # RE2's \S is ASCII-only: a prompt of no-break or ideographic
+            # spaces would pass it. Separators (Z) and controls (C) by class.
+            "rule": r"self.matches('[^\\s\\p{Z}\\p{C}]')",
             "message": "prompt must contain some text, not only spaces",
         }
     ],
@@ -42,30 +83,103 @@ _FIELD_RULES: dict[str, list[dict[str, str]]] = {
             " e.g. 1280x720",
         }
     ],
+    "spec.stages.*": [_total_chars_rule(models.MAX_STAGE_OVERRIDE_CHARS)],
+    "spec.stages.*.env[].name": [
+        {
+            "rule": f"!(self.upperAscii() in {_cel_list(models.TENANT_RESERVED_ENV_NAMES)})"
+            f" && !{_cel_list(models.TENANT_RESERVED_ENV_PREFIXES)}"
+            ".exists(p, self.upperAscii().startsWith(p))",
+            "message": "this variable is reserved for the operator and the platform: a VideoJob"
+            f" may not set {', '.join(models.TENANT_RESERVED_ENV_NAMES)} or names starting with"
+            f" {', '.join(models.TENANT_RESERVED_ENV_PREFIXES)}",
+        }
+    ],
+}
+
+_PIPELINE_STAGE_RULES: list[dict[str, str]] = [
+    _total_chars_rule(pipelines.MAX_STAGE_CHARS),
+    {
+        "rule": "!has(self.volumeMounts) || self.volumeMounts.all(m,"
+        " has(self.volumes) && self.volumes.exists(v, v.name == m.name))",
+        "message": "every volumeMounts entry must name one of the stage's volumes",
+    },
+    {
+        "rule": "!has(self.maxGpus) || !has(self.gpus) || self.maxGpus >= self.gpus",
+        "message": "maxGpus must be at least gpus",
+    },
+]
+
+# The VideoPipeline's rules, as above.
+_PIPELINE_RULES: dict[str, list[dict[str, str]]] = {
     "spec.stages": [
         {
-            "rule": f"self.all(name, name in {_STAGE_CEL_LIST})",
-            "message": f"stages may only name the pipeline's stages: {_STAGE_LIST}",
+            # `_` and `-` give the same Job name, so they count as the same.
+            "rule": "self.all(a, self.filter(b, b.name.replace('_', '-')"
+            " == a.name.replace('_', '-')).size() == 1)",
+            "message": "stage names must be unique (a - and a _ count as the same character)",
+        },
+        {
+            "rule": "self.all(s, !has(s.dependsOn) || s.dependsOn.all(d,"
+            " d != s.name && self.exists(t, t.name == d)))",
+            "message": "dependsOn may only name other stages of this pipeline",
+        },
+    ],
+    "spec.stages[]": _PIPELINE_STAGE_RULES,
+    "spec.stages[].env[]": [
+        {
+            "rule": "!(has(self.value) && has(self.valueFrom))",
+            "message": "an env entry has either value or valueFrom, not both",
         }
     ],
-    "spec.stages.*": [
+    "spec.stages[].env[].name": [
         {
-            # The schema bounds each list and string; this bounds them together,
-            # so a VideoJob (and what the operator holds of it) stays small.
-            "rule": "(has(self.command) ? self.command.map(s, size(s)).sum() : 0)"
-            " + (has(self.args) ? self.args.map(s, size(s)).sum() : 0)"
-            " + (has(self.env) ? self.env.map(e, has(e.value) ? size(e.value) : 0).sum() : 0)"
-            " + (has(self.podAnnotations)"
-            " ? self.podAnnotations.map(k, size(self.podAnnotations[k])).sum() : 0)"
-            f" <= {models.MAX_STAGE_OVERRIDE_CHARS}",
-            "message": "a stage's command, args, env values and podAnnotations may hold at most"
-            f" {models.MAX_STAGE_OVERRIDE_CHARS} characters together",
+            "rule": f"!self.startsWith('{contract.CONTRACT_ENV_PREFIX}') && !(self in"
+            f" {_cel_list(sorted(contract.CONTRACT_ENV))})",
+            "message": "the stage contract sets this variable: names starting with"
+            f" {contract.CONTRACT_ENV_PREFIX} and the S3 client's"
+            f" {', '.join(sorted(n for n in contract.CONTRACT_ENV if n.startswith('AWS_')))}"
+            " are reserved",
         }
     ],
-    "spec.stages.*.dependsOn": [
+    "spec.stages[].env[].valueFrom": [
         {
-            "rule": f"self.all(name, name in {_STAGE_CEL_LIST})",
-            "message": f"dependsOn may only name the pipeline's stages: {_STAGE_LIST}",
+            "rule": _exactly_one("secretKeyRef", "configMapKeyRef", "fieldRef"),
+            "message": "valueFrom takes exactly one of secretKeyRef, configMapKeyRef, fieldRef",
+        }
+    ],
+    "spec.stages[].envFrom[]": [
+        {
+            "rule": _exactly_one("configMapRef", "secretRef"),
+            "message": "an envFrom entry takes exactly one of configMapRef, secretRef",
+        }
+    ],
+    "spec.stages[].volumes[]": [
+        {
+            "rule": _exactly_one(
+                "persistentVolumeClaim", "configMap", "secret", "emptyDir", "ephemeral"
+            ),
+            "message": "a volume takes exactly one of persistentVolumeClaim, configMap, secret,"
+            " emptyDir, ephemeral",
+        },
+        {
+            "rule": f"self.name != '{contract.SCRATCH_VOLUME}'",
+            "message": f"the volume name {contract.SCRATCH_VOLUME} is the stage contract's",
+        },
+    ],
+    "spec.stages[].volumeMounts[].mountPath": [
+        {
+            "rule": f"self != '{contract.SCRATCH_DIR}'"
+            f" && !self.startsWith('{contract.SCRATCH_DIR}/')"
+            f" && self != '{contract.TERMINATION_MESSAGE_PATH}'",
+            "message": f"{contract.SCRATCH_DIR} and {contract.TERMINATION_MESSAGE_PATH} are"
+            " the stage contract's",
+        }
+    ],
+    "spec.stages[].podLabels": [
+        {
+            "rule": f"self.all(k, !(k in {_cel_list(_OPERATOR_LABELS + _CONTROLLER_LABELS)})"
+            " && !k.startsWith('batch.kubernetes.io/'))",
+            "message": "podLabels may not set the operator's or the Job controller's labels",
         }
     ],
 }
@@ -147,20 +261,22 @@ def _structural(node: Any) -> Any:
     return {k: _structural(v) for k, v in node.items()}
 
 
-def _attach_rules(node: dict[str, Any], path: str) -> None:
-    rules = list(_FIELD_RULES.get(path, []))
+def _attach_rules(
+    node: dict[str, Any], path: str, table: Mapping[str, list[dict[str, str]]]
+) -> None:
+    rules = list(table.get(path, []))
     if path in _PATTERN_MESSAGES and "pattern" in node:
         # A CEL rule says the same as the pattern, but in words.
         pattern = node.pop("pattern").replace("\\", "\\\\")
         rules.insert(0, {"rule": f"self.matches('{pattern}')", "message": _PATTERN_MESSAGES[path]})
     if rules:
-        node["x-kubernetes-validations"] = rules
+        node["x-kubernetes-validations"] = node.get("x-kubernetes-validations", []) + rules
     for name, child in node.get("properties", {}).items():
-        _attach_rules(child, f"{path}.{name}" if path else name)
+        _attach_rules(child, f"{path}.{name}" if path else name, table)
     if isinstance(node.get("additionalProperties"), dict):
-        _attach_rules(node["additionalProperties"], f"{path}.*")
+        _attach_rules(node["additionalProperties"], f"{path}.*", table)
     if isinstance(node.get("items"), dict):
-        _attach_rules(node["items"], f"{path}[]")
+        _attach_rules(node["items"], f"{path}[]", table)
 
 
 def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
@@ -170,45 +286,75 @@ def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
-def openapi_schema() -> dict[str, Any]:
-    """The whole object's schema: spec and status from the models, CEL rules attached."""
-    spec = _schema_of(models.VideoJobSpec)
-    status = _schema_of(models.VideoJobStatus)
-    schema: dict[str, Any] = {
+def _object_schema(
+    description: str,
+    spec_model: type[BaseModel],
+    status_model: type[BaseModel],
+    rules: Mapping[str, list[dict[str, str]]],
+) -> dict[str, Any]:
+    spec = _schema_of(spec_model)
+    _attach_rules(spec, "spec", rules)
+    return {
         "type": "object",
-        "description": "A video to generate: the operator runs its pipeline as one Job per stage.",
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": spec,
-            "status": status,
+            "status": _schema_of(status_model),
         },
-        "x-kubernetes-validations": [_immutable_spec_rule()],
     }
-    _attach_rules(spec, "spec")
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The VideoJob's schema: spec and status from the models, CEL rules attached."""
+    schema = _object_schema(
+        "A video to generate: the operator runs its pipeline as one Job per stage.",
+        models.VideoJobSpec,
+        models.VideoJobStatus,
+        _VIDEOJOB_RULES,
+    )
+    schema["x-kubernetes-validations"] = [_immutable_spec_rule()]
     return schema
 
 
-def custom_resource_definition() -> dict[str, Any]:
-    """The CRD manifest, ready to apply."""
+def pipeline_openapi_schema() -> dict[str, Any]:
+    """The VideoPipeline's schema, as above."""
+    return _object_schema(
+        "A pipeline VideoJobs in this namespace can run: its stages, their containers and"
+        " what the VideoJobs may override.",
+        pipelines.VideoPipelineSpec,
+        pipelines.VideoPipelineStatus,
+        _PIPELINE_RULES,
+    )
+
+
+def _crd(
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    printer_columns: list[dict[str, Any]],
+    schema: dict[str, Any],
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{models.PLURAL}.{models.GROUP}",
+            "name": f"{plural}.{models.GROUP}",
             "labels": {"app.kubernetes.io/name": "vid-operator"},
         },
         "spec": {
             "group": models.GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": models.KIND,
-                "listKind": f"{models.KIND}List",
-                "plural": models.PLURAL,
-                "singular": models.SINGULAR,
-                "shortNames": models.SHORT_NAMES,
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short_names,
                 "categories": ["all"],
             },
             "versions": [
@@ -217,45 +363,81 @@ def custom_resource_definition() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
-                        {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                        {
-                            "name": "Priority",
-                            "type": "string",
-                            "jsonPath": ".spec.priority",
-                            "priority": 1,
-                        },
-                        {
-                            "name": "Prompt",
-                            "type": "string",
-                            "jsonPath": ".spec.prompt",
-                            "priority": 1,
-                        },
-                    ],
-                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "additionalPrinterColumns": printer_columns,
+                    "schema": {"openAPIV3Schema": schema},
                 }
             ],
         },
     }
 
 
-_HEADER = "# Generated by `make crds` from vid_operator.api.models; do not edit.\n"
+_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 
-def render() -> str:
-    """The CRD as the YAML committed under ``crds/``."""
-    return _HEADER + yaml.safe_dump(custom_resource_definition(), sort_keys=False, width=100)
+def custom_resource_definition() -> dict[str, Any]:
+    """The VideoJob CRD manifest, ready to apply."""
+    return _crd(
+        models.KIND,
+        models.PLURAL,
+        models.SINGULAR,
+        models.SHORT_NAMES,
+        [
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
+            {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+            _AGE,
+            {"name": "Pipeline", "type": "string", "jsonPath": ".spec.pipeline", "priority": 1},
+            {"name": "Priority", "type": "string", "jsonPath": ".spec.priority", "priority": 1},
+            {"name": "Prompt", "type": "string", "jsonPath": ".spec.prompt", "priority": 1},
+        ],
+        openapi_schema(),
+    )
+
+
+def pipeline_custom_resource_definition() -> dict[str, Any]:
+    """The VideoPipeline CRD manifest, ready to apply."""
+    return _crd(
+        pipelines.KIND,
+        pipelines.PLURAL,
+        pipelines.SINGULAR,
+        pipelines.SHORT_NAMES,
+        [
+            {
+                "name": "Ready",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+            },
+            {"name": "Stages", "type": "integer", "jsonPath": ".status.stageCount"},
+            {
+                "name": "Reason",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+            },
+            _AGE,
+        ],
+        pipeline_openapi_schema(),
+    )
+
+
+DEFINITIONS = {
+    models.PLURAL: custom_resource_definition,
+    pipelines.PLURAL: pipeline_custom_resource_definition,
+}
+"""Each CRD by its plural, as ``make crds`` names the files."""
+
+_HEADER = "# Generated by `make crds` from vid_operator.api; do not edit.\n"
+
+
+def render(plural: str = models.PLURAL) -> str:
+    """One CRD as the YAML committed under ``crds/<plural>.vidop.io.yaml``."""
+    return _HEADER + yaml.safe_dump(DEFINITIONS[plural](), sort_keys=False, width=100)
 
 
 def render_chart_template() -> str:
-    """The same CRD as a Helm template of the chart. Templated (not in the
+    """Both CRDs as one Helm template of the chart. Templated (not in the
     chart's crds/ folder, which Helm never upgrades) so `helm upgrade` updates
-    it; kept on uninstall by default, since deleting it deletes every VideoJob."""
-    crd = custom_resource_definition()
-    body = yaml.safe_dump(crd, sort_keys=False, width=100)
+    them; kept on uninstall by default, since deleting a CRD deletes every
+    object of its kind."""
     marker = "  labels:\n"
     keep = (
         "  {{- if .Values.crds.keep }}\n"
@@ -263,9 +445,15 @@ def render_chart_template() -> str:
         "    helm.sh/resource-policy: keep\n"
         "  {{- end }}\n"
     )
-    body = body.replace(marker, keep + marker, 1)
-    return _HEADER + "{{- if .Values.crds.install }}\n" + body + "{{- end }}\n"
+    bodies = [
+        yaml.safe_dump(build(), sort_keys=False, width=100).replace(marker, keep + marker, 1)
+        for build in DEFINITIONS.values()
+    ]
+    return _HEADER + "{{- if .Values.crds.install }}\n" + "---\n".join(bodies) + "{{- end }}\n"
 
 
 if __name__ == "__main__":
-    sys.stdout.write(render_chart_template() if sys.argv[1:] == ["--chart"] else render())
+    if sys.argv[1:] == ["--chart"]:
+        sys.stdout.write(render_chart_template())
+    else:
+        sys.stdout.write(render(*sys.argv[1:2]))

@@ -9,10 +9,22 @@ descriptions ``kubectl explain`` shows. Pure: no Kubernetes client here.
 from __future__ import annotations
 
 import enum
+import unicodedata
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field
+
+from vid_operator import contract
+from vid_operator.api.common import (
+    CamelModel,
+    DNSSubdomain,
+    EnvVar,
+    LabelKey,
+    OverridableField,
+    Resources,
+    Toleration,
+)
+from vid_operator.api.pipelines import MAX_STAGES, VideoPipelineSpec
 
 GROUP = "vidop.io"
 VERSION = "v1alpha1"
@@ -21,45 +33,48 @@ PLURAL = "videojobs"
 SINGULAR = "videojob"
 SHORT_NAMES = ["vj"]
 
-# The stages of the default pipeline, in a valid order. Overrides may name only these.
+# The stages of the built-in default pipeline, in a valid order. Without
+# spec.pipeline, overrides may name only these.
 STAGE_NAMES = ("script_gen", "voice_gen", "video_gen", "compositing")
 # Characters of a stage override's command, args, env values and pod annotations
 # together (a CEL rule): each is bounded alone, and without this a VideoJob
 # could be over a megabyte.
 MAX_STAGE_OVERRIDE_CHARS = 16384
 
-Quantity = Annotated[
-    str | int,
-    Field(union_mode="left_to_right"),
-    # The form structural schemas allow (as controller-gen writes it). A CEL
-    # rule rather than a pattern checks the string form, to say it in words.
-    WithJsonSchema(
-        {
-            "x-kubernetes-int-or-string": True,
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "maxLength": 64,
-            "x-kubernetes-validations": [
-                {
-                    "rule": "type(self) == int || isQuantity(self)",
-                    "message": "must be a Kubernetes quantity such as 2, 500m, 1.5 or 16Gi",
-                }
-            ],
-        }
-    ),
-]
-"""A resource quantity such as ``2``, ``500m`` or ``16Gi``."""
+TENANT_RESERVED_ENV_PREFIXES = (contract.CONTRACT_ENV_PREFIX, "AWS_", "LD_", "PYTHON")
+"""A VideoJob's env may not set these (compared in upper case): the contract's
+variables, the S3 client's settings (AWS_ENDPOINT_URL would send the stage's
+signed requests elsewhere), and what changes the code a process loads."""
+TENANT_RESERVED_ENV_NAMES = (
+    "PATH",
+    "HOME",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+)
+"""...nor where it sends traffic and which certificates it trusts."""
 
 
-class CamelModel(BaseModel):
-    """Immutable, strict about unknown fields, camelCase on the wire."""
+def tenant_env_refusal(name: str) -> str | None:
+    """Why a VideoJob may not set the variable ``name``, or None."""
+    upper = name.upper()
+    if upper in TENANT_RESERVED_ENV_NAMES or upper.startswith(TENANT_RESERVED_ENV_PREFIXES):
+        return f"{name} is reserved for the operator and the platform"
+    return None
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        extra="forbid",
-        frozen=True,
-    )
+
+def _has_text(prompt: str) -> str:
+    # Spaces of any script (NBSP, em space, ideographic space), separators,
+    # control and format characters are not text; RE2's \S in the CRD's own
+    # rule is ASCII-only, so the CRD says the same with Unicode classes.
+    if not any(not ch.isspace() and unicodedata.category(ch)[0] not in ("Z", "C") for ch in prompt):
+        raise ValueError("prompt must contain some text, not only spaces")
+    return prompt
 
 
 class Priority(enum.StrEnum):
@@ -70,73 +85,58 @@ class Priority(enum.StrEnum):
     LOW = "low"
 
 
-class Resources(CamelModel):
-    """Compute resources of a stage's container, as in a Pod spec."""
-
-    requests: dict[str, Quantity] | None = Field(default=None, max_length=16)
-    """Minimum resources the scheduler reserves, e.g. ``cpu: 2``, ``memory: 8Gi``."""
-    limits: dict[str, Quantity] | None = Field(default=None, max_length=16)
-    """Maximum resources the container may use."""
-
-
-class EnvVar(CamelModel):
-    """An environment variable for a stage's container."""
-
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    """Variable name (letters, digits and underscores; not starting with a digit)."""
-    value: str = Field(default="", max_length=4096)
-    """Variable value."""
-
-
-class Toleration(CamelModel):
-    """A toleration, as in a Pod spec, letting a stage run on tainted nodes."""
-
-    key: str | None = Field(default=None, max_length=253)
-    """Taint key to tolerate; empty with operator Exists tolerates every taint."""
-    operator: str | None = Field(default=None, pattern=r"^(Exists|Equal)$")
-    """Exists or Equal (default Equal)."""
-    value: str | None = Field(default=None, max_length=63)
-    """Taint value to match with operator Equal."""
-    effect: str | None = Field(default=None, pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")
-    """Taint effect to match; empty matches all effects."""
-    toleration_seconds: int | None = Field(default=None, ge=0)
-    """How long a NoExecute taint is tolerated before eviction."""
+def _tenant_env(variable: EnvVar) -> EnvVar:
+    if why := tenant_env_refusal(variable.name):
+        raise ValueError(why)
+    return variable
 
 
 class StageOverride(CamelModel):
-    """Per-stage settings that take precedence over the operator's configuration.
-    Every field is optional; an absent field keeps the configured value."""
+    """Per-stage settings that take precedence over the pipeline's, each only
+    where the override policy allows it (by default: resources, gpus,
+    backoffLimit, activeDeadlineSeconds and env). Every field is optional."""
 
     image: str | None = Field(default=None, min_length=1, max_length=512)
     """Container image of the stage."""
     command: list[Annotated[str, Field(max_length=4096)]] | None = Field(
         default=None, max_length=32
     )
-    """Container entrypoint (replaces the image's ENTRYPOINT)."""
+    """Container entrypoint (replaces the image's ENTRYPOINT); taken literally."""
     args: list[Annotated[str, Field(max_length=4096)]] | None = Field(default=None, max_length=64)
-    """Arguments to the entrypoint."""
-    env: list[EnvVar] | None = Field(default=None, max_length=64)
-    """Extra environment variables, added to the stage contract's variables."""
+    """Arguments to the entrypoint; taken literally."""
+    env: list[Annotated[EnvVar, AfterValidator(_tenant_env)]] | None = Field(
+        default=None, max_length=64
+    )
+    """Extra literal environment variables (the contract's, AWS_*, LD_*,
+    PYTHON*, proxies and a few more are reserved); taken literally."""
     resources: Resources | None = None
-    """CPU and memory requests and limits."""
+    """CPU and memory requests and limits, within the pipeline's maxResources."""
     gpus: int | None = Field(default=None, ge=0, le=8)
-    """Number of nvidia.com/gpu the stage's pod gets (0 runs it on CPU nodes)."""
+    """Number of nvidia.com/gpu, up to the pipeline's maxGpus."""
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
         default=None, max_length=16
     )
     """Node labels the stage's pod must match."""
     tolerations: list[Toleration] | None = Field(default=None, max_length=16)
-    """Tolerations of the stage's pod (replace the configured ones)."""
+    """Tolerations of the stage's pod (replace the pipeline's)."""
     backoff_limit: int | None = Field(default=None, ge=0, le=20)
     """Retries of the stage's Job before the VideoJob fails."""
     active_deadline_seconds: int | None = Field(default=None, ge=1, le=604800)
     """Wall-clock limit of the stage's Job, all retries included."""
-    depends_on: list[str] | None = Field(default=None, max_length=4)
-    """Stages that must succeed before this one starts (replaces the configured ones)."""
-    pod_annotations: dict[str, Annotated[str, Field(max_length=1024)]] | None = Field(
+    service_account_name: DNSSubdomain | None = None
+    """Run the stage as this ServiceAccount of the VideoJob's namespace."""
+    pod_annotations: dict[LabelKey, Annotated[str, Field(max_length=1024)]] | None = Field(
         default=None, max_length=16
     )
-    """Annotations added to the stage's pods (e.g. for monitoring or mesh sidecars)."""
+    """Annotations added to the stage's pods, of the keys the policy allows."""
+
+
+OVERRIDE_FIELD_NAMES = {
+    OverridableField(info.alias or name): name
+    for name, info in StageOverride.model_fields.items()
+    if name != "pod_annotations"
+}
+"""Each policy field and the StageOverride attribute it allows."""
 
 
 class OutputLocation(CamelModel):
@@ -153,7 +153,7 @@ class OutputLocation(CamelModel):
 class VideoJobSpec(CamelModel):
     """What video to make and how to run the pipeline that makes it."""
 
-    prompt: str = Field(min_length=1, max_length=4000)
+    prompt: Annotated[str, AfterValidator(_has_text)] = Field(min_length=1, max_length=4000)
     """What the video is about. Required, not blank."""
     duration_seconds: int = Field(default=30, ge=1, le=600)
     """Length of the final video in seconds."""
@@ -172,9 +172,13 @@ class VideoJobSpec(CamelModel):
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=31536000)
     """Delete the VideoJob (and so its Jobs) this many seconds after it finishes."""
     output: OutputLocation | None = None
-    """Bucket and prefix for the artifacts, instead of the operator's defaults."""
-    stages: dict[str, StageOverride] = Field(default_factory=dict, max_length=len(STAGE_NAMES))
-    """Per-stage overrides keyed by stage name (script_gen, voice_gen, video_gen, compositing)."""
+    """Bucket (one the operator's configuration allows) and prefix for the
+    artifacts, instead of the operator's defaults."""
+    pipeline: DNSSubdomain | None = None
+    """The VideoPipeline in this namespace to run; absent: the operator's
+    default pipeline (script_gen, voice_gen, video_gen, compositing)."""
+    stages: dict[str, StageOverride] = Field(default_factory=dict, max_length=MAX_STAGES)
+    """Per-stage overrides keyed by the pipeline's stage names."""
 
 
 # Fields of a started job's spec that may still change.
@@ -247,6 +251,17 @@ class VideoOutputs(CamelModel):
     """Measured duration of the final video."""
 
 
+class PipelineSnapshot(CamelModel):
+    """A VideoPipeline as a VideoJob started on it."""
+
+    name: str
+    """The VideoPipeline's name."""
+    generation: int | None = None
+    """Its .metadata.generation then."""
+    spec: VideoPipelineSpec
+    """Its spec then."""
+
+
 class VideoJobStatus(CamelModel):
     """What the operator observed; written only through the status subresource."""
 
@@ -256,7 +271,7 @@ class VideoJobStatus(CamelModel):
     """The stage(s) running now, or the one that failed."""
     progress: str | None = None
     """Succeeded stages out of all, e.g. 2/4."""
-    stages: list[StageStatus] = Field(default_factory=list, max_length=len(STAGE_NAMES))
+    stages: list[StageStatus] = Field(default_factory=list, max_length=MAX_STAGES)
     """One entry per stage of the pipeline."""
     conditions: list[Condition] = Field(default_factory=list, max_length=8)
     """Succeeded, Failed, Suspended and Unschedulable, for kubectl wait."""
@@ -268,3 +283,6 @@ class VideoJobStatus(CamelModel):
     """When the first stage Job was created."""
     completion_time: str | None = None
     """When the job succeeded or failed."""
+    pipeline: PipelineSnapshot | None = None
+    """The VideoPipeline as it was when the job started: the job runs that,
+    whatever happens to the VideoPipeline since."""

@@ -31,13 +31,13 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from vid_operator import naming, status
-from vid_operator.api import models
+from vid_operator.api import models, pipelines
 from vid_operator.config import OperatorConfig
 from vid_operator.kube import JobRejected, Kube, StatusRefused
 from vid_operator.runtime import reconciler
 from vid_operator.runtime.expectations import Expectations
 from vid_operator.runtime.memory import Memories, VideoJobMemory, keep
-from vid_operator.runtime.observed import Observed
+from vid_operator.runtime.observed import KnownPipeline, Observed
 from vid_operator.runtime.reconciler import Outcome, Snapshot, StageJob
 from vid_operator.runtime.timers import Clock, DelayedCalls, LoopClock, Periodic
 
@@ -158,12 +158,30 @@ class Controller:
                 pods += self._kube.list_owned("v1", "pods", namespace, selector)
             return jobs, pods
 
+        def listing_pipelines() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            for namespace in namespaces:
+                found += self._kube.list_owned(
+                    f"{models.GROUP}/{models.VERSION}", pipelines.PLURAL, namespace, ""
+                )
+            return found
+
         jobs, pods = await asyncio.to_thread(listing)
         for job in jobs:
             self._see_job(job)
         for pod in pods:
             self._see_pod(pod)
-        log.info("stage jobs and pods listed", jobs=len(jobs), pods=len(pods))
+        # Known before the first VideoJob event, so none waits for a
+        # VideoPipeline that exists.
+        found = await asyncio.to_thread(listing_pipelines)
+        for body in found:
+            self._see_pipeline(body)
+        log.info(
+            "stage jobs, pods and pipelines listed",
+            jobs=len(jobs),
+            pods=len(pods),
+            pipelines=len(found),
+        )
 
     def start(self) -> None:
         self._resync.start()
@@ -260,6 +278,41 @@ class Controller:
                 return
         if await self.reconcile(record.uid) and observed is not None:
             record.observed[key] = observed
+
+    async def pipeline_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """A VideoPipeline changed: its status, and the VideoJobs that wait for it.
+        VideoJobs that started on it run the copy in their status, so nothing
+        else changes for them."""
+        meta = body["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        if event_type == "DELETED":
+            self._observed.pipeline_gone(namespace, name)
+            return
+        known = self._see_pipeline(body)
+        wanted = reconciler.pipeline_status(known, datetime.datetime.now(datetime.UTC))
+        if wanted is not None:
+            try:
+                await asyncio.to_thread(self._kube.patch_pipeline_status, namespace, name, wanted)
+            except (ApiException, StatusRefused, urllib3.exceptions.HTTPError, OSError) as error:
+                # Its next event, or the operator's restart, writes it again.
+                log.warning(
+                    "pipeline status not written",
+                    namespace=namespace,
+                    pipeline=name,
+                    error=type(error).__name__,
+                )
+        for uid in self._memories.waiting_for(namespace, name):
+            await self.reconcile(uid)
+
+    def _see_pipeline(self, body: Mapping[str, Any]) -> KnownPipeline:
+        meta = body["metadata"]
+        known = KnownPipeline(
+            generation=meta.get("generation"),
+            spec=body.get("spec") or {},
+            status=body.get("status") or {},
+        )
+        self._observed.pipeline_seen(str(meta["namespace"]), str(meta["name"]), known)
+        return known
 
     async def resync(self) -> None:
         """Reconcile every unfinished VideoJob, each on its own; one whose
@@ -359,7 +412,17 @@ class Controller:
             pods=pods,
             now=datetime.datetime.now(datetime.UTC),
             flush=flush,
+            pipeline=self._named_pipeline(videojob.namespace, videojob.spec, record.status),
         )
+
+    def _named_pipeline(
+        self, namespace: str, spec: Mapping[str, Any] | None, kept: Mapping[str, Any]
+    ) -> KnownPipeline | None:
+        """The VideoPipeline a VideoJob names, while it has no copy of its own."""
+        name = (spec or {}).get("pipeline")
+        if name is None or "pipeline" in kept:
+            return None
+        return self._observed.pipeline(namespace, str(name))
 
     def _remember(self, record: VideoJobMemory, snapshot: Snapshot, executed: Executed) -> None:
         """Back on the loop: what was created and written, and the timers.

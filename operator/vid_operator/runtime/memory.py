@@ -133,5 +133,18 @@ class Memories:
         """The uids of the VideoJobs not yet Succeeded or Failed."""
         return [uid for uid, record in self._records.items() if not record.finished]
 
+    def waiting_for(self, namespace: str, pipeline: str) -> list[str]:
+        """The uids of the unfinished VideoJobs of ``namespace`` that name the
+        VideoPipeline ``pipeline`` and have no copy of it yet."""
+        return [
+            uid
+            for uid, record in self._records.items()
+            if record.namespace == namespace
+            and not record.finished
+            and record.videojob is not None
+            and (record.videojob.spec or {}).get("pipeline") == pipeline
+            and "pipeline" not in record.status
+        ]
+
     def __len__(self) -> int:
         return len(self._records)

@@ -15,14 +15,27 @@ Concurrency: event loop only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 from vid_operator.status import ObservedJob, ObservedPod
 
 ObjectKey = tuple[str, str]
 """(namespace, name)."""
 
 
+@dataclass(frozen=True)
+class KnownPipeline:
+    """A VideoPipeline as the watch last delivered it."""
+
+    generation: int | None
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+
 class Observed:
-    """Stage Jobs by their VideoJob, and pods by their Job."""
+    """Stage Jobs by their VideoJob, pods by their Job, and VideoPipelines."""
 
     def __init__(self) -> None:
         self._jobs: dict[ObjectKey, tuple[str, str]] = {}
@@ -32,6 +45,16 @@ class Observed:
         """Pod -> the name of its Job."""
         self._by_job: dict[ObjectKey, dict[str, tuple[str, ObservedPod]]] = {}
         """Job -> pod name -> (creationTimestamp, the pod)."""
+        self._pipelines: dict[ObjectKey, KnownPipeline] = {}
+
+    def pipeline_seen(self, namespace: str, name: str, pipeline: KnownPipeline) -> None:
+        self._pipelines[namespace, name] = pipeline
+
+    def pipeline_gone(self, namespace: str, name: str) -> None:
+        self._pipelines.pop((namespace, name), None)
+
+    def pipeline(self, namespace: str, name: str) -> KnownPipeline | None:
+        return self._pipelines.get((namespace, name))
 
     def job_seen(self, namespace: str, name: str, owner: str, stage: str, job: ObservedJob) -> None:
         self._jobs[namespace, name] = (owner, stage)

@@ -18,8 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vid_operator import jobs, pipeline, status
-from vid_operator.api.models import FINISHED_PHASES, Phase, VideoJobSpec, VideoJobStatus
+from vid_operator.api.models import (
+    FINISHED_PHASES,
+    Phase,
+    PipelineSnapshot,
+    VideoJobSpec,
+    VideoJobStatus,
+)
+from vid_operator.api.pipelines import VideoPipelineSpec, VideoPipelineStatus
 from vid_operator.config import OperatorConfig
+from vid_operator.runtime.observed import KnownPipeline
 from vid_operator.status import ObservedJob, ObservedPod
 
 Event = tuple[str, str, str]
@@ -47,6 +55,9 @@ class Snapshot:
     now: datetime.datetime
     flush: bool = False
     """Write a held-back progress-only status now."""
+    pipeline: KnownPipeline | None = None
+    """The VideoPipeline the spec names, as the watch has it (None: there is
+    none, or the spec names none)."""
 
 
 @dataclass(frozen=True)
@@ -110,18 +121,32 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
             suspend=settled.set_suspend,
             keep_failed=_kept_failed(previous, settled.status, config),
         )
-    # 3. The spec and its pipeline; what cannot run fails as InvalidSpec.
+    # 3. The spec and its pipeline: the one it started on, else the one
+    #    named now (kept in the status from here on), else the default.
+    #    What cannot run fails as InvalidSpec.
     try:
         spec = VideoJobSpec.model_validate(snapshot.spec)
-        stages = pipeline.resolve(spec, config)
-    except pipeline.InvalidSpec as error:
-        return _invalid(snapshot, previous, str(error))
     except ValueError as error:
         return _invalid(snapshot, previous, f"the spec does not parse: {error}")
-    # 4. What the status should be, from the Jobs and pods that exist.
     now = _rfc3339(snapshot.now)
+    kept = _pipeline_snapshot(spec, previous, snapshot.pipeline)
+    if spec.pipeline is not None and kept is None:
+        message = (
+            f"waiting for VideoPipeline {spec.pipeline}: there is none in namespace"
+            f" {snapshot.namespace}"
+        )
+        waiting = status.waiting_for_pipeline(previous, snapshot.generation, message, now)
+        return _outcome(snapshot, waiting.status, events=waiting.events)
+    try:
+        if isinstance(kept, str):
+            raise pipeline.InvalidSpec(kept)
+        source = pipeline.pipeline_source(kept.name, kept.spec) if kept else None
+        stages = pipeline.resolve(spec, config, source)
+    except pipeline.InvalidSpec as error:
+        return _invalid(snapshot, previous, str(error))
+    # 4. What the status should be, from the Jobs and pods that exist.
     observed_jobs, pods = dict(snapshot.jobs), dict(snapshot.pods)
-    plan = status.plan(spec, snapshot.generation, previous, stages, observed_jobs, pods, now)
+    plan = status.plan(spec, snapshot.generation, previous, stages, observed_jobs, pods, now, kept)
     # 5. The stages that can start: their Jobs, and the status as it will be
     #    once they exist (created now), so their ADDED events find nothing to write.
     create: tuple[StageJob, ...] = ()
@@ -132,7 +157,9 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
             for stage in plan.start
         )
         observed_jobs.update({job.stage: job.observed for job in create})
-        plan = status.plan(spec, snapshot.generation, previous, stages, observed_jobs, pods, now)
+        plan = status.plan(
+            spec, snapshot.generation, previous, stages, observed_jobs, pods, now, kept
+        )
     # 6. A write that only reports progress (nothing started, nothing to flip,
     #    no Event, same phase) waits for more to report, unless it is due now.
     progress_only = (
@@ -152,6 +179,44 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         events=plan.events,
         hold_back=progress_only,
     )
+
+
+def _pipeline_snapshot(
+    spec: VideoJobSpec, previous: VideoJobStatus, current: KnownPipeline | None
+) -> PipelineSnapshot | str | None:
+    """The VideoPipeline the VideoJob runs: the copy in its status once it has
+    one (edits and deletion of the VideoPipeline change nothing for it), else
+    the VideoPipeline as it is now; why that cannot run, or None when the spec
+    names none or it does not exist."""
+    if spec.pipeline is None:
+        return None
+    if previous.pipeline is not None and previous.pipeline.name == spec.pipeline:
+        return previous.pipeline
+    if current is None:
+        return None
+    try:
+        pipeline_spec = VideoPipelineSpec.model_validate(current.spec)
+        pipeline.check(pipeline_spec)
+    except pipeline.InvalidSpec as error:
+        return f"VideoPipeline {spec.pipeline} cannot run: {error}"
+    except ValueError as error:
+        return f"VideoPipeline {spec.pipeline} does not parse: {error}"
+    return PipelineSnapshot(name=spec.pipeline, generation=current.generation, spec=pipeline_spec)
+
+
+def pipeline_status(known: KnownPipeline, now: datetime.datetime) -> dict[str, Any] | None:
+    """The status a VideoPipeline should have; None when it has it already."""
+    try:
+        spec: VideoPipelineSpec | str = VideoPipelineSpec.model_validate(known.spec)
+    except ValueError as error:
+        spec = f"the spec does not parse: {error}"
+    try:
+        previous = VideoPipelineStatus.model_validate(known.status)
+    except ValueError:
+        previous = VideoPipelineStatus()
+    wanted = status.pipeline_status(spec, known.generation, previous, _rfc3339(now))
+    raw = wanted.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return None if raw == dict(known.status) else raw
 
 
 def job_refused(snapshot: Snapshot, stage: str, why: str) -> Outcome:
