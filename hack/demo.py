@@ -169,14 +169,20 @@ def main() -> int:
         cleanup.callback(_stop, node)
         _wait("the local node", lambda: _node_ready(core), 30)
 
-        _say("installing the CRD and starting the operator")
+        _say("installing the CRDs and starting the operator")
         subprocess.run(
-            [*kubectl, "apply", "--server-side", "-f", str(REPO / "crds/videojobs.vidop.io.yaml")],
+            [*kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
             check=True,
             stdout=subprocess.DEVNULL,
         )
         subprocess.run(
-            [*kubectl, "wait", "--for=condition=Established", "crd/videojobs.vidop.io"],
+            [
+                *kubectl,
+                "wait",
+                "--for=condition=Established",
+                "crd/videojobs.vidop.io",
+                "crd/videopipelines.vidop.io",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )

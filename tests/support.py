@@ -21,7 +21,13 @@ from kubernetes import client
 
 from vidop_devcluster import DevCluster, localnode, localpod
 
-CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "videojobs.vidop.io.yaml"
+CRDS = Path(__file__).resolve().parents[1] / "crds"
+CRD_FILE = CRDS / "videojobs.vidop.io.yaml"
+PIPELINE_CRD_FILE = CRDS / "videopipelines.vidop.io.yaml"
+
+KWOK_POLICY = {"overridePolicy": {"allowedPodAnnotations": ["kwok.vidop.io/"]}}
+"""The tests' platform lets VideoJobs set the annotations kwok's stage file
+reads (run time, exit code, ...) to simulate each stage; no other ones."""
 
 
 @dataclass
@@ -56,10 +62,15 @@ class Cluster:
         )
 
     def install_videojob_crd(self) -> None:
-        """The generated CRD, applied and Established."""
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+        """The generated CRDs (VideoJob and VideoPipeline), applied and Established."""
+        for crd in (CRD_FILE, PIPELINE_CRD_FILE):
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
         self.kubectl(
-            "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
+            "wait",
+            "--for=condition=Established",
+            "crd/videojobs.vidop.io",
+            "crd/videopipelines.vidop.io",
+            "--timeout=30s",
         )
 
 
@@ -88,14 +99,15 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
 
 
 class Operator:
-    """The operator as its own process, as it runs in a pod."""
+    """The operator as its own process, as it runs in a pod; its override
+    policy is :data:`KWOK_POLICY` unless ``configuration`` has one."""
 
     def __init__(self, cluster: Cluster, folder: Path, configuration: dict[str, Any]) -> None:
         self.cluster = cluster
         self.folder = folder
         self.log = folder / "operator.log"
         self.config = folder / "config.yaml"
-        self.config.write_text(yaml.safe_dump(configuration))
+        self.config.write_text(yaml.safe_dump({**KWOK_POLICY, **configuration}))
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 

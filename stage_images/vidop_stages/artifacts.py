@@ -9,6 +9,11 @@ that read it agree. Used by every stage's ``main``. Pure.
     video_gen/video.mp4          H.264 video only, durationSeconds * fps frames
     compositing/video.mp4        the final H.264 + AAC + mov_text MP4 (faststart)
     compositing/thumbnail.jpg    one frame of it
+
+A stage a custom pipeline adds may write a file of the same name under its
+own name: the loudness stage writes ``loudness/narration.wav`` (voice_gen's
+narration at a target loudness, same format and length), which compositing
+reads instead when ``NARRATION_STAGE`` names it.
 """
 
 from __future__ import annotations

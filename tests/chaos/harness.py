@@ -32,8 +32,17 @@ from vidop_devcluster import DevCluster, nodes
 
 VIDEOJOBS = "/apis/vidop.io/v1alpha1/namespaces/{namespace}/videojobs"
 JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+PIPELINES = "/apis/vidop.io/v1alpha1/namespaces/{namespace}/videopipelines"
 # No S3 here: kwok does not run the stages.
-OPERATOR_CONFIG: dict[str, Any] = {"s3": {"credentialsSecret": None, "bucket": "videos"}}
+OPERATOR_CONFIG: dict[str, Any] = {
+    # The hostile VideoJobs ask for the most the schema allows: this platform allows it.
+    "s3": {
+        "credentialsSecret": None,
+        "bucket": "videos",
+        "allowedBuckets": [workload.LONGEST_BUCKET],
+    },
+    "stages": {"video_gen": {"maxGpus": 8}},
+}
 
 
 @dataclass(frozen=True)
@@ -224,6 +233,8 @@ class ChaosRun:
 
     def run(self) -> ChaosReport:
         begun = time.monotonic()
+        for manifest in workload.PIPELINES:
+            self.raw.request("POST", PIPELINES.format(namespace=self.namespace), body=manifest)
         watchers = [
             Watcher(
                 self.raw,
@@ -312,7 +323,7 @@ class ChaosRun:
             try:
                 stages = pipeline.resolve(VideoJobSpec.model_validate(found["spec"]), settings)
             except ValueError:
-                continue  # the cycle: no Job may exist, which one_job_per_stage sees
+                continue  # the cycle, a refused override: no Job may exist (one_job_per_stage)
             dependencies[found["metadata"]["uid"]] = {s.name: s.depends_on for s in stages}
         self.violations += invariants.one_job_per_stage(self.record)
         self.violations += invariants.dependencies_first(self.record, dependencies)

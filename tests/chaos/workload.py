@@ -17,6 +17,7 @@ from typing import Any
 
 from vid_operator.api.models import STAGE_NAMES
 
+KWOK_PREFIX = "kwok.vidop.io/"
 RUN_TIME = "kwok.vidop.io/run-time"
 EXIT_CODE = "kwok.vidop.io/exit-code"
 DISRUPTION = "kwok.vidop.io/disruption"
@@ -30,6 +31,24 @@ HOSTILE_SUMMARIES = {
     "deep-in-object": '{"a": ' + "[" * 300 + "]" * 300 + "}",
     "not-finite": '{"n": NaN, "m": 1e999}',
 }
+
+
+CYCLE_PIPELINE = "loop"
+PIPELINES = [
+    {
+        "apiVersion": "vidop.io/v1alpha1",
+        "kind": "VideoPipeline",
+        "metadata": {"name": CYCLE_PIPELINE},
+        "spec": {
+            "stages": [
+                {"name": "a", "image": "x/a:1", "dependsOn": ["b"]},
+                {"name": "b", "image": "x/b:1", "dependsOn": ["a"]},
+            ]
+        },
+    }
+]
+"""Applied before the VideoJobs: a pipeline whose cycle only the operator sees."""
+LONGEST_BUCKET = "b" * 63
 
 
 @dataclass(frozen=True)
@@ -129,11 +148,11 @@ def disrupted(name: str, rng: random.Random) -> Item:
 
 
 def dependency_cycle(name: str, rng: random.Random) -> Item:
-    """A cycle only the operator can see: accepted, then Failed as InvalidSpec."""
-    stages = _stages("0s", script_gen={"dependsOn": ["compositing"]})
+    """A pipeline whose cycle only the operator can see: the VideoJob is
+    accepted, then Failed as InvalidSpec."""
     return Item(
         "cycle",
-        _videojob(name, {"prompt": "a loop", "stages": stages}),
+        _videojob(name, {"prompt": "a loop", "pipeline": CYCLE_PIPELINE}),
         Expected("Failed", None, "InvalidSpec"),
     )
 
@@ -182,14 +201,16 @@ def hostile_accepted(prefix: str) -> list[Item]:
                     "voice": "x" * 64,
                     "priority": "low",
                     "ttlSecondsAfterFinished": 31536000,
-                    "output": {"bucket": "b" * 63, "prefix": "p/" * 256},
+                    "output": {"bucket": LONGEST_BUCKET, "prefix": "p/" * 256},
                     "stages": _stages(
                         "0s",
                         script_gen={
                             "backoffLimit": 20,
                             "activeDeadlineSeconds": 604800,
                             "env": long_env,
-                            "podAnnotations": {f"note-{i}": "n" * 1000 for i in range(15)},
+                            "podAnnotations": {
+                                f"{KWOK_PREFIX}note-{i}": "n" * 1000 for i in range(15)
+                            },
                         },
                         video_gen={"gpus": 8},
                     ),
@@ -216,6 +237,25 @@ def hostile_accepted(prefix: str) -> list[Item]:
             query=[("fieldValidation", "Ignore")],
         ),
     ]
+    # Overrides the API server accepts and the override policy refuses: the
+    # VideoJob fails as InvalidSpec before any Job exists.
+    refused_overrides = {
+        "image": {"image": "docker.io/attacker/cryptominer:latest"},
+        "command": {"command": ["sh", "-c", "cat /proc/self/environ"]},
+        "tolerations": {"tolerations": [{"operator": "Exists"}]},
+        "annotations": {"podAnnotations": {"vault.hashicorp.com/agent-inject": "true"}},
+    }
+    for kind, override in refused_overrides.items():
+        items.append(
+            Item(
+                f"hostile-override-{kind}",
+                _videojob(
+                    f"{prefix}-override-{kind}",
+                    {"prompt": kind, "stages": _stages("0s", video_gen=override)},
+                ),
+                Expected("Failed", None, "InvalidSpec"),
+            )
+        )
     # Stage summaries the status cannot hold, from stages that exit 0: each
     # is left out (the stage's message says why) and the VideoJob succeeds.
     for kind, summary in HOSTILE_SUMMARIES.items():
@@ -262,9 +302,28 @@ def hostile_rejected(prefix: str) -> list[Item]:
             [],
         ),
         (
-            "depends-on-unknown",
+            "quantity-negative",
             _videojob(
-                f"{prefix}-r13", spec(stages=_stages("0s", compositing={"dependsOn": ["nope"]}))
+                f"{prefix}-r13",
+                spec(stages=_stages("0s", voice_gen={"resources": {"limits": {"memory": "-1"}}})),
+            ),
+            [],
+        ),
+        (
+            "prompt-unicode-spaces",
+            _videojob(f"{prefix}-r14", spec(prompt="\u00a0\u2003\u3000")),
+            [],
+        ),
+        (
+            "env-reserved",
+            _videojob(
+                f"{prefix}-r15",
+                spec(
+                    stages=_stages(
+                        "0s",
+                        script_gen={"env": [{"name": "VIDOP_ARTIFACT_PREFIX", "value": "s3://x/"}]},
+                    )
+                ),
             ),
             [],
         ),

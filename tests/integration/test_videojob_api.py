@@ -1,5 +1,6 @@
-"""The VideoJob CRD on the real API server: what `kubectl apply` accepts, what
-it rejects (and in which words), defaults, printer columns and immutability."""
+"""The VideoJob and VideoPipeline CRDs on the real API server: what `kubectl
+apply` accepts, what it rejects (and in which words), defaults, printer
+columns and immutability."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def test_a_full_videojob_with_stage_overrides_is_accepted(
                 "backoffLimit": 3,
                 "activeDeadlineSeconds": 7200,
                 "env": [{"name": "MODEL", "value": "big"}],
-                "dependsOn": ["script_gen"],
+                "serviceAccountName": "video-identity",
             }
         },
     )
@@ -99,9 +100,13 @@ REJECTIONS = {
     "resolution-shape": ({"resolution": "hd"}, "resolution must look like WIDTHxHEIGHT"),
     "resolution-odd": ({"resolution": "1281x720"}, "with even numbers"),
     "priority-unknown": ({"priority": "urgent"}, 'supported values: "high", "default", "low"'),
+    "prompt-unicode-spaces": (
+        {"prompt": "\u00a0\u2003\u3000\u200b"},
+        "prompt must contain some text, not only spaces",
+    ),
     "stage-unknown": (
         {"stages": {"upscale": {"gpus": 1}}},
-        "stages may only name the pipeline's stages: script_gen, voice_gen,",
+        "without spec.pipeline, stages may only name the default pipeline's stages: script_gen,",
     ),
     "gpus-too-many": (
         {"stages": {"video_gen": {"gpus": 9}}},
@@ -117,11 +122,27 @@ REJECTIONS = {
     ),
     "quantity-malformed": (
         {"stages": {"voice_gen": {"resources": {"limits": {"memory": "lots"}}}}},
-        'limits[memory]: Invalid value: "lots": must be a Kubernetes quantity such as 2, 500m',
+        'limits[memory]: Invalid value: "lots": must be a non-negative Kubernetes quantity',
     ),
-    "depends-on-unknown": (
-        {"stages": {"compositing": {"dependsOn": ["upscale"]}}},
-        "dependsOn may only name the pipeline's stages",
+    "quantity-negative": (
+        {"stages": {"voice_gen": {"resources": {"limits": {"memory": "-1"}}}}},
+        "must be a non-negative Kubernetes quantity",
+    ),
+    "quantity-negative-integer": (
+        {"stages": {"voice_gen": {"resources": {"requests": {"cpu": -2}}}}},
+        "must be a non-negative Kubernetes quantity",
+    ),
+    "env-contract-name": (
+        {"stages": {"script_gen": {"env": [{"name": "VIDOP_ARTIFACT_PREFIX", "value": "x"}]}}},
+        "this variable is reserved for the operator and the platform",
+    ),
+    "env-s3-endpoint": (
+        {"stages": {"script_gen": {"env": [{"name": "aws_endpoint_url", "value": "x"}]}}},
+        "this variable is reserved for the operator and the platform",
+    ),
+    "depends-on-is-the-pipelines": (
+        {"stages": {"compositing": {"dependsOn": ["script_gen"]}}},
+        'unknown field "spec.stages.compositing.dependsOn"',
     ),
     "unknown-field": ({"colour": "red"}, 'unknown field "spec.colour"'),
     "stage-override-too-large": (
@@ -221,3 +242,204 @@ def test_printer_columns_show_phase_stage_progress_and_age(
 
     assert header.split() == ["NAME", "PHASE", "STAGE", "PROGRESS", "AGE"]
     assert row.split()[:4] == ["shown", "Running", "video_gen", "1/4"]
+
+
+def test_overrides_of_a_named_pipeline_may_name_its_own_stages(
+    cluster: Cluster, namespace: str, videojob_crd: None
+) -> None:
+    manifest = _videojob("on-pipeline", pipeline="models", stages={"upscale": {"gpus": 1}})
+
+    assert _apply(cluster, namespace, manifest) == ""
+
+
+def _pipeline(name: str, *stages: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "vidop.io/v1alpha1",
+        "kind": "VideoPipeline",
+        "metadata": {"name": name},
+        "spec": {"stages": list(stages)},
+    }
+
+
+MODEL_STAGE: dict[str, Any] = {
+    "name": "render",
+    "image": "registry.example/models/render:3",
+    "command": ["render"],
+    "args": ["--steps=$(STEPS)"],
+    "env": [
+        {"name": "STEPS", "value": "30"},
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    ],
+    "envFrom": [{"configMapRef": {"name": "render-settings"}, "prefix": "RENDER_"}],
+    "resources": {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"memory": "32Gi"}},
+    "maxResources": {"memory": "64Gi"},
+    "gpus": 1,
+    "maxGpus": 4,
+    "nodeSelector": {"gpu.type": "h100"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "models"}],
+    "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+    "backoffLimit": 2,
+    "activeDeadlineSeconds": 7200,
+    "terminationGracePeriodSeconds": 120,
+    "volumes": [
+        {"name": "models", "persistentVolumeClaim": {"claimName": "model-cache", "readOnly": True}},
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
+        {"name": "settings", "configMap": {"name": "render-settings"}},
+        {"name": "certs", "secret": {"secretName": "render-certs"}},
+        {
+            "name": "work",
+            "ephemeral": {
+                "volumeClaimTemplate": {
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "50Gi"}},
+                    }
+                }
+            },
+        },
+    ],
+    "volumeMounts": [
+        {"name": "models", "mountPath": "/models", "readOnly": True},
+        {"name": "shm", "mountPath": "/dev/shm"},
+        {"name": "work", "mountPath": "/work"},
+    ],
+    "serviceAccountName": "render-identity",
+    "imagePullSecrets": [{"name": "registry-creds"}],
+    "podLabels": {"team": "models"},
+    "podAnnotations": {"prometheus.io/scrape": "true"},
+}
+
+
+def test_a_pipeline_with_every_stage_field_is_accepted_and_listed(
+    cluster: Cluster, namespace: str, videojob_crd: None
+) -> None:
+    manifest = _pipeline(
+        "models",
+        {"name": "script_gen", "image": "x/script:1"},
+        {**MODEL_STAGE, "dependsOn": ["script_gen"]},
+        {"name": "mux", "image": "x/mux:1", "dependsOn": ["script_gen", "render"]},
+    )
+
+    assert _apply(cluster, namespace, manifest) == ""
+    shown = cluster.kubectl("get", "videopipelines", "-n", namespace).stdout
+    assert shown.split()[:4] == ["NAME", "READY", "STAGES", "REASON"]
+    assert "models" in shown
+    explained = cluster.kubectl("explain", "videopipeline.spec.stages.volumes.emptyDir").stdout
+    assert "/dev/shm" in explained
+
+
+def _stage(**fields: Any) -> dict[str, Any]:
+    return {"name": "render", "image": "x/render:1", **fields}
+
+
+# One case per rule of the VideoPipeline: its stages, and words the refusal
+# must contain.
+PIPELINE_REJECTIONS: dict[str, tuple[list[dict[str, Any]], str]] = {
+    "no-stages": ([], "spec.stages: Invalid value"),
+    "too-many-stages": (
+        [{"name": f"s{i}", "image": "x:1"} for i in range(17)],
+        "must have at most 16 items",
+    ),
+    "duplicate-names": (
+        [_stage(), _stage(image="x/other:1")],
+        "stage names must be unique",
+    ),
+    "names-equal-as-job-names": (
+        [_stage(name="up_scale"), _stage(name="up-scale")],
+        "stage names must be unique (a - and a _ count as the same character)",
+    ),
+    "name-too-long": ([_stage(name="s" * 33)], "may not be more than 32 bytes"),
+    "name-uppercase": ([_stage(name="Render")], "spec.stages[0].name: Invalid value"),
+    "depends-on-unknown": (
+        [_stage(dependsOn=["upscale"])],
+        "dependsOn may only name other stages of this pipeline",
+    ),
+    "depends-on-itself": (
+        [_stage(dependsOn=["render"])],
+        "dependsOn may only name other stages of this pipeline",
+    ),
+    "image-missing": ([{"name": "render"}], "spec.stages[0].image: Required value"),
+    "quantity-negative": (
+        [_stage(resources={"limits": {"memory": "-1"}})],
+        "must be a non-negative Kubernetes quantity",
+    ),
+    "shm-size-negative": (
+        [_stage(volumes=[{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "-1Gi"}}])],
+        "must be a non-negative Kubernetes quantity",
+    ),
+    "env-contract-name": (
+        [_stage(env=[{"name": "VIDOP_ARTIFACT_PREFIX", "value": "s3://other/"}])],
+        "the stage contract sets this variable",
+    ),
+    "env-s3-secret": (
+        [_stage(env=[{"name": "AWS_SECRET_ACCESS_KEY", "value": "x"}])],
+        "the stage contract sets this variable",
+    ),
+    "env-value-and-value-from": (
+        [_stage(env=[{"name": "T", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "a"}}}])],
+        "either value or valueFrom, not both",
+    ),
+    "value-from-two-sources": (
+        [
+            _stage(
+                env=[
+                    {
+                        "name": "T",
+                        "valueFrom": {
+                            "secretKeyRef": {"name": "a", "key": "b"},
+                            "configMapKeyRef": {"name": "a", "key": "b"},
+                        },
+                    }
+                ]
+            )
+        ],
+        "valueFrom takes exactly one of",
+    ),
+    "volume-without-source": (
+        [_stage(volumes=[{"name": "v"}])],
+        "a volume takes exactly one of",
+    ),
+    "volume-host-path": (
+        [_stage(volumes=[{"name": "v", "hostPath": {"path": "/"}}])],
+        'unknown field "spec.stages[0].volumes[0].hostPath"',
+    ),
+    "volume-named-scratch": (
+        [_stage(volumes=[{"name": "scratch", "emptyDir": {}}])],
+        "the volume name scratch is the stage contract's",
+    ),
+    "mount-unknown-volume": (
+        [_stage(volumeMounts=[{"name": "models", "mountPath": "/models"}])],
+        "every volumeMounts entry must name one of the stage's volumes",
+    ),
+    "mount-over-the-termination-message": (
+        [
+            _stage(
+                volumes=[{"name": "v", "emptyDir": {}}],
+                volumeMounts=[{"name": "v", "mountPath": "/dev/termination-log"}],
+            )
+        ],
+        "/scratch and /dev/termination-log are the stage contract's",
+    ),
+    "max-gpus-below-gpus": ([_stage(gpus=2, maxGpus=1)], "maxGpus must be at least gpus"),
+    "operator-label": (
+        [_stage(podLabels={"vidop.io/videojob": "someone-else"})],
+        "podLabels may not set the operator's or the Job controller's labels",
+    ),
+    "privileged-is-no-field": (
+        [_stage(securityContext={"privileged": True})],
+        'unknown field "spec.stages[0].securityContext"',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PIPELINE_REJECTIONS))
+def test_bad_pipelines_are_rejected_at_apply_time_in_plain_words(
+    cluster: Cluster, namespace: str, videojob_crd: None, case: str
+) -> None:
+    stages, words = PIPELINE_REJECTIONS[case]
+
+    refused = _apply(cluster, namespace, _pipeline(case, *stages))
+
+    assert words in refused
+    assert cluster.kubectl("get", "vp", case, "-n", namespace, check=False).returncode != 0

@@ -67,8 +67,9 @@ Quantity = Annotated[
             "maxLength": 64,
             "x-kubernetes-validations": [
                 {
+                    # A quantity's sign can only be its first character.
                     "rule": "type(self) == int ? self >= 0"
-                    " : (isQuantity(self) && quantity(self).sign() >= 0)",
+                    " : (isQuantity(self) && !self.startsWith('-'))",
                     "message": "must be a non-negative Kubernetes quantity such as 2, 500m,"
                     " 1.5 or 16Gi",
                 }

@@ -60,7 +60,7 @@ _CONTROLLER_LABELS = ("job-name", "controller-uid")
 _VIDEOJOB_RULES: dict[str, list[dict[str, str]]] = {
     "spec": [
         {
-            "rule": f"has(self.pipeline) || self.stages.all(name, name in"
+            "rule": f"has(self.pipeline) || !has(self.stages) || self.stages.all(name, name in"
             f" {_cel_list(models.STAGE_NAMES)})",
             "message": f"without spec.pipeline, stages may only name the default pipeline's"
             f" stages: {_STAGE_LIST}",

@@ -6,6 +6,10 @@ the result with ffprobe (:mod:`vidop_stages.compositing.validation`) and
 uploads both. Writes ``compositing/video.mp4`` and
 ``compositing/thumbnail.jpg`` (:mod:`vidop_stages.artifacts`).
 
+The narration may come from another stage than voice_gen, one a custom
+pipeline runs over it (the loudness stage): ``NARRATION_STAGE`` names it
+(:mod:`vidop_stages.compositing.sources`); the subtitles stay voice_gen's.
+
 The summary carries ``videoUri``, ``thumbnailUri`` and ``durationSeconds``
 (measured by ffprobe): the operator copies those into the VideoJob's
 ``status.outputs``.
@@ -13,10 +17,12 @@ The summary carries ``videoUri``, ``thumbnailUri`` and ``durationSeconds``
 
 from __future__ import annotations
 
+import os
 import sys
 
 from vidop_stages import artifacts
 from vidop_stages.compositing.commands import mux_command, thumbnail_command
+from vidop_stages.compositing.sources import narration_artifact
 from vidop_stages.compositing.validation import final_video_problems
 from vidop_stages.media import probe
 from vidop_stages.runtime import StageContext, Summary, run_stage
@@ -30,8 +36,11 @@ def main() -> None:
 def composite(context: StageContext) -> Summary:
     params = context.params
     workdir = context.workdir
+    # Before any download: a bad stage name is the user's, and fails at once.
+    narration_source = narration_artifact(os.environ)
+    context.log.info("narration source", stage=narration_source.stage)
     video = context.store.fetch(artifacts.SCENE_VIDEO, workdir / "scenes.mp4")
-    narration = context.store.fetch(artifacts.NARRATION, workdir / artifacts.NARRATION.name)
+    narration = context.store.fetch(narration_source, workdir / narration_source.name)
     subtitles = context.store.fetch(artifacts.SUBTITLES, workdir / artifacts.SUBTITLES.name)
 
     scenes = probe(video).first("video")
