@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -60,6 +61,19 @@ class Cluster:
         return self.kubectl(
             "apply", *where, *args, "-f", "-", input=json.dumps(manifest), check=check
         )
+
+    def kubeconfig_of(self, namespace: str, account: str, target: Path) -> Path:
+        """A kubeconfig at ``target`` that acts as the ServiceAccount
+        ``account`` of ``namespace`` (a token from the TokenRequest API)."""
+        token = client.CoreV1Api(self.api).create_namespaced_service_account_token(
+            account, namespace, {"spec": {"expirationSeconds": 3600}}
+        )
+        kubeconfig = yaml.safe_load(self.kubeconfig.read_text())
+        kubeconfig["users"] = [{"name": account, "user": {"token": token.status.token}}]
+        for context in kubeconfig["contexts"]:
+            context["context"]["user"] = account
+        target.write_text(yaml.safe_dump(kubeconfig))
+        return target
 
     def install_videojob_crd(self) -> None:
         """The generated CRDs (VideoJob and VideoPipeline), applied and Established."""
@@ -218,3 +232,19 @@ def wait_until(what: str, check: Any, timeout: float = 60.0, interval: float = 0
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+_INTEGRATED = re.compile(r"Summary:.*?Integrated loudness:\s+I:\s+(-?[0-9.]+|-inf) LUFS", re.S)
+
+
+def integrated_lufs(media: Path) -> float:
+    """The first audio stream's integrated loudness (ITU-R BS.1770), by
+    ffmpeg's ``ebur128`` filter, from its summary on stderr."""
+    completed = subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", str(media),
+         "-map", "0:a:0", "-filter:a", "ebur128=framelog=verbose", "-f", "null", "-"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    found = _INTEGRATED.findall(completed.stderr)
+    assert found, completed.stderr[-2000:]
+    return float(found[-1])

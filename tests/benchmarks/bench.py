@@ -59,7 +59,7 @@ OPERATOR_CONFIG: dict[str, Any] = {"s3": {"credentialsSecret": None, "bucket": "
 # only where the configuration knows the key, as finishedJobs below.
 if "override_policy" in config.OperatorConfig.model_fields:
     OPERATOR_CONFIG["overridePolicy"] = {
-        "allowedFields": [*config.DEFAULT_OVERRIDABLE, "command", "args"],
+        "allowedFields": [*map(str, config.DEFAULT_OVERRIDABLE), "command", "args"],
         "allowedPodAnnotations": ["kwok.vidop.io/", "bench.vidop.io/"],
     }
 # retained-jobs: the operator's stage Jobs get no ttlSecondsAfterFinished, so

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
-from tests.support import Cluster, LocalNodeProcess, Operator, wait_until
+from tests.support import Cluster, LocalNodeProcess, Operator, integrated_lufs, wait_until
 from vid_operator import contract
 from vidop_devcluster.s3 import S3Server
 
@@ -25,6 +26,8 @@ SECRET = "vid-operator-s3"
 BUCKET = "e2e-videos"
 # Rendering is real work on a small shared machine.
 TIMEOUT = 240
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+LOUDNESS_TARGET = -30.0
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +250,40 @@ def test_secret_values_never_reach_the_operator_log(
     log = operator.log.read_text()
     assert s3.secret_key not in log
     assert base64.b64encode(s3.secret_key.encode()).decode() not in log
+
+
+def test_a_custom_pipeline_with_a_stage_the_default_lacks_makes_its_mark_on_the_mp4(
+    cluster: Cluster, videos: str, s3: S3Server, local_node: LocalNodeProcess, tmp_path: Path
+) -> None:
+    """examples/pipelines/narrated-loudness.yaml as a platform would apply
+    it (placed on the local node), with a loudness target far from what
+    voice_gen gives, so the final MP4's measured loudness shows that the
+    loudness stage ran and compositing used its narration."""
+    pipeline = yaml.safe_load((EXAMPLES / "pipelines" / "narrated-loudness.yaml").read_text())
+    for stage in pipeline["spec"]["stages"]:
+        stage.update(local_node.placement())
+        for variable in stage.get("env", []):
+            if variable["name"] == "LOUDNESS_TARGET_LUFS":
+                variable["value"] = str(LOUDNESS_TARGET)
+    cluster.apply(pipeline, videos)
+    cluster.apply(
+        _videojob("harbour", "A fishing harbour at dawn. Gulls circle the boats.",
+                  pipeline="narrated-loudness"),
+        videos,
+    )  # fmt: skip
+
+    status = wait_until(
+        "the VideoJob to finish", lambda: _finished(cluster, videos, "harbour"), TIMEOUT, 1
+    )
+
+    assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
+    assert status["progress"] == "5/5"
+    loudness = _stage(status, "loudness")["outputs"]
+    print(f"\nloudness stage: {loudness}")
+    assert abs(loudness["inputLufs"] - LOUDNESS_TARGET) > 5  # there was work to do
+    video = _download(s3, status["outputs"]["videoUri"], tmp_path / "harbour.mp4")
+    probed = _ffprobe(video)
+    assert {s["codec_type"] for s in probed["streams"]} >= {"video", "audio"}
+    measured = integrated_lufs(video)
+    print(f"final MP4: {measured:.1f} LUFS (target {LOUDNESS_TARGET})")
+    assert abs(measured - LOUDNESS_TARGET) <= 1.5

@@ -24,9 +24,12 @@ CHART = ROOT / "charts" / "vid-operator"
 
 
 def _helm(bin_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(bin_dir / "helm"), *args], capture_output=True, text=True, check=check, timeout=120
+    result = subprocess.run(
+        [str(bin_dir / "helm"), *args], capture_output=True, text=True, check=False, timeout=120
     )
+    if check and result.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
 
 
 def _render(bin_dir: Path, *sets: str, namespace: str = "vid-operator") -> list[dict[str, Any]]:

@@ -13,9 +13,7 @@ ffmpeg's ``ebur128`` (:func:`integrated_lufs`), not with the stage's code.
 from __future__ import annotations
 
 import math
-import re
 import secrets
-import subprocess
 import wave
 from array import array
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_stages import PARAMS, Job, StageRun, finish
+from tests.support import integrated_lufs
 from vid_operator import contract
 from vidop_devcluster.s3 import S3Server
 
@@ -32,21 +31,6 @@ TOLERANCE_LU = 1.5
 """What the brief of the stage asks: ±1.5 LU of the target."""
 LOUDNESS_STAGE = "loudness"
 pytestmark = pytest.mark.timeout(120)
-
-_INTEGRATED = re.compile(r"Summary:.*?Integrated loudness:\s+I:\s+(-?[0-9.]+|-inf) LUFS", re.S)
-
-
-def integrated_lufs(media: Path) -> float:
-    """The first audio stream's integrated loudness (ITU-R BS.1770), by
-    ffmpeg's ``ebur128`` filter, from its summary on stderr."""
-    completed = subprocess.run(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", str(media),
-         "-map", "0:a:0", "-filter:a", "ebur128=framelog=verbose", "-f", "null", "-"],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    found = _INTEGRATED.findall(completed.stderr)
-    assert found, completed.stderr[-2000:]
-    return float(found[-1])
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pytest
 from kubernetes import client
 
 from tests.support import Cluster, Operator, wait_until
+from vid_operator import config
 from vidop_devcluster import nodes
 
 pytestmark = pytest.mark.cluster
@@ -36,8 +37,17 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     running = Operator(
         cluster,
         tmp_path_factory.mktemp("operator"),
-        # No S3 credentials in these tests: kwok does not run the stages.
-        {"s3": {"credentialsSecret": None, "bucket": "videos"}},
+        # No S3 credentials in these tests: kwok does not run the stages. This
+        # platform lets VideoJobs ask for up to 4 GPUs for video_gen and choose
+        # nodes by label (the unschedulable test asks for a node that is not there).
+        {
+            "s3": {"credentialsSecret": None, "bucket": "videos"},
+            "stages": {"video_gen": {"maxGpus": 4}},
+            "overridePolicy": {
+                "allowedFields": [*map(str, config.DEFAULT_OVERRIDABLE), "nodeSelector"],
+                "allowedPodAnnotations": ["kwok.vidop.io/"],
+            },
+        },
     )
     running.start()
     yield running
@@ -262,8 +272,23 @@ def test_a_cycle_only_the_operator_can_see_fails_as_invalid_spec_and_others_go_o
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
     _apply(
-        cluster, namespace, _videojob("loop", stages={"script_gen": {"dependsOn": ["compositing"]}})
+        cluster,
+        namespace,
+        {
+            "apiVersion": "vidop.io/v1alpha1",
+            "kind": "VideoPipeline",
+            "metadata": {"name": "loop"},
+            "spec": {
+                "stages": [
+                    {"name": "a", "image": "x/a:1", "dependsOn": ["b"]},
+                    {"name": "b", "image": "x/b:1", "dependsOn": ["a"]},
+                ]
+            },
+        },
     )
+    loop = _videojob("loop")
+    loop["spec"] = {"prompt": "a loop", "pipeline": "loop"}
+    _apply(cluster, namespace, loop)
     _apply(cluster, namespace, _videojob("fine"))
 
     failed = _wait_phase(cluster, namespace, "loop", "Failed")
