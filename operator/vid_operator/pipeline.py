@@ -264,7 +264,8 @@ def _check_override(
             )
     if override.gpus is not None:
         ceiling = base.get("max_gpus")
-        ceiling = base.get("gpus") or 0 if ceiling is None else ceiling
+        if ceiling is None:
+            ceiling = base.get("gpus") or 0
         if override.gpus > ceiling:
             raise InvalidSpec(
                 f"{where}.gpus: {override.gpus} is more than {source.title} allows for"

@@ -3,7 +3,8 @@
 The reconciler calls :func:`plan` with the VideoJob, its resolved pipeline and
 the Jobs and pods it owns (as the watch delivered them); it gets back the
 status to write, the stages to start, the Jobs whose ``suspend`` must flip and
-the transitions worth an Event. Nothing is remembered between calls: the
+the transitions worth an Event; :func:`pipeline_status` does the same for a
+VideoPipeline's Ready condition. Nothing is remembered between calls: the
 status is a function of the cluster's objects, so a restarted operator picks
 up where the last one stopped. Pure.
 """

@@ -1,1 +1,2 @@
-"""The VideoJob API: pydantic models and the CRD generated from them."""
+"""The vid-operator API (VideoJob and VideoPipeline): pydantic models and the CRDs
+generated from them."""
