@@ -5,8 +5,8 @@ remembers: every handler hands its event to the
 :class:`~vid_operator.runtime.controller.Controller` made at start-up. No kopf
 indexes either: kopf holds every handler back until each listed object of an
 indexed kind is indexed, which is quadratic in the objects that exist; the
-controller keeps its own views and lists the stage Jobs and pods once at
-start-up instead (:meth:`~vid_operator.runtime.controller.Controller.load`).
+controller keeps its own views and lists the stage Jobs, pods and
+VideoPipelines once at start-up instead (:meth:`~vid_operator.runtime.controller.Controller.load`).
 
 Only ``on.event`` handlers are used (and the controller's own resync loop,
 not a kopf timer), so kopf writes nothing of its own to the VideoJobs (no

@@ -82,7 +82,12 @@ def _environment(
         {"name": contract.ENV_JOB_NAMESPACE, "value": owner.namespace},
         {"name": contract.ENV_JOB_UID, "value": owner.uid},
         {"name": contract.ENV_STAGE, "value": stage.name},
-        {"name": contract.ENV_PARAMS, "value": json.dumps(params, sort_keys=True)},
+        # The prompt is the tenant's text: $$ keeps Kubernetes from expanding
+        # $(NAME) in it into the pod's other variables.
+        {
+            "name": contract.ENV_PARAMS,
+            "value": json.dumps(params, sort_keys=True).replace("$", "$$"),
+        },
         {
             "name": contract.ENV_ARTIFACT_PREFIX,
             "value": contract.artifact_prefix(

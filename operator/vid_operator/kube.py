@@ -4,8 +4,9 @@ Called by :mod:`vid_operator.runtime.controller`, from worker threads (the
 client blocks). Every write the operator makes goes through here, so the count per VideoJob
 is easy to read off: one create per stage Job, one status patch per change
 the user can see, an Event for each failure, and a suspend patch per Job when
-the user flips ``spec.suspend``. Reads come from the watches, except the one
-listing of stage Jobs and pods at start-up (:meth:`Kube.list_owned`).
+the user flips ``spec.suspend``, and a VideoPipeline's status when its
+verdict changes. Reads come from the watches, except the one listing of stage
+Jobs, pods and VideoPipelines at start-up (:meth:`Kube.list_owned`).
 """
 
 from __future__ import annotations

@@ -109,9 +109,21 @@ def order(stages: Mapping[str, Iterable[str]]) -> list[str]:
         raise InvalidSpec(f"the stages' dependencies form a cycle: {cycle}") from None
 
 
+MAX_PIPELINE_BYTES = 256 * 1024
+"""The most a pipeline's spec may hold as JSON: each VideoJob on it keeps a
+copy in its status, which must stay well inside what the API server stores."""
+
+
 def check(spec: VideoPipelineSpec) -> None:
     """InvalidSpec if no VideoJob could run on the pipeline (what its CRD
-    cannot see: a cycle)."""
+    cannot see: a cycle, or a size its schema leaves open: affinity and
+    ephemeral volume templates are free-form)."""
+    size = len(spec.model_dump_json(by_alias=True, exclude_none=True))
+    if size > MAX_PIPELINE_BYTES:
+        raise InvalidSpec(
+            f"the pipeline is {size // 1024} KiB as JSON, more than the"
+            f" {MAX_PIPELINE_BYTES // 1024} KiB a VideoJob can keep a copy of"
+        )
     order({stage.name: stage.depends_on or [] for stage in spec.stages})
 
 
@@ -157,7 +169,7 @@ def _resolve(
     layers = [defaults.model_dump(), template.model_dump()]
     base = _first_set(layers)
     if override is not None:
-        _check_override(name, override, config, source, base)
+        _check_override(name, override, template, config, source, base)
         layers.append(_literal(override).model_dump())
     settings = _first_set(layers)
     return Stage(
@@ -167,7 +179,7 @@ def _resolve(
         args=list(settings.get("args") or []),
         env=_merged_env(template, override),
         env_from=list(template.env_from or []),
-        resources=Resources.model_validate(settings.get("resources") or {}),
+        resources=_merged_resources(base.get("resources"), override),
         gpus=settings.get("gpus") or 0,
         node_selector=dict(settings.get("node_selector") or {}),
         tolerations=[Toleration.model_validate(t) for t in settings.get("tolerations") or []],
@@ -201,14 +213,30 @@ def _first_set(layers: list[dict[str, Any]]) -> dict[str, Any]:
     return settings
 
 
+def _merged_resources(base: Mapping[str, Any] | None, override: StageOverride | None) -> Resources:
+    """The stage's requests and limits with the VideoJob's laid over them
+    amount by amount: an override of one request keeps every limit."""
+    merged: dict[str, dict[str, Any]] = {
+        kind: dict(amounts) for kind, amounts in (base or {}).items() if amounts
+    }
+    if override is not None and override.resources is not None:
+        for kind in ("requests", "limits"):
+            amounts = getattr(override.resources, kind)
+            if amounts:
+                merged[kind] = {**merged.get(kind, {}), **amounts}
+    return Resources.model_validate(merged)
+
+
 def _merged_env(template: StageTemplate, override: StageOverride | None) -> list[PipelineEnvVar]:
-    """The pipeline's variables, with the VideoJob's replacing those of the
-    same name (a name twice in a pod would leave which one wins to order)."""
-    env = {variable.name: variable for variable in template.env or []}
+    """The pipeline's variables, then the VideoJob's (which only add names,
+    see :func:`_check_override`)."""
+    env = list(template.env or [])
     if override is not None:
-        for variable in _literal(override).env or []:
-            env[variable.name] = PipelineEnvVar(name=variable.name, value=variable.value)
-    return list(env.values())
+        env += [
+            PipelineEnvVar(name=variable.name, value=variable.value)
+            for variable in _literal(override).env or []
+        ]
+    return env
 
 
 def _escape(text: str) -> str:
@@ -233,6 +261,7 @@ def _literal(override: StageOverride) -> StageOverride:
 def _check_override(
     name: str,
     override: StageOverride,
+    template: StageTemplate,
     config: OperatorConfig,
     source: Source,
     base: Mapping[str, Any],
@@ -273,6 +302,28 @@ def _check_override(
             )
     if override.resources is not None:
         _check_resources(where, override.resources, base, source)
+    if override.env:
+        _check_env(where, override, template, source)
+
+
+def _check_env(
+    where: str, override: StageOverride, template: StageTemplate, source: Source
+) -> None:
+    """A VideoJob's variables only add to the pipeline's: replacing one (an
+    endpoint that travels with a token from a Secret, say) would send what
+    the pipeline gives the stage wherever the VideoJob's author likes."""
+    if template.env_from:
+        raise InvalidSpec(
+            f"{where}.env: the stage takes variables from envFrom in {source.title}, which a"
+            " VideoJob's variables could replace; it may set none"
+        )
+    pipeline_names = {variable.name for variable in template.env or []}
+    for variable in override.env or []:
+        if variable.name in pipeline_names:
+            raise InvalidSpec(
+                f"{where}.env: {variable.name} is set by {source.title}; a VideoJob may only"
+                " add variables"
+            )
 
 
 def _annotation_allowed(key: str, config: OperatorConfig, source: Source) -> bool:

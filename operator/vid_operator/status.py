@@ -407,13 +407,13 @@ def invalid(
 
 
 def waiting_for_pipeline(
-    previous: VideoJobStatus, generation: int | None, message: str, now: str
+    previous: VideoJobStatus, generation: int | None, message: str, now: str, *, suspended: bool
 ) -> Plan:
     """The status of a VideoJob whose VideoPipeline does not exist (yet: a
     GitOps tool may apply it after the VideoJob), with a Warning the first time."""
     reason = "PipelineNotFound"
     status = VideoJobStatus(
-        phase=Phase.PENDING,
+        phase=Phase.SUSPENDED if suspended else Phase.PENDING,
         observed_generation=generation,
         conditions=[
             _set_condition(

@@ -23,20 +23,35 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "vid-operator"
 
 
-def _helm(bin_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _helm(
+    bin_dir: Path, *args: str, check: bool = True, values: dict[str, Any] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """helm ``args``; ``values`` (if given) is a values file on its stdin (``-f -``)."""
+    if values is not None:
+        args = (*args, "--values", "-")
     result = subprocess.run(
-        [str(bin_dir / "helm"), *args], capture_output=True, text=True, check=False, timeout=120
+        [str(bin_dir / "helm"), *args],
+        input=None if values is None else yaml.safe_dump(values),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     if check and result.returncode != 0:
         pytest.fail(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
 
 
-def _render(bin_dir: Path, *sets: str, namespace: str = "vid-operator") -> list[dict[str, Any]]:
+def _render(
+    bin_dir: Path,
+    *sets: str,
+    namespace: str = "vid-operator",
+    values: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     args = ["template", "vidop", str(CHART), "--namespace", namespace]
     for value in sets:
         args += ["--set", value]
-    rendered = _helm(bin_dir, *args).stdout
+    rendered = _helm(bin_dir, *args, values=values).stdout
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
@@ -59,6 +74,21 @@ def _kinds(documents: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
 def _config(documents: list[dict[str, Any]]) -> config.OperatorConfig:
     (configmap,) = [d for d in documents if d["kind"] == "ConfigMap"]
     return config.from_mapping(yaml.safe_load(configmap["data"]["config.yaml"]))
+
+
+def _verbs(
+    documents: list[dict[str, Any]], kind: str, group: str
+) -> dict[str, dict[str, set[str]]]:
+    """Per ``kind`` (ClusterRole or Role) object, keyed by its namespace (or
+    "" for a ClusterRole): the verbs its rules grant on each resource of ``group``."""
+    granted: dict[str, dict[str, set[str]]] = {}
+    for role in (d for d in documents if d["kind"] == kind):
+        verbs = granted.setdefault(role["metadata"].get("namespace", ""), {})
+        for rule in role["rules"]:
+            if group in rule["apiGroups"] or "*" in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    verbs.setdefault(resource, set()).update(rule["verbs"])
+    return granted
 
 
 def test_lint_passes_and_a_typo_in_values_is_refused(cluster: Cluster) -> None:
@@ -96,8 +126,171 @@ def test_default_install_is_cluster_wide_with_the_built_in_gpu_placement(cluster
     assert configured.watch_namespaces == []
     assert configured.gpu.node_selector == {"nvidia.com/gpu.present": "true"}
     assert configured.priority_classes == {"high": None, "default": None, "low": None}
-    (crd_document,) = [d for d in documents if d["kind"] == "CustomResourceDefinition"]
-    assert crd_document["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    crds = {
+        d["metadata"]["name"]: d["metadata"]["annotations"]
+        for d in documents
+        if d["kind"] == "CustomResourceDefinition"
+    }
+    assert crds == {
+        "videojobs.vidop.io": {"helm.sh/resource-policy": "keep"},
+        "videopipelines.vidop.io": {"helm.sh/resource-policy": "keep"},
+    }
+
+
+def test_default_configuration_has_the_secure_override_policy(cluster: Cluster) -> None:
+    configured = _config(_render(cluster.bin_dir))
+
+    policy = configured.override_policy
+    assert set(policy.allowed_fields) == {
+        "resources",
+        "gpus",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "env",
+    }
+    for refused in ("image", "command", "args", "tolerations", "nodeSelector"):
+        assert refused not in policy.allowed_fields
+    assert "serviceAccountName" not in policy.allowed_fields
+    assert policy.allowed_pod_annotations == []  # no annotation key at all
+    assert policy.allowed_images == []
+    assert configured.s3.allowed_buckets == []
+    # The chart's defaults are the operator's built-in ones, not a second opinion.
+    assert policy == config.OverridePolicy()
+    assert configured.stage_defaults == config.StageDefaults()
+
+
+def test_policy_and_stage_default_values_reach_the_operator_configuration(
+    cluster: Cluster,
+) -> None:
+    values = {
+        "overridePolicy": {
+            "allowedFields": ["image", "resources"],
+            "allowedImages": ["registry.example.com/models/"],
+            "allowedPodAnnotations": ["example.com/", "sidecar.istio.io/inject"],
+        },
+        "s3": {"allowedBuckets": ["tenant-a-videos", "tenant-b.videos"]},
+        "stageDefaults": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": None,  # no deadline
+            "terminationGracePeriodSeconds": 120,
+            "imagePullSecrets": [{"name": "registry-creds"}],
+            "podLabels": {"team": "video"},
+            "podAnnotations": {"example.com/cost-centre": "42"},
+        },
+        "stages": {
+            "video_gen": {
+                "maxGpus": 4,
+                "maxResources": {"memory": "32Gi", "cpu": 8},
+                "envFrom": [{"secretRef": {"name": "model-api"}}],
+                "env": [
+                    {
+                        "name": "HF_TOKEN",
+                        "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}},
+                    }
+                ],
+                "volumes": [{"name": "weights", "persistentVolumeClaim": {"claimName": "w"}}],
+                "volumeMounts": [{"name": "weights", "mountPath": "/models", "readOnly": True}],
+                "serviceAccountName": "video-gen",
+                "terminationGracePeriodSeconds": 300,
+                "affinity": {"nodeAffinity": {}},
+                "podLabels": {"stage": "video"},
+                "imagePullSecrets": [{"name": "gpu-registry"}],
+            }
+        },
+    }
+
+    configured = _config(_render(cluster.bin_dir, values=values))
+
+    policy = configured.override_policy
+    assert policy.allowed_fields == ["image", "resources"]
+    assert policy.allowed_images == ["registry.example.com/models/"]
+    assert policy.allowed_pod_annotations == ["example.com/", "sidecar.istio.io/inject"]
+    assert configured.s3.allowed_buckets == ["tenant-a-videos", "tenant-b.videos"]
+    defaults = configured.stage_defaults
+    assert (defaults.backoff_limit, defaults.active_deadline_seconds) == (1, None)
+    assert defaults.termination_grace_period_seconds == 120
+    assert [s.name for s in defaults.image_pull_secrets] == ["registry-creds"]
+    assert defaults.pod_labels == {"team": "video"}
+    assert defaults.pod_annotations == {"example.com/cost-centre": "42"}
+    video = configured.stages["video_gen"]
+    assert (video.max_gpus, video.max_resources) == (4, {"memory": "32Gi", "cpu": 8})
+    assert video.env is not None and video.env[0].value_from is not None
+    assert video.volume_mounts is not None and video.volume_mounts[0].mount_path == "/models"
+    assert video.service_account_name == "video-gen"
+    assert video.image == "ghcr.io/vid-operator/video-gen:0.1.0"  # built-in default kept
+
+    # An empty list is no fields at all (not the default's five).
+    nothing = _config(_render(cluster.bin_dir, values={"overridePolicy": {"allowedFields": []}}))
+    assert nothing.override_policy.allowed_fields == []
+
+
+@pytest.mark.parametrize(
+    ("values", "refusal"),
+    [
+        (
+            {"overridePolicy": {"allowedField": ["image"]}},
+            "at '/overridePolicy': additional properties 'allowedField' not allowed",
+        ),
+        (
+            {"overridePolicy": {"allowedFields": ["resources", "imagee"]}},
+            "at '/overridePolicy/allowedFields/1': value must be one of",
+        ),
+        (
+            {"overridePolicy": {"allowedFields": ["podAnnotations"]}},
+            "at '/overridePolicy/allowedFields/0': value must be one of",
+        ),
+        (
+            {"overridePolicy": {"allowedFields": None}},  # null removes the key
+            "at '/overridePolicy': missing property 'allowedFields'",
+        ),
+        (
+            {"stageDefaults": {"backofLimit": 1}},
+            "at '/stageDefaults': additional properties 'backofLimit' not allowed",
+        ),
+        (
+            {"s3": {"allowedBuckets": ["Not_A_Bucket"]}},
+            "at '/s3/allowedBuckets/0': 'Not_A_Bucket' does not match pattern",
+        ),
+        (
+            {"stages": {"video_gen": {"maxGpu": 2}}},
+            "at '/stages/video_gen': additional properties 'maxGpu' not allowed",
+        ),
+        (
+            {"stages": {"video_gen": {"resources": {"limits": {"memory": "-1Gi"}}}}},
+            "at '/stages/video_gen/resources/limits/memory': '-1Gi' does not match pattern",
+        ),
+    ],
+)
+def test_override_policy_and_stage_typos_are_refused_by_the_schema(
+    cluster: Cluster, values: dict[str, Any], refusal: str
+) -> None:
+    rendered = _helm(cluster.bin_dir, "template", "x", str(CHART), values=values, check=False)
+    linted = _helm(cluster.bin_dir, "lint", "--strict", str(CHART), values=values, check=False)
+
+    assert rendered.returncode != 0 and refusal in rendered.stderr, rendered.stderr
+    assert linted.returncode != 0 and refusal in linted.stdout + linted.stderr
+
+
+@pytest.mark.parametrize(
+    ("sets", "kind", "where"),
+    [
+        ((), "ClusterRole", [""]),
+        (("watchNamespaces={media,batch-a}",), "Role", ["media", "batch-a"]),
+    ],
+)
+def test_rbac_reads_videopipelines_and_writes_only_their_status(
+    cluster: Cluster, sets: tuple[str, ...], kind: str, where: list[str]
+) -> None:
+    granted = _verbs(_render(cluster.bin_dir, *sets), kind, "vidop.io")
+
+    assert sorted(granted) == sorted(where)
+    for verbs in granted.values():
+        pipelines = {r: v for r, v in verbs.items() if r.startswith("videopipelines") or r == "*"}
+        assert pipelines == {
+            "videopipelines": {"get", "list", "watch"},
+            "videopipelines/status": {"patch"},
+        }
+        assert "*" not in set().union(*verbs.values())
 
 
 def test_namespace_mode_has_roles_only_in_the_watched_namespaces(cluster: Cluster) -> None:
@@ -127,9 +320,12 @@ def test_stage_values_reach_the_operator_configuration(cluster: Cluster) -> None
         cluster.bin_dir, "stages.video_gen.gpus=4", "stages.video_gen.image=me/video:2"
     )
 
-    video = _config(documents).stages["video_gen"]
+    configured = _config(documents)
+    video = configured.stages["video_gen"]
     assert (video.gpus, video.image) == (4, "me/video:2")
-    assert video.backoff_limit == 3  # built-in default kept
+    assert video.command == ["vidop-stage-video-gen"]  # built-in default kept
+    assert video.backoff_limit is None  # so stageDefaults' applies
+    assert configured.stage_defaults.backoff_limit == 3
 
 
 def test_finished_job_ttls_reach_the_operator_configuration(cluster: Cluster) -> None:
@@ -225,7 +421,11 @@ def test_the_charts_rbac_is_enough_to_run_a_videojob_and_no_more(
     cluster: Cluster, namespace: str, operator_identity: str, tmp_path: Path
 ) -> None:
     cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
+        "wait",
+        "--for=condition=Established",
+        "crd/videojobs.vidop.io",
+        "crd/videopipelines.vidop.io",
+        "--timeout=30s",
     )
     env = {
         **os.environ,
@@ -278,6 +478,13 @@ def test_the_charts_rbac_is_enough_to_run_a_videojob_and_no_more(
     assert not can("create", "pods", "-n", namespace)
     assert not can("list", "jobs.batch", "-n", "default")  # another namespace
     assert not can("list", "videojobs.vidop.io", "--all-namespaces")
+    for verb in ("get", "list", "watch"):
+        assert can(verb, "videopipelines.vidop.io", "-n", namespace)
+    assert can("patch", "videopipelines.vidop.io", "--subresource=status", "-n", namespace)
+    for verb in ("create", "update", "patch", "delete", "deletecollection"):
+        assert not can(verb, "videopipelines.vidop.io", "-n", namespace)  # spec belongs to git
+    assert not can("update", "videopipelines.vidop.io", "--subresource=status", "-n", namespace)
+    assert not can("list", "videopipelines.vidop.io", "-n", "default")
 
 
 def test_install_upgrade_and_uninstall(cluster: Cluster, namespace: str) -> None:
@@ -341,6 +548,7 @@ def test_install_upgrade_and_uninstall(cluster: Cluster, namespace: str) -> None
 
     # What stays: the CRD (resource policy keep) and so the VideoJobs.
     assert cluster.kubectl("get", "crd", "videojobs.vidop.io", check=False).returncode == 0
+    assert cluster.kubectl("get", "crd", "videopipelines.vidop.io", check=False).returncode == 0
     assert cluster.kubectl("get", "vj", "stays", "-n", namespace, check=False).returncode == 0
     # What goes: everything else the release made.
     assert not apps.list_namespaced_deployment(namespace).items

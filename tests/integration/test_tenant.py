@@ -119,6 +119,7 @@ def tenant(cluster: Cluster, namespace: str, tmp_path: Path, operator: Operator)
                         "image": "platform/render:1",
                         "gpus": 1,
                         "resources": {"limits": {"memory": "8Gi", "cpu": "2"}},
+                        "env": [{"name": "MODEL_ENDPOINT", "value": "https://models.internal"}],
                     }
                 ]
             },
@@ -239,6 +240,9 @@ def test_every_route_to_code_nodes_or_injectors_fails_naming_the_field(
         _videojob("pipeline-image", pipeline="platform", stages={"render": {"image": "evil:1"}})
     )
     assert applied.returncode == 0, applied.stderr
+    redirect = {"render": {"env": [{"name": "MODEL_ENDPOINT", "value": "https://attacker"}]}}
+    applied = tenant.apply(_videojob("pipeline-env", pipeline="platform", stages=redirect))
+    assert applied.returncode == 0, applied.stderr
 
     for case, (_, words) in REFUSED_BY_POLICY.items():
         assert _failure(cluster, namespace, case).startswith(words), case
@@ -249,40 +253,42 @@ def test_every_route_to_code_nodes_or_injectors_fails_naming_the_field(
         "spec.stages.render.image: the override policy does not let a VideoJob on"
         " VideoPipeline platform set image"
     )
+    assert _failure(cluster, namespace, "pipeline-env").startswith(
+        "spec.stages.render.env: MODEL_ENDPOINT is set by VideoPipeline platform"
+    )
     assert _jobs(cluster, namespace) == []  # not one stage ran
 
 
+def _env(stage: str, name: str, value: str) -> dict[str, Any]:
+    return {"stages": {stage: {"env": [{"name": name, "value": value}]}}}
+
+
+RESERVED = "this variable is reserved for the operator and the platform"
+# Spec fields the API server refuses, and words the refusal must contain.
 REFUSED_AT_APPLY: dict[str, tuple[dict[str, Any], str]] = {
-    "contract-prefix": (
-        {"script_gen": {"env": [{"name": "VIDOP_ARTIFACT_PREFIX", "value": "s3://videos/x/"}]}},
-        "this variable is reserved for the operator and the platform",
-    ),
-    "s3-endpoint": (
-        {"script_gen": {"env": [{"name": "AWS_ENDPOINT_URL", "value": "http://attacker"}]}},
-        "this variable is reserved for the operator and the platform",
-    ),
-    "preload": (
-        {"voice_gen": {"env": [{"name": "LD_PRELOAD", "value": "/scratch/x.so"}]}},
-        "this variable is reserved for the operator and the platform",
-    ),
-    "proxy": (
-        {"voice_gen": {"env": [{"name": "https_proxy", "value": "http://attacker:3128"}]}},
-        "this variable is reserved for the operator and the platform",
-    ),
+    "contract-prefix": (_env("script_gen", "VIDOP_ARTIFACT_PREFIX", "s3://videos/x/"), RESERVED),
+    "s3-endpoint": (_env("script_gen", "AWS_ENDPOINT_URL", "http://attacker"), RESERVED),
+    "every-gpu": (_env("video_gen", "NVIDIA_VISIBLE_DEVICES", "all"), RESERVED),
+    "preload": (_env("voice_gen", "LD_PRELOAD", "/scratch/x.so"), RESERVED),
+    "proxy": (_env("voice_gen", "https_proxy", "http://attacker:3128"), RESERVED),
     "graph": (
-        {"compositing": {"dependsOn": []}},
+        {"stages": {"compositing": {"dependsOn": []}}},
         'unknown field "spec.stages.compositing.dependsOn"',
+    ),
+    "prefix-climb": (
+        {"output": {"prefix": "videojobs/../../other-bucket"}},
+        "prefix may not have . or .. segments",
     ),
 }
 
 
 @pytest.mark.parametrize("case", list(REFUSED_AT_APPLY))
-def test_reserved_variables_and_the_graph_are_refused_at_apply_time(
+def test_reserved_variables_the_graph_and_climbing_prefixes_are_refused_at_apply_time(
     cluster: Cluster, namespace: str, tenant: Tenant, case: str
 ) -> None:
-    stages, words = REFUSED_AT_APPLY[case]
+    spec, words = REFUSED_AT_APPLY[case]
 
-    refused = tenant.apply(_videojob(case, stages=stages))
+    refused = tenant.apply(_videojob(case, **spec))
 
     assert refused.returncode != 0 and words in refused.stderr
 
@@ -295,7 +301,9 @@ def test_a_tenants_values_cannot_expand_into_the_credentials(
         for stage in ("script_gen", "voice_gen", "video_gen", "compositing")
     }
     stages["script_gen"]["env"] = [{"name": "STYLE", "value": "$(AWS_SECRET_ACCESS_KEY)"}]
-    applied = tenant.apply(_videojob("expansion", stages=stages))
+    applied = tenant.apply(
+        _videojob("expansion", prompt="say $(AWS_SECRET_ACCESS_KEY)", stages=stages)
+    )
     assert applied.returncode == 0, applied.stderr
 
     wait_until("script_gen's Job", lambda: _jobs(cluster, namespace))
@@ -303,6 +311,7 @@ def test_a_tenants_values_cannot_expand_into_the_credentials(
     env = {e.name: e for e in job.spec.template.spec.containers[0].env}
     # $$ is Kubernetes' literal $: the stage sees the text, never the key.
     assert env["STYLE"].value == "$$(AWS_SECRET_ACCESS_KEY)"
+    assert "say $$(AWS_SECRET_ACCESS_KEY)" in env["VIDOP_PARAMS"].value
     # The credentials themselves are only ever a reference to the Secret.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[name].value is None

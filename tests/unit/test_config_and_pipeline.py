@@ -80,13 +80,13 @@ def test_each_layer_wins_over_the_ones_below_it() -> None:
     source = _source({**RENDER, "activeDeadlineSeconds": 900})
     spec = _spec(
         pipeline="custom",
-        stages={"render": {"gpus": 2, "env": [{"name": "MODEL", "value": "big"}]}},
+        stages={"render": {"gpus": 2, "env": [{"name": "STYLE", "value": "noir"}]}},
     )
 
     render = _resolved(spec, configured, source)["render"]
 
     assert render.gpus == 2  # the VideoJob's override
-    assert [(e.name, e.value) for e in render.env] == [("MODEL", "big")]  # replaced, not doubled
+    assert [(e.name, e.value) for e in render.env] == [("MODEL", "small"), ("STYLE", "noir")]
     assert render.active_deadline_seconds == 900  # the pipeline's
     assert render.backoff_limit == 5  # the configuration's stageDefaults
     assert render.termination_grace_period_seconds is None  # built-in: Kubernetes' 30 s
@@ -149,7 +149,9 @@ def test_the_default_policy_allows_resources_gpus_retries_deadlines_and_env() ->
 
     video = _resolved(spec)["video_gen"]
 
-    assert video.resources.limits == {"memory": "6Gi"}
+    # Laid over the stage's own, amount by amount: the cpu limit stays.
+    assert video.resources.limits == {"cpu": "4", "memory": "6Gi"}
+    assert video.resources.requests == {"cpu": "2", "memory": "4Gi"}
     assert (video.backoff_limit, video.active_deadline_seconds) == (1, 60)
 
 
@@ -232,7 +234,23 @@ def test_max_resources_raise_the_ceiling_above_the_limits() -> None:
         pipeline="custom", stages={"render": {"resources": {"limits": {"memory": "64Gi"}}}}
     )
 
-    assert _resolved(spec, source=source)["render"].resources.limits == {"memory": "64Gi"}
+    assert _resolved(spec, source=source)["render"].resources.limits == {
+        "memory": "64Gi",
+        "cpu": "4",
+    }
+
+
+def test_a_videojobs_variables_only_add_to_the_pipelines() -> None:
+    replacing = _spec(
+        pipeline="custom", stages={"render": {"env": [{"name": "MODEL", "value": "x"}]}}
+    )
+    with pytest.raises(pipeline.InvalidSpec, match="MODEL is set by VideoPipeline custom"):
+        pipeline.resolve(replacing, config.OperatorConfig(), _source(RENDER))
+
+    with_env_from = _source({**RENDER, "envFrom": [{"secretRef": {"name": "api"}}]})
+    adding = _spec(pipeline="custom", stages={"render": {"env": [{"name": "STYLE", "value": "x"}]}})
+    with pytest.raises(pipeline.InvalidSpec, match="takes variables from envFrom"):
+        pipeline.resolve(adding, config.OperatorConfig(), with_env_from)
 
 
 def test_a_tenants_text_is_taken_literally() -> None:
@@ -346,3 +364,19 @@ def test_a_negative_quantity_is_refused() -> None:
 def test_a_prompt_of_spaces_in_any_script_is_refused(prompt: str) -> None:
     with pytest.raises(ValueError, match="some text"):
         _spec(prompt=prompt)
+
+
+@pytest.mark.parametrize("prefix", ["../other", "a/../../b", "./x", "x/."])
+def test_an_output_prefix_may_not_climb(prefix: str) -> None:
+    with pytest.raises(ValueError, match=r"\. or \.\. segments"):
+        _spec(output={"prefix": prefix})
+
+
+def test_a_pipeline_too_large_to_copy_is_invalid() -> None:
+    huge = {"nodeAffinity": {"terms": ["x" * 1000] * 300}}  # free-form, so only the size bounds it
+    spec = VideoPipelineSpec.model_validate(
+        {"stages": [{"name": "a", "image": "x:1", "affinity": huge}]}
+    )
+
+    with pytest.raises(pipeline.InvalidSpec, match="more than the 256 KiB"):
+        pipeline.check(spec)

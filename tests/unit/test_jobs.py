@@ -6,6 +6,7 @@ from typing import Any
 from vid_operator import config, jobs, pipeline
 from vid_operator.api.models import VideoJobSpec
 from vid_operator.api.pipelines import VideoPipelineSpec
+from vidop_devcluster import localpod
 
 OWNER = jobs.Owner(name="cat-surfing", namespace="media", uid="1234-abcd")
 
@@ -266,3 +267,15 @@ def test_a_tenants_env_value_cannot_expand_the_contracts_variables() -> None:
 
     # Kubernetes reads $$ as a literal $: the value stays the text the tenant wrote.
     assert _env(job)["STYLE"] == "$$(AWS_SECRET_ACCESS_KEY)"
+
+
+def test_a_prompt_reaches_the_stage_as_written_and_expands_nothing() -> None:
+    prompt = "narrate $(AWS_SECRET_ACCESS_KEY) and $$ and $(API_KEY)"
+    env = _env(_job("script_gen", {"prompt": prompt}))
+
+    assert "$$(API_KEY)" in env["VIDOP_PARAMS"] and "$$$$" in env["VIDOP_PARAMS"]
+    # What the kubelet (and the local node, which does as it does) hands the stage:
+    delivered = localpod.expand(
+        env["VIDOP_PARAMS"], {"API_KEY": "secret", "AWS_SECRET_ACCESS_KEY": "key"}
+    )
+    assert json.loads(delivered)["prompt"] == prompt

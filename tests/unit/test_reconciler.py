@@ -344,3 +344,26 @@ def test_no_failed_ttl_to_set_when_it_is_the_same_as_the_succeeded_one() -> None
         "ttlSecondsAfterFinished"
         not in reconciler.reconcile(_snapshot(), same).create[0].manifest["spec"]
     )
+
+
+def test_a_suspended_videojob_takes_its_copy_only_when_a_stage_starts() -> None:
+    suspended = {**ON_PIPELINE, "suspend": True}
+    first = _snapshot(spec=suspended, pipeline=TWO_STAGES)
+    waiting = reconciler.reconcile(first, CONFIG)
+
+    # Not started (no startTime, so its spec can still change): no copy yet,
+    # so what it runs is what the pipeline says when it is resumed.
+    assert waiting.create == () and "pipeline" not in waiting.status
+    assert "startTime" not in waiting.status
+    edited = dataclasses.replace(TWO_STAGES, generation=4)
+    resumed = reconciler.reconcile(_then(first, waiting, spec=ON_PIPELINE, pipeline=edited), CONFIG)
+    assert [job.stage for job in resumed.create] == ["render"]
+    assert resumed.status["pipeline"]["generation"] == 4
+    assert resumed.status["startTime"]
+
+
+def test_a_suspended_videojob_waiting_for_its_pipeline_says_suspended() -> None:
+    outcome = reconciler.reconcile(_snapshot(spec={**ON_PIPELINE, "suspend": True}), CONFIG)
+
+    assert outcome.status["phase"] == Phase.SUSPENDED
+    assert outcome.status["conditions"][0]["reason"] == "PipelineNotFound"

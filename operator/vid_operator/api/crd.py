@@ -83,6 +83,12 @@ _VIDEOJOB_RULES: dict[str, list[dict[str, str]]] = {
             " e.g. 1280x720",
         }
     ],
+    "spec.output.prefix": [
+        {
+            "rule": "!self.split('/').exists(p, p == '.' || p == '..')",
+            "message": "prefix may not have . or .. segments",
+        }
+    ],
     "spec.stages.*": [_total_chars_rule(models.MAX_STAGE_OVERRIDE_CHARS)],
     "spec.stages.*.env[].name": [
         {

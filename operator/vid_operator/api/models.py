@@ -41,13 +41,30 @@ STAGE_NAMES = ("script_gen", "voice_gen", "video_gen", "compositing")
 # could be over a megabyte.
 MAX_STAGE_OVERRIDE_CHARS = 16384
 
-TENANT_RESERVED_ENV_PREFIXES = (contract.CONTRACT_ENV_PREFIX, "AWS_", "LD_", "PYTHON")
+TENANT_RESERVED_ENV_PREFIXES = (
+    contract.CONTRACT_ENV_PREFIX,
+    "AWS_",
+    "NVIDIA_",
+    "LD_",
+    "PYTHON",
+    "OPENSSL_",
+)
 """A VideoJob's env may not set these (compared in upper case): the contract's
 variables, the S3 client's settings (AWS_ENDPOINT_URL would send the stage's
-signed requests elsewhere), and what changes the code a process loads."""
+signed requests elsewhere), the NVIDIA container runtime's
+(NVIDIA_VISIBLE_DEVICES=all would show the container every GPU of its node),
+and what changes the code a process loads."""
 TENANT_RESERVED_ENV_NAMES = (
     "PATH",
     "HOME",
+    "BASH_ENV",
+    "ENV",
+    "GCONV_PATH",
+    "GLIBC_TUNABLES",
+    "NODE_OPTIONS",
+    "JAVA_TOOL_OPTIONS",
+    "PERL5OPT",
+    "RUBYOPT",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "ALL_PROXY",
@@ -57,7 +74,7 @@ TENANT_RESERVED_ENV_NAMES = (
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
 )
-"""...nor where it sends traffic and which certificates it trusts."""
+"""...nor these, nor where it sends traffic and which certificates it trusts."""
 
 
 def tenant_env_refusal(name: str) -> str | None:
@@ -139,6 +156,13 @@ OVERRIDE_FIELD_NAMES = {
 """Each policy field and the StageOverride attribute it allows."""
 
 
+def _no_dot_segments(prefix: str) -> str:
+    # A store that normalises paths would take ../ out of the VideoJob's prefix.
+    if any(part in (".", "..") for part in prefix.split("/")):
+        raise ValueError("prefix may not have . or .. segments")
+    return prefix
+
+
 class OutputLocation(CamelModel):
     """Where the job's artifacts go, overriding the operator's default bucket."""
 
@@ -146,8 +170,11 @@ class OutputLocation(CamelModel):
         default=None, min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
     )
     """S3 bucket name."""
-    prefix: str | None = Field(default=None, max_length=512, pattern=r"^[A-Za-z0-9!_.*'()/-]*$")
-    """Key prefix inside the bucket."""
+    prefix: Annotated[str, AfterValidator(_no_dot_segments)] | None = Field(
+        default=None, max_length=512, pattern=r"^[A-Za-z0-9!_.*'()/-]*$"
+    )
+    """Key prefix inside the bucket, instead of the configured one; the
+    namespace, the VideoJob's name and uid always follow it."""
 
 
 class VideoJobSpec(CamelModel):

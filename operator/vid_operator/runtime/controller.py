@@ -420,7 +420,7 @@ class Controller:
     ) -> KnownPipeline | None:
         """The VideoPipeline a VideoJob names, while it has no copy of its own."""
         name = (spec or {}).get("pipeline")
-        if name is None or "pipeline" in kept:
+        if name is None or (kept.get("pipeline") or {}).get("name") == name:
             return None
         return self._observed.pipeline(namespace, str(name))
 

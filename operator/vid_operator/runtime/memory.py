@@ -143,7 +143,7 @@ class Memories:
             and not record.finished
             and record.videojob is not None
             and (record.videojob.spec or {}).get("pipeline") == pipeline
-            and "pipeline" not in record.status
+            and (record.status.get("pipeline") or {}).get("name") != pipeline
         ]
 
     def __len__(self) -> int:

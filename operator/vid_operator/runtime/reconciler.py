@@ -122,8 +122,9 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
             keep_failed=_kept_failed(previous, settled.status, config),
         )
     # 3. The spec and its pipeline: the one it started on, else the one
-    #    named now (kept in the status from here on), else the default.
-    #    What cannot run fails as InvalidSpec.
+    #    named now (kept in the status once a stage starts, with startTime,
+    #    which makes the spec immutable), else the default. What cannot run
+    #    fails as InvalidSpec.
     try:
         spec = VideoJobSpec.model_validate(snapshot.spec)
     except ValueError as error:
@@ -135,7 +136,9 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
             f"waiting for VideoPipeline {spec.pipeline}: there is none in namespace"
             f" {snapshot.namespace}"
         )
-        waiting = status.waiting_for_pipeline(previous, snapshot.generation, message, now)
+        waiting = status.waiting_for_pipeline(
+            previous, snapshot.generation, message, now, suspended=spec.suspend
+        )
         return _outcome(snapshot, waiting.status, events=waiting.events)
     try:
         if isinstance(kept, str):
@@ -146,7 +149,8 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         return _invalid(snapshot, previous, str(error))
     # 4. What the status should be, from the Jobs and pods that exist.
     observed_jobs, pods = dict(snapshot.jobs), dict(snapshot.pods)
-    plan = status.plan(spec, snapshot.generation, previous, stages, observed_jobs, pods, now, kept)
+    copy = kept if previous.pipeline or observed_jobs else None
+    plan = status.plan(spec, snapshot.generation, previous, stages, observed_jobs, pods, now, copy)
     # 5. The stages that can start: their Jobs, and the status as it will be
     #    once they exist (created now), so their ADDED events find nothing to write.
     create: tuple[StageJob, ...] = ()
