@@ -4,6 +4,7 @@ ServiceAccount token and configuration."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,10 +15,13 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from pydantic import BaseModel
 
 from tests.support import Cluster, wait_until
 from vid_operator import config
 from vid_operator.api import crd
+from vid_operator.api.common import OverridableField
+from vid_operator.api.models import STAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "vid-operator"
@@ -109,6 +113,25 @@ def test_chart_version_follows_the_package() -> None:
     )
 
     assert chart["version"] == chart["appVersion"] == package
+
+
+def test_values_schema_follows_the_configuration_model() -> None:
+    """The schema names every field the operator's configuration has where the
+    chart passes it through, so a new field cannot be refused by helm, nor a
+    removed one accepted."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    properties = schema["properties"]
+
+    def aliases(model: type[BaseModel]) -> set[str]:
+        return {field.alias or name for name, field in model.model_fields.items()}
+
+    assert set(schema["definitions"]["stage"]["properties"]) == aliases(config.StageConfig)
+    assert set(properties["stages"]["properties"]) == set(STAGE_NAMES)
+    assert set(properties["stageDefaults"]["properties"]) == aliases(config.StageDefaults)
+    assert set(properties["overridePolicy"]["properties"]) == aliases(config.OverridePolicy)
+    assert set(properties["s3"]["properties"]) == aliases(config.S3Config)
+    enum = properties["overridePolicy"]["properties"]["allowedFields"]["items"]["enum"]
+    assert enum == [field.value for field in OverridableField]
 
 
 def test_crd_template_is_the_generated_one() -> None:
@@ -287,7 +310,7 @@ def test_rbac_reads_videopipelines_and_writes_only_their_status(
     for verbs in granted.values():
         pipelines = {r: v for r, v in verbs.items() if r.startswith("videopipelines") or r == "*"}
         assert pipelines == {
-            "videopipelines": {"get", "list", "watch"},
+            "videopipelines": {"list", "watch"},
             "videopipelines/status": {"patch"},
         }
         assert "*" not in set().union(*verbs.values())
@@ -478,10 +501,10 @@ def test_the_charts_rbac_is_enough_to_run_a_videojob_and_no_more(
     assert not can("create", "pods", "-n", namespace)
     assert not can("list", "jobs.batch", "-n", "default")  # another namespace
     assert not can("list", "videojobs.vidop.io", "--all-namespaces")
-    for verb in ("get", "list", "watch"):
+    for verb in ("list", "watch"):
         assert can(verb, "videopipelines.vidop.io", "-n", namespace)
     assert can("patch", "videopipelines.vidop.io", "--subresource=status", "-n", namespace)
-    for verb in ("create", "update", "patch", "delete", "deletecollection"):
+    for verb in ("get", "create", "update", "patch", "delete", "deletecollection"):
         assert not can(verb, "videopipelines.vidop.io", "-n", namespace)  # spec belongs to git
     assert not can("update", "videopipelines.vidop.io", "--subresource=status", "-n", namespace)
     assert not can("list", "videopipelines.vidop.io", "-n", "default")

@@ -40,6 +40,7 @@ s3:
   region: {{ .Values.s3.region | toJson }}
   bucket: {{ .Values.s3.bucket | toJson }}
   prefix: {{ .Values.s3.prefix | toJson }}
+  allowedBuckets: {{ toJson .Values.s3.allowedBuckets }}
   credentialsSecret: {{ .Values.s3.credentialsSecret | default nil | toJson }}
 finishedJobs:
   succeededTtlSeconds: {{ .Values.finishedJobs.succeededTtlSeconds | toJson }}
@@ -53,4 +54,15 @@ priorityClasses:
   {{ $level }}: {{ if $.Values.priorityClasses.create }}{{ (index $.Values.priorityClasses $level).name | toJson }}{{ else }}null{{ end }}
 {{- end }}
 stages: {{ toJson .Values.stages }}
+stageDefaults:
+  backoffLimit: {{ .Values.stageDefaults.backoffLimit | toJson }}
+  activeDeadlineSeconds: {{ .Values.stageDefaults.activeDeadlineSeconds | toJson }}
+  terminationGracePeriodSeconds: {{ .Values.stageDefaults.terminationGracePeriodSeconds | toJson }}
+  imagePullSecrets: {{ toJson .Values.stageDefaults.imagePullSecrets }}
+  podLabels: {{ toJson .Values.stageDefaults.podLabels }}
+  podAnnotations: {{ toJson .Values.stageDefaults.podAnnotations }}
+overridePolicy:
+  allowedFields: {{ toJson .Values.overridePolicy.allowedFields }}
+  allowedImages: {{ toJson .Values.overridePolicy.allowedImages }}
+  allowedPodAnnotations: {{ toJson .Values.overridePolicy.allowedPodAnnotations }}
 {{- end }}

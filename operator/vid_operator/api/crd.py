@@ -23,7 +23,10 @@ from pydantic import BaseModel
 from vid_operator import contract, naming
 from vid_operator.api import models, pipelines
 
-_DROPPED_KEYWORDS = {"title", "$defs"}
+# propertyNames is not part of structural schemas: the API server drops it, and a
+# CRD applied with it differs from the stored one on every apply (a conflict
+# for Helm, a diff for Argo CD). The Job's own validation checks label keys.
+_DROPPED_KEYWORDS = {"title", "$defs", "propertyNames"}
 
 _STAGE_LIST = ", ".join(models.STAGE_NAMES)
 
