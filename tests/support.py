@@ -248,3 +248,13 @@ def integrated_lufs(media: Path) -> float:
     found = _INTEGRATED.findall(completed.stderr)
     assert found, completed.stderr[-2000:]
     return float(found[-1])
+
+
+def videopipeline(name: str, *stages: dict[str, Any]) -> dict[str, Any]:
+    """A VideoPipeline manifest with these stages."""
+    return {
+        "apiVersion": "vidop.io/v1alpha1",
+        "kind": "VideoPipeline",
+        "metadata": {"name": name},
+        "spec": {"stages": list(stages)},
+    }

@@ -155,9 +155,15 @@ class Kube:
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Merge-patch the VideoJob's status subresource."""
+        self._patch_status(models.PLURAL, namespace, name, patch)
+
+    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Replace a VideoPipeline's status (a merge patch of all of it)."""
+        self._patch_status(pipelines.PLURAL, namespace, name, status)
+
+    def _patch_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         path = (
-            f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{namespace}/{models.PLURAL}"
-            f"/{name}/status"
+            f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{namespace}/{plural}/{name}/status"
         )
         try:
             self._send_json("PATCH", path, {"status": patch}, "application/merge-patch+json")
@@ -166,20 +172,6 @@ class Kube:
                 # Not the API server's message: it may quote what was refused.
                 raise StatusRefused(f"the API server refused it (HTTP {error.status})") from None
             if error.status != _NOT_FOUND:  # deleted meanwhile: nothing to report to
-                raise
-
-    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Replace a VideoPipeline's status by a merge patch."""
-        path = (
-            f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{namespace}/{pipelines.PLURAL}"
-            f"/{name}/status"
-        )
-        try:
-            self._send_json("PATCH", path, {"status": status}, "application/merge-patch+json")
-        except ApiException as error:
-            if error.status in (_BAD_REQUEST, _UNPROCESSABLE):
-                raise StatusRefused(f"the API server refused it (HTTP {error.status})") from None
-            if error.status != _NOT_FOUND:
                 raise
 
     def delete_videojob(self, namespace: str, name: str, uid: str) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vid_operator import contract, pipeline
+from vid_operator.api.common import Condition
 from vid_operator.api.models import (
-    Condition,
     Phase,
     PipelineSnapshot,
     StageStatus,
@@ -26,7 +26,7 @@ from vid_operator.api.models import (
     VideoJobStatus,
     VideoOutputs,
 )
-from vid_operator.api.pipelines import PipelineCondition, VideoPipelineSpec, VideoPipelineStatus
+from vid_operator.api.pipelines import VideoPipelineSpec, VideoPipelineStatus
 from vid_operator.pipeline import Stage
 
 FINAL_STAGE_OUTPUTS = ("videoUri", "thumbnailUri", "durationSeconds")
@@ -443,7 +443,7 @@ def pipeline_status(
     old = next((c for c in previous.conditions if c.type == "Ready"), None)
     return VideoPipelineStatus(
         conditions=[
-            PipelineCondition(
+            Condition(
                 type="Ready",
                 status=condition_status,
                 reason="Valid" if ready else "InvalidSpec",

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.support import Cluster, Operator, wait_until
+from tests.support import Cluster, Operator, videopipeline, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -37,15 +37,6 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     running.start()
     yield running
     running.stop()
-
-
-def _pipeline(name: str, *stages: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "vidop.io/v1alpha1",
-        "kind": "VideoPipeline",
-        "metadata": {"name": name},
-        "spec": {"stages": list(stages)},
-    }
 
 
 def _videojob(name: str, pipeline: str, run_times: dict[str, str]) -> dict[str, Any]:
@@ -108,7 +99,7 @@ FAN_IN = (
 def test_a_custom_pipeline_runs_its_dag_and_says_ready(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    cluster.apply(_pipeline("fan-in", *FAN_IN), namespace)
+    cluster.apply(videopipeline("fan-in", *FAN_IN), namespace)
     wait_until("the VideoPipeline to be Ready", lambda: _ready(cluster, namespace, "fan-in"))
     ready = _ready(cluster, namespace, "fan-in")
     assert ready is not None and (ready["status"], ready["reason"]) == ("True", "Valid")
@@ -136,7 +127,7 @@ def test_a_custom_pipeline_runs_its_dag_and_says_ready(
 def test_a_started_videojob_keeps_its_pipeline_through_edits_deletion_and_restarts(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    original = _pipeline(
+    original = videopipeline(
         "evolving",
         {"name": "first", "image": "platform/first:1"},
         {"name": "second", "image": "platform/second:1", "dependsOn": ["first"]},
@@ -181,7 +172,7 @@ def test_a_cycle_shows_on_the_pipeline_and_fails_its_videojobs(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
     cluster.apply(
-        _pipeline(
+        videopipeline(
             "loop",
             {"name": "a", "image": "x/a:1", "dependsOn": ["b"]},
             {"name": "b", "image": "x/b:1", "dependsOn": ["a"]},
@@ -210,7 +201,7 @@ def test_a_cycle_shows_on_the_pipeline_and_fails_its_videojobs(
 def test_an_override_of_a_stage_the_pipeline_lacks_fails_before_any_job(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    cluster.apply(_pipeline("short", {"name": "only", "image": "x/only:1"}), namespace)
+    cluster.apply(videopipeline("short", {"name": "only", "image": "x/only:1"}), namespace)
     cluster.apply(_videojob("wrong-stage", "short", {"video_gen": "0s"}), namespace)
 
     failed = _wait_phase(cluster, namespace, "wrong-stage", "Failed")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Cluster
+from tests.support import Cluster, videopipeline
 
 pytestmark = pytest.mark.cluster
 
@@ -252,15 +252,6 @@ def test_overrides_of_a_named_pipeline_may_name_its_own_stages(
     assert _apply(cluster, namespace, manifest) == ""
 
 
-def _pipeline(name: str, *stages: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "vidop.io/v1alpha1",
-        "kind": "VideoPipeline",
-        "metadata": {"name": name},
-        "spec": {"stages": list(stages)},
-    }
-
-
 MODEL_STAGE: dict[str, Any] = {
     "name": "render",
     "image": "registry.example/models/render:3",
@@ -314,7 +305,7 @@ MODEL_STAGE: dict[str, Any] = {
 def test_a_pipeline_with_every_stage_field_is_accepted_and_listed(
     cluster: Cluster, namespace: str, videojob_crd: None
 ) -> None:
-    manifest = _pipeline(
+    manifest = videopipeline(
         "models",
         {"name": "script_gen", "image": "x/script:1"},
         {**MODEL_STAGE, "dependsOn": ["script_gen"]},
@@ -439,7 +430,7 @@ def test_bad_pipelines_are_rejected_at_apply_time_in_plain_words(
 ) -> None:
     stages, words = PIPELINE_REJECTIONS[case]
 
-    refused = _apply(cluster, namespace, _pipeline(case, *stages))
+    refused = _apply(cluster, namespace, videopipeline(case, *stages))
 
     assert words in refused
     assert cluster.kubectl("get", "vp", case, "-n", namespace, check=False).returncode != 0

@@ -7,7 +7,8 @@ from typing import Any
 import lupa
 import pytest
 
-from vid_operator.api.models import Condition, Phase, VideoJobStatus
+from vid_operator.api.common import Condition
+from vid_operator.api.models import Phase, VideoJobStatus
 
 SCRIPT = (
     Path(__file__).resolve().parents[2]

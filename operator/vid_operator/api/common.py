@@ -106,6 +106,24 @@ class CamelModel(BaseModel):
     )
 
 
+class Condition(CamelModel):
+    """A condition in the standard Kubernetes shape (metav1.Condition)."""
+
+    type: str = Field(max_length=316)
+    """A VideoJob's Succeeded, Failed, Suspended or Unschedulable; a
+    VideoPipeline's Ready."""
+    status: str = Field(pattern=r"^(True|False|Unknown)$")
+    """True, False or Unknown."""
+    reason: str = Field(max_length=1024)
+    """One CamelCase word saying why."""
+    message: str = Field(default="", max_length=32768)
+    """Human-readable details."""
+    last_transition_time: str
+    """When the status last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """The .metadata.generation this condition was set for."""
+
+
 class Resources(CamelModel):
     """Compute resources of a stage's container, as in a Pod spec."""
 

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, Field
 from vid_operator import contract
 from vid_operator.api.common import (
     CamelModel,
+    Condition,
     DNSSubdomain,
     EnvVar,
     LabelKey,
@@ -225,23 +226,6 @@ class Phase(enum.StrEnum):
 FINISHED_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 """Phases a VideoJob does not leave (members equal their strings, so raw
 status values are found in it too)."""
-
-
-class Condition(CamelModel):
-    """A condition in the standard Kubernetes shape (metav1.Condition)."""
-
-    type: str = Field(max_length=316)
-    """Succeeded, Failed, Suspended or Unschedulable."""
-    status: str = Field(pattern=r"^(True|False|Unknown)$")
-    """True, False or Unknown."""
-    reason: str = Field(max_length=1024)
-    """One CamelCase word saying why."""
-    message: str = Field(default="", max_length=32768)
-    """Human-readable details."""
-    last_transition_time: str
-    """When the status last changed (RFC 3339)."""
-    observed_generation: int | None = None
-    """The .metadata.generation this condition was set for."""
 
 
 class StageStatus(CamelModel):

@@ -17,6 +17,7 @@ from vid_operator.api.common import (
     MAX_STAGE_NAME_LENGTH,
     STAGE_NAME_PATTERN,
     CamelModel,
+    Condition,
     OverridableField,
     StageTemplate,
 )
@@ -73,27 +74,10 @@ class VideoPipelineSpec(CamelModel):
     """Narrows what VideoJobs may override."""
 
 
-class PipelineCondition(CamelModel):
-    """A condition in the standard Kubernetes shape (metav1.Condition)."""
-
-    type: str = Field(max_length=316)
-    """Ready."""
-    status: str = Field(pattern=r"^(True|False|Unknown)$")
-    """True, False or Unknown."""
-    reason: str = Field(max_length=1024)
-    """Valid or InvalidSpec."""
-    message: str = Field(default="", max_length=32768)
-    """Human-readable details."""
-    last_transition_time: str
-    """When the status last changed (RFC 3339)."""
-    observed_generation: int | None = None
-    """The .metadata.generation this condition was set for."""
-
-
 class VideoPipelineStatus(CamelModel):
     """What the operator found; written only through the status subresource."""
 
-    conditions: list[PipelineCondition] = Field(default_factory=list, max_length=4)
+    conditions: list[Condition] = Field(default_factory=list, max_length=4)
     """Ready: whether VideoJobs can run on it."""
     observed_generation: int | None = None
     """The .metadata.generation the operator last checked."""
