@@ -224,7 +224,9 @@ def _merged_resources(base: Mapping[str, Any] | None, override: StageOverride | 
             amounts = getattr(override.resources, kind)
             if amounts:
                 merged[kind] = {**merged.get(kind, {}), **amounts}
-    return Resources.model_validate(merged)
+    # Every amount was validated with the model it came from; this runs on
+    # every reconcile of every VideoJob.
+    return Resources.model_construct(**merged)
 
 
 def _merged_env(template: StageTemplate, override: StageOverride | None) -> list[PipelineEnvVar]:
