@@ -226,7 +226,7 @@ def _merged_resources(base: Mapping[str, Any] | None, override: StageOverride | 
                 merged[kind] = {**merged.get(kind, {}), **amounts}
     # Every amount was validated with the model it came from; this runs on
     # every reconcile of every VideoJob.
-    return Resources.model_construct(**merged)
+    return Resources.model_construct(requests=merged.get("requests"), limits=merged.get("limits"))
 
 
 def _merged_env(template: StageTemplate, override: StageOverride | None) -> list[PipelineEnvVar]:
