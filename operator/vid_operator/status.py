@@ -42,6 +42,8 @@ _FAILURE_WORDS = {
     "PodFailurePolicy": "exited with code 2 (invalid input); not retried",
     "DeadlineExceeded": "ran past activeDeadlineSeconds",
 }
+# A failed stage's reason, by the reason on its Job's Failed condition.
+_FAILURE_REASONS = {"PodFailurePolicy": "InvalidInput"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,26 @@ class ObservedPod:
     summary_refused: str | None = None
     """Why a clean exit's termination message was not taken as its summary."""
     failure: str | None = None
-    """What a failed container said about why (its termination message)."""
+    """Why its container failed: out of memory at its limit, or its exit
+    code and last words (the termination message's last line)."""
+    cause: str | None = None
+    """One CamelCase word for a failure the stage's reason names over the
+    Job's: OOMKilled."""
+    waiting: str | None = None
+    """Why its container cannot start: an image that cannot be pulled, a
+    missing Secret or ConfigMap."""
+
+
+# Why a container waits, when waiting means it cannot start until someone
+# fixes something (the kubelet retries with a back-off meanwhile).
+_STUCK_WAITING = {
+    "ErrImagePull": "cannot pull image {image}",
+    "ImagePullBackOff": "cannot pull image {image}",
+    "InvalidImageName": "cannot pull image {image}: the name is not valid",
+    "ErrImageNeverPull": "image {image} is not on the node and its pull policy is Never",
+    "CreateContainerConfigError": "cannot start the container",
+    "CreateContainerError": "cannot start the container",
+}
 
 
 @dataclass
@@ -131,24 +152,50 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
             and condition.get("reason") == "Unschedulable"
         ):
             unschedulable = condition.get("message") or "no node fits the pod"
-    summary, refused, finished, failure = None, None, False, None
+    summary, refused, finished, failure, cause, waiting = None, None, False, None, None, None
     for container in pod.get("status", {}).get("containerStatuses") or []:
-        terminated = (container.get("state") or {}).get("terminated") or {}
+        state = container.get("state") or {}
+        terminated = state.get("terminated") or {}
         finished = finished or bool(terminated)
         if terminated.get("exitCode") == 0:
             try:
                 summary = contract.read_summary(terminated.get("message"))
             except contract.SummaryRefused as error:
                 refused = f"its summary was left out: {error}"
-        elif terminated and (said := (terminated.get("message") or "").strip()):
-            failure = said.splitlines()[-1][:MAX_FAILURE_CHARS]
+        elif terminated:
+            failure, cause = _failure(terminated, _memory_limit(pod, container.get("name")))
+        elif (reason := (state.get("waiting") or {}).get("reason")) in _STUCK_WAITING:
+            what = _STUCK_WAITING[reason].format(image=container.get("image", "?"))
+            said = (state["waiting"].get("message") or "").strip()
+            waiting = f"{reason}: {what}{': ' + said if said else ''}"[:MAX_FAILURE_CHARS]
     return ObservedPod(
         unschedulable=unschedulable,
         finished=finished,
         summary=summary,
         summary_refused=refused,
         failure=failure,
+        cause=cause,
+        waiting=waiting,
     )
+
+
+def _memory_limit(pod: Mapping[str, Any], container: str | None) -> str | None:
+    for spec in pod.get("spec", {}).get("containers") or []:
+        if spec.get("name") == container:
+            return ((spec.get("resources") or {}).get("limits") or {}).get("memory")
+    return None
+
+
+def _failure(terminated: Mapping[str, Any], memory_limit: str | None) -> tuple[str, str | None]:
+    """A failed container's cause in words, and its one-word name if it is
+    one the stage's reason should carry."""
+    if terminated.get("reason") == "OOMKilled":
+        limit = f"its memory limit of {memory_limit}" if memory_limit else "no memory limit"
+        return f"OOMKilled: out of memory at {limit}", "OOMKilled"
+    words = f"exit code {terminated.get('exitCode')}"
+    if said := (terminated.get("message") or "").strip():
+        words += f": {said.splitlines()[-1]}"
+    return words[:MAX_FAILURE_CHARS], None
 
 
 def _stage_status(
@@ -173,6 +220,7 @@ def _stage_status(
     # Job that then runs past its deadline would otherwise go from 1 to 0.
     attempts = max(attempts, 1, previous.attempts if previous else 0)
     message: str | None = None
+    reason: str | None = None
     if job.finished == "Complete" and not (pod and not pod.finished):
         phase = Phase.SUCCEEDED
         message = pod.summary_refused if pod else None
@@ -180,6 +228,10 @@ def _stage_status(
         phase = Phase.FAILED
         words = _FAILURE_WORDS.get(job.reason or "", job.reason or "failed")
         message = f"{job.reason}: {words}"
+        # Out of memory says more than "every retry failed", and is what to fix.
+        reason = (pod.cause if pod else None) or _FAILURE_REASONS.get(
+            job.reason or "", job.reason or "Failed"
+        )
         if pod and pod.failure:
             message += f": {pod.failure}"
         if job.message:
@@ -194,6 +246,8 @@ def _stage_status(
         phase = Phase.RUNNING
         if pod and pod.unschedulable:
             message = f"waiting for a node: {pod.unschedulable}"
+        elif pod and pod.waiting:
+            message, reason = pod.waiting, pod.waiting.split(":", 1)[0]
     outputs = pod.summary if pod and pod.summary else (previous.outputs if previous else None)
     return StageStatus(
         name=name,
@@ -206,6 +260,7 @@ def _stage_status(
         start_time=(previous.start_time if previous else None) or job.created or None,
         completion_time=job.finished_at if job.finished else None,
         message=message[:1024] if message else None,
+        reason=reason,
         outputs=outputs if phase == Phase.SUCCEEDED else None,
     )
 
@@ -301,7 +356,7 @@ def plan(
             previous.conditions,
             "Failed",
             bool(failed),
-            "StageFailed" if failed else "NoFailure",
+            (failed[0].reason or "StageFailed") if failed else "NoFailure",
             f"stage {failed[0].name}: {failed[0].message}" if failed else "",
             now,
             generation,

@@ -188,6 +188,65 @@ def test_retryable_failure_is_retried_to_backoff_limit_then_fails_the_job(
     )
 
 
+def test_an_out_of_memory_kill_is_named_with_the_limit(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    oom = {
+        "kwok.vidop.io/exit-code": "137",
+        "kwok.vidop.io/termination-reason": "OOMKilled",
+    }
+    _apply(
+        cluster,
+        namespace,
+        _videojob("oom", stages={"voice_gen": {"backoffLimit": 0, "podAnnotations": oom}}),
+    )
+
+    failed = _wait_phase(cluster, namespace, "oom", "Failed")
+
+    voice = _stage_status(failed, "voice_gen")
+    assert voice["reason"] == "OOMKilled"
+    assert "OOMKilled: out of memory at its memory limit of 2Gi" in voice["message"]
+    condition = next(c for c in failed["status"]["conditions"] if c["type"] == "Failed")
+    assert condition["reason"] == "OOMKilled"
+
+
+def test_a_crash_is_named_by_its_exit_code(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    crash = {"kwok.vidop.io/exit-code": "3"}
+    _apply(
+        cluster,
+        namespace,
+        _videojob("crash", stages={"script_gen": {"backoffLimit": 0, "podAnnotations": crash}}),
+    )
+
+    failed = _wait_phase(cluster, namespace, "crash", "Failed")
+
+    script = _stage_status(failed, "script_gen")
+    assert script["reason"] == "BackoffLimitExceeded"
+    assert "exit code 3: kwok: exit code 3 on request" in script["message"]
+
+
+def test_an_image_that_cannot_be_pulled_shows_on_the_stage(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    stuck = {"kwok.vidop.io/waiting-reason": "ImagePullBackOff"}
+    _apply(
+        cluster, namespace, _videojob("no-image", stages={"script_gen": {"podAnnotations": stuck}})
+    )
+
+    def stuck_stage() -> dict[str, Any] | None:
+        stages = _get(cluster, namespace, "no-image").get("status", {}).get("stages", [])
+        script = next((s for s in stages if s["name"] == "script_gen"), None)
+        return script if script and script.get("reason") == "ImagePullBackOff" else None
+
+    script = wait_until("the stage to say its image cannot be pulled", stuck_stage)
+    assert script["phase"] == "Running"
+    assert script["message"].startswith(
+        "ImagePullBackOff: cannot pull image ghcr.io/vid-operator/script-gen:0.1.0"
+    )
+
+
 def test_invalid_input_exit_code_fails_at_once(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:

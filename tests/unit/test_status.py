@@ -226,9 +226,11 @@ def test_a_failed_stage_reports_what_its_program_said() -> None:
         return {"status": {"containerStatuses": [{"state": {"terminated": terminated}}]}}
 
     assert status.observe_pod(pod(2, "log line\ninvalid input: no words\n")).failure == (
-        "invalid input: no words"
+        "exit code 2: invalid input: no words"
     )
-    assert status.observe_pod(pod(1, "x" * 5000)).failure == "x" * status.MAX_FAILURE_CHARS
+    assert status.observe_pod(pod(3, "")).failure == "exit code 3"
+    long = status.observe_pod(pod(1, "x" * 5000)).failure
+    assert long == ("exit code 1: " + "x" * 5000)[: status.MAX_FAILURE_CHARS]
     assert status.observe_pod(pod(0, "{}")).failure is None
 
     plan = _plan(
@@ -323,3 +325,59 @@ def test_attempts_never_drop_when_ignored_disruptions_end_in_a_deadline() -> Non
 
     assert running.status.stages[0].attempts == 1
     assert failed.status.stages[0].attempts == 1
+
+
+def _container_pod(state: dict[str, object], memory: str | None = "2Gi") -> dict[str, object]:
+    limits = {"memory": memory} if memory else {}
+    return {
+        "spec": {"containers": [{"name": "stage", "resources": {"limits": limits}}]},
+        "status": {"containerStatuses": [{"name": "stage", "image": "me/voice:1", "state": state}]},
+    }
+
+
+def test_an_out_of_memory_kill_is_named_with_the_limit_and_is_the_stages_reason() -> None:
+    oom = {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+    observed = status.observe_pod(_container_pod(oom))
+
+    assert observed.failure == "OOMKilled: out of memory at its memory limit of 2Gi"
+    assert observed.cause == "OOMKilled"
+    assert status.observe_pod(_container_pod(oom, memory=None)).failure == (
+        "OOMKilled: out of memory at no memory limit"
+    )
+    plan = _plan(
+        {"voice_gen": _job("voice_gen", "Failed", failed=4, reason="BackoffLimitExceeded")},
+        pods={"voice_gen": observed},
+    )
+    voice = next(s for s in plan.status.stages if s.name == "voice_gen")
+    assert voice.reason == "OOMKilled"
+    assert voice.message is not None and "out of memory at its memory limit of 2Gi" in voice.message
+    failed = next(c for c in plan.status.conditions if c.type == "Failed")
+    assert failed.reason == "OOMKilled"
+
+
+def test_the_stage_reason_names_each_failure_of_the_job() -> None:
+    for job_reason, stage_reason in (
+        ("BackoffLimitExceeded", "BackoffLimitExceeded"),
+        ("PodFailurePolicy", "InvalidInput"),
+        ("DeadlineExceeded", "DeadlineExceeded"),
+    ):
+        plan = _plan({"script_gen": _job("script_gen", "Failed", failed=1, reason=job_reason)})
+        assert plan.status.stages[0].reason == stage_reason
+        failed = next(c for c in plan.status.conditions if c.type == "Failed")
+        assert failed.reason == stage_reason
+
+
+def test_an_image_that_cannot_be_pulled_shows_on_the_running_stage() -> None:
+    waiting = {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}
+    observed = status.observe_pod(_container_pod(waiting))
+
+    assert (
+        observed.waiting == "ImagePullBackOff: cannot pull image me/voice:1: Back-off pulling image"
+    )
+    plan = _plan({"script_gen": _job("script_gen")}, pods={"script_gen": observed})
+    script = plan.status.stages[0]
+    assert script.phase == Phase.RUNNING and script.reason == "ImagePullBackOff"
+    assert script.message == observed.waiting
+    # Only waits that need someone to fix something: a container being created is not one.
+    creating = {"waiting": {"reason": "ContainerCreating"}}
+    assert status.observe_pod(_container_pod(creating)).waiting is None

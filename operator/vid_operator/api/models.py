@@ -245,6 +245,9 @@ class StageStatus(CamelModel):
     """When the stage finished."""
     message: str | None = Field(default=None, max_length=1024)
     """Why the stage is where it is, e.g. waiting for a GPU."""
+    reason: str | None = Field(default=None, max_length=64)
+    """One word for why it failed or cannot start: OOMKilled,
+    BackoffLimitExceeded, DeadlineExceeded, InvalidInput, ImagePullBackOff, ..."""
     outputs: dict[str, Any] | None = Field(
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
