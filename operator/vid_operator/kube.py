@@ -6,7 +6,9 @@ is easy to read off: one create per stage Job, one status patch per change
 the user can see, an Event for each failure, and a suspend patch per Job when
 the user flips ``spec.suspend``, and a VideoPipeline's status when its
 verdict changes. Reads come from the watches, except the one listing of stage
-Jobs, pods and VideoPipelines at start-up (:meth:`Kube.list_owned`).
+Jobs, pods and VideoPipelines at start-up (:meth:`Kube.list_owned`) and the
+FailedCreate Events of a stage Job that has no pod
+(:meth:`Kube.pod_creation_refusal`).
 """
 
 from __future__ import annotations
@@ -130,6 +132,23 @@ class Kube:
             if error.status == _UNPROCESSABLE:
                 raise JobRejected(_status_message(error)) from None
             raise
+
+    def pod_creation_refusal(self, namespace: str, job_name: str) -> str | None:
+        """Why the Job controller cannot create the Job's pod (a ResourceQuota,
+        the namespace's Pod Security level, an admission webhook), from the
+        newest of its FailedCreate Events; None when it has none."""
+        selector = f"involvedObject.kind=Job,involvedObject.name={job_name},reason=FailedCreate"
+        page = self._send_json(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/events",
+            None,
+            query=[("fieldSelector", selector), ("limit", str(_PAGE))],
+        )
+        events = page.get("items") or []
+        if not events:
+            return None
+        newest = max(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return str(newest.get("message") or "no reason given")
 
     def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> None:
         try:

@@ -179,6 +179,13 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
     )
 
 
+def refused_pod(message: str) -> ObservedPod:
+    """What stands for a stage's pod when the Job controller cannot create
+    one: the admission's words, as the stage's reason and message."""
+    said = f"PodCreationRefused: the Job controller cannot create its pod: {message}"
+    return ObservedPod(waiting=said[:MAX_FAILURE_CHARS])
+
+
 def _memory_limit(pod: Mapping[str, Any], container: str | None) -> str | None:
     for spec in pod.get("spec", {}).get("containers") or []:
         if spec.get("name") == container:

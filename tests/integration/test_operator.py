@@ -247,6 +247,36 @@ def test_an_image_that_cannot_be_pulled_shows_on_the_stage(
     )
 
 
+def test_a_pod_the_admission_refuses_is_named_on_the_stage(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    # The Job is created; its pod is refused at admission, which the Job
+    # controller reports only in FailedCreate Events.
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-pods"},
+            "spec": {"hard": {"pods": "0"}},
+        },
+        namespace,
+    )
+    _apply(cluster, namespace, _videojob("refused"))
+
+    def refused_stage() -> dict[str, Any] | None:
+        stages = _get(cluster, namespace, "refused").get("status", {}).get("stages", [])
+        script = next((s for s in stages if s["name"] == "script_gen"), None)
+        return script if script and script.get("reason") == "PodCreationRefused" else None
+
+    # The resync (every 30 s) reads why a Job has had no pod for 10 s.
+    script = wait_until("the stage to say its pod is refused", refused_stage, timeout=75)
+    assert script["phase"] == "Running"
+    assert script["message"].startswith(
+        "PodCreationRefused: the Job controller cannot create its pod:"
+    )
+    assert "exceeded quota: no-pods" in script["message"]
+
+
 def test_invalid_input_exit_code_fails_at_once(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:

@@ -381,3 +381,16 @@ def test_an_image_that_cannot_be_pulled_shows_on_the_running_stage() -> None:
     # Only waits that need someone to fix something: a container being created is not one.
     creating = {"waiting": {"reason": "ContainerCreating"}}
     assert status.observe_pod(_container_pod(creating)).waiting is None
+
+
+def test_a_pod_the_admission_refuses_shows_on_the_running_stage() -> None:
+    refused = status.refused_pod('pods "x" is forbidden: exceeded quota: no-pods')
+
+    plan = _plan({"script_gen": _job("script_gen")}, pods={"script_gen": refused})
+
+    script = plan.status.stages[0]
+    assert script.phase == Phase.RUNNING and script.reason == "PodCreationRefused"
+    assert script.message == (
+        "PodCreationRefused: the Job controller cannot create its pod:"
+        ' pods "x" is forbidden: exceeded quota: no-pods'
+    )

@@ -52,6 +52,10 @@ PROGRESS_WRITE_DELAY = 0.5
 middle stages often finish together, and one write then says both. Starts
 and endings are written at once."""
 EXPECTATION_TIMEOUT = RESYNC_SECONDS
+POD_CREATION_GRACE = 10.0
+"""How long a running stage Job may have no pod before the resync reads why
+(its FailedCreate Events): one read per such Job per resync, none for the
+Jobs whose pods exist."""
 """How long a created Job that the watch has not shown counts as existing."""
 
 
@@ -304,6 +308,39 @@ class Controller:
         for uid in self._memories.waiting_for(namespace, name):
             await self.reconcile(uid)
 
+    async def _read_refusals(self) -> None:
+        """The Job controller reports a pod it cannot create only in Events:
+        read them for each running stage Job without a pod, past a grace."""
+        now = datetime.datetime.now(datetime.UTC)
+        podless: list[tuple[str, str]] = []
+        for uid in self._memories.unfinished():
+            record = self._memories.get(uid)
+            if record is None:
+                continue
+            for job in self._observed.jobs_of(uid).values():
+                age = now - datetime.datetime.fromisoformat(job.created or now.isoformat())
+                if (
+                    not job.finished
+                    and not job.suspended
+                    and age.total_seconds() > POD_CREATION_GRACE
+                    and self._observed.newest_pod(record.namespace, job.name) is None
+                ):
+                    podless.append((record.namespace, job.name))
+        if not podless:
+            return
+
+        def read() -> list[tuple[str, str, str | None]]:
+            return [(ns, job, self._kube.pod_creation_refusal(ns, job)) for ns, job in podless]
+
+        try:
+            found = await asyncio.to_thread(read)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            log.warning("pod creation refusals not read", error=type(error).__name__)
+            return
+        for namespace, job_name, message in found:
+            if self._observed.newest_pod(namespace, job_name) is None:
+                self._observed.refusal_seen(namespace, job_name, message)
+
     def _see_pipeline(self, body: Mapping[str, Any]) -> KnownPipeline:
         meta = body["metadata"]
         known = KnownPipeline(
@@ -316,7 +353,9 @@ class Controller:
 
     async def resync(self) -> None:
         """Reconcile every unfinished VideoJob, each on its own; one whose
-        reconcile is under way already is not waited for."""
+        reconcile is under way already is not waited for. First, why the
+        stage Jobs that have had no pod for a while have none."""
+        await self._read_refusals()
         for uid in self._memories.unfinished():
             record = self._memories.get(uid)
             if record is not None and not record.lock.locked():
@@ -398,6 +437,8 @@ class Controller:
         pods = {}
         for stage, job in jobs.items():
             pod = self._observed.newest_pod(videojob.namespace, job.name)
+            if pod is None and (refused := self._observed.refusal(videojob.namespace, job.name)):
+                pod = status.refused_pod(refused)
             if pod is not None:
                 pods[stage] = pod
         return Snapshot(

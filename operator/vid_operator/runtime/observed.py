@@ -46,6 +46,18 @@ class Observed:
         self._by_job: dict[ObjectKey, dict[str, tuple[str, ObservedPod]]] = {}
         """Job -> pod name -> (creationTimestamp, the pod)."""
         self._pipelines: dict[ObjectKey, KnownPipeline] = {}
+        self._refusals: dict[ObjectKey, str] = {}
+        """Job -> why the Job controller cannot create its pod (its latest
+        FailedCreate Event), while it has none."""
+
+    def refusal_seen(self, namespace: str, job_name: str, message: str | None) -> None:
+        if message is None:
+            self._refusals.pop((namespace, job_name), None)
+        else:
+            self._refusals[namespace, job_name] = message
+
+    def refusal(self, namespace: str, job_name: str) -> str | None:
+        return self._refusals.get((namespace, job_name))
 
     def pipeline_seen(self, namespace: str, name: str, pipeline: KnownPipeline) -> None:
         self._pipelines[namespace, name] = pipeline
@@ -61,6 +73,7 @@ class Observed:
         self._by_owner.setdefault(owner, {})[stage] = job
 
     def job_gone(self, namespace: str, name: str) -> None:
+        self._refusals.pop((namespace, name), None)
         owner, stage = self._jobs.pop((namespace, name), ("", ""))
         jobs = self._by_owner.get(owner)
         if jobs is not None and stage in jobs and jobs[stage].name == name:
@@ -73,6 +86,7 @@ class Observed:
     ) -> None:
         self._pods[namespace, name] = job_name
         self._by_job.setdefault((namespace, job_name), {})[name] = (created, pod)
+        self._refusals.pop((namespace, job_name), None)  # a pod was created after all
 
     def pod_gone(self, namespace: str, name: str) -> None:
         job_name = self._pods.pop((namespace, name), None)
