@@ -3,6 +3,7 @@ local node as processes, and polling with a deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,23 @@ class Operator:
 
     def stop(self) -> None:
         _stop(self.process)
+
+
+@contextlib.contextmanager
+def running_operator(
+    cluster: Cluster, folder: Path, configuration: dict[str, Any]
+) -> Iterator[Operator]:
+    """The CRDs installed and the operator running with ``configuration``
+    (which names no PriorityClasses: none exist), stopped afterwards."""
+    cluster.install_videojob_crd()
+    running = Operator(
+        cluster, folder, {"priorityClasses": {"high": None, "low": None}, **configuration}
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 class socket_port:

@@ -15,7 +15,7 @@ from vid_operator import contract, naming
 from vid_operator.api import models
 from vid_operator.api.models import VideoJobSpec
 from vid_operator.config import OperatorConfig
-from vid_operator.pipeline import Stage
+from vid_operator.pipeline import Stage, literal
 
 CONTAINER_NAME = "stage"
 # Stage images run as this user (their Dockerfiles create it).
@@ -82,12 +82,8 @@ def _environment(
         {"name": contract.ENV_JOB_NAMESPACE, "value": owner.namespace},
         {"name": contract.ENV_JOB_UID, "value": owner.uid},
         {"name": contract.ENV_STAGE, "value": stage.name},
-        # The prompt is the tenant's text: $$ keeps Kubernetes from expanding
-        # $(NAME) in it into the pod's other variables.
-        {
-            "name": contract.ENV_PARAMS,
-            "value": json.dumps(params, sort_keys=True).replace("$", "$$"),
-        },
+        # The prompt is the tenant's text.
+        {"name": contract.ENV_PARAMS, "value": literal(json.dumps(params, sort_keys=True))},
         {
             "name": contract.ENV_ARTIFACT_PREFIX,
             "value": contract.artifact_prefix(

@@ -166,12 +166,12 @@ def _resolve(
 ) -> Stage:
     defaults = config.stage_defaults
     # The last layer that sets a field wins.
-    layers = [defaults.model_dump(), template.model_dump()]
-    base = _first_set(layers)
+    base = _first_set([defaults.model_dump(), template.model_dump()])
+    settings = base
     if override is not None:
         _check_override(name, override, template, config, source, base)
-        layers.append(_literal(override).model_dump())
-    settings = _first_set(layers)
+        override = _literal(override)
+        settings = _first_set([base, override.model_dump()])
     return Stage(
         name=name,
         image=settings["image"],
@@ -234,17 +234,15 @@ def _merged_env(template: StageTemplate, override: StageOverride | None) -> list
     see :func:`_check_override`)."""
     env = list(template.env or [])
     if override is not None:
-        env += [
-            PipelineEnvVar(name=variable.name, value=variable.value)
-            for variable in _literal(override).env or []
-        ]
+        env += [PipelineEnvVar(name=e.name, value=e.value) for e in override.env or []]
     return env
 
 
-def _escape(text: str) -> str:
-    # Kubernetes expands $(NAME) in env values, command and args; $$ is a
-    # literal $. A tenant's text must never reach the contract's variables
-    # (the S3 credentials among them) through expansion.
+def literal(text: str) -> str:
+    """A tenant's text as Kubernetes takes it literally. Kubernetes expands
+    $(NAME) in env values, command and args, and reads $$ as a $: a tenant's
+    text must never reach the pod's other variables (the S3 credentials among
+    them) through expansion."""
     return text.replace("$", "$$")
 
 
@@ -252,11 +250,11 @@ def _literal(override: StageOverride) -> StageOverride:
     """The override with every ``$`` taken literally."""
     update: dict[str, Any] = {}
     if override.command is not None:
-        update["command"] = [_escape(s) for s in override.command]
+        update["command"] = [literal(s) for s in override.command]
     if override.args is not None:
-        update["args"] = [_escape(s) for s in override.args]
+        update["args"] = [literal(s) for s in override.args]
     if override.env is not None:
-        update["env"] = [e.model_copy(update={"value": _escape(e.value)}) for e in override.env]
+        update["env"] = [e.model_copy(update={"value": literal(e.value)}) for e in override.env]
     return override.model_copy(update=update)
 
 

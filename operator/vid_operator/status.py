@@ -75,8 +75,9 @@ class ObservedPod:
     """Why its container failed: out of memory at its limit, or its exit
     code and last words (the termination message's last line)."""
     cause: str | None = None
-    """One CamelCase word for a failure the stage's reason names over the
-    Job's: OOMKilled."""
+    """One CamelCase word for the stage's reason: OOMKilled for a failure
+    (over the Job's reason), the waiting reason of a container that cannot
+    start."""
     waiting: str | None = None
     """Why its container cannot start: an image that cannot be pulled, a
     missing Secret or ConfigMap."""
@@ -168,6 +169,7 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
             what = _STUCK_WAITING[reason].format(image=container.get("image", "?"))
             said = (state["waiting"].get("message") or "").strip()
             waiting = f"{reason}: {what}{': ' + said if said else ''}"[:MAX_FAILURE_CHARS]
+            cause = reason
     return ObservedPod(
         unschedulable=unschedulable,
         finished=finished,
@@ -182,8 +184,9 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
 def refused_pod(message: str) -> ObservedPod:
     """What stands for a stage's pod when the Job controller cannot create
     one: the admission's words, as the stage's reason and message."""
-    said = f"PodCreationRefused: the Job controller cannot create its pod: {message}"
-    return ObservedPod(waiting=said[:MAX_FAILURE_CHARS])
+    reason = "PodCreationRefused"
+    said = f"{reason}: the Job controller cannot create its pod: {message}"
+    return ObservedPod(waiting=said[:MAX_FAILURE_CHARS], cause=reason)
 
 
 def _memory_limit(pod: Mapping[str, Any], container: str | None) -> str | None:
@@ -236,7 +239,7 @@ def _stage_status(
         words = _FAILURE_WORDS.get(job.reason or "", job.reason or "failed")
         message = f"{job.reason}: {words}"
         # Out of memory says more than "every retry failed", and is what to fix.
-        reason = (pod.cause if pod else None) or _FAILURE_REASONS.get(
+        reason = (pod.cause if pod and pod.failure else None) or _FAILURE_REASONS.get(
             job.reason or "", job.reason or "Failed"
         )
         if pod and pod.failure:
@@ -254,7 +257,7 @@ def _stage_status(
         if pod and pod.unschedulable:
             message = f"waiting for a node: {pod.unschedulable}"
         elif pod and pod.waiting:
-            message, reason = pod.waiting, pod.waiting.split(":", 1)[0]
+            message, reason = pod.waiting, pod.cause
     outputs = pod.summary if pod and pod.summary else (previous.outputs if previous else None)
     return StageStatus(
         name=name,

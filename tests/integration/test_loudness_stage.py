@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_stages import PARAMS, Job, StageRun, finish
+from tests.integration.test_stages import PARAMS, Job, StageRun, run_until_compositing
 from tests.support import integrated_lufs
 from vid_operator import contract
 from vidop_devcluster.s3 import S3Server
@@ -40,12 +40,7 @@ def loudness_pipeline(
     bucket = f"loudness-pipeline-{secrets.token_hex(3)}"
     s3.create_bucket(bucket)
     job = Job(s3, bucket, tmp_path_factory.mktemp("loudness-pipeline"), dict(PARAMS))
-    runs = {"script_gen": job.run("script_gen")}
-    assert runs["script_gen"].returncode == 0, runs["script_gen"].stderr
-    voice, video = job.start("voice_gen"), job.start("video_gen")
-    runs["voice_gen"], runs["video_gen"] = finish(*voice), finish(*video)
-    for stage in ("voice_gen", "video_gen"):
-        assert runs[stage].returncode == 0, runs[stage].stderr
+    runs = run_until_compositing(job)
     runs[LOUDNESS_STAGE] = job.run(LOUDNESS_STAGE, LOUDNESS_TARGET_LUFS=str(TARGET_LUFS))
     assert runs[LOUDNESS_STAGE].returncode == 0, runs[LOUDNESS_STAGE].stderr
     runs["compositing"] = job.run("compositing", NARRATION_STAGE=LOUDNESS_STAGE)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.support import Cluster, Operator, videopipeline, wait_until
+from tests.support import Cluster, Operator, running_operator, videopipeline, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -24,19 +24,10 @@ RUN_TIME = "kwok.vidop.io/run-time"
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    cluster.install_videojob_crd()
-    running = Operator(
-        cluster,
-        tmp_path_factory.mktemp("operator"),
-        # No S3 credentials and no PriorityClasses: kwok does not run the stages.
-        {
-            "s3": {"credentialsSecret": None, "bucket": "videos"},
-            "priorityClasses": {"high": None, "low": None},
-        },
-    )
-    running.start()
-    yield running
-    running.stop()
+    # No S3 credentials: kwok does not run the stages.
+    configuration = {"s3": {"credentialsSecret": None, "bucket": "videos"}}
+    with running_operator(cluster, tmp_path_factory.mktemp("operator"), configuration) as running:
+        yield running
 
 
 def _videojob(name: str, pipeline: str, run_times: dict[str, str]) -> dict[str, Any]:

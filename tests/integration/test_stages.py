@@ -132,6 +132,18 @@ def _job(s3: S3Server, bucket: str, workdir: Path, **params: Any) -> Job:
     return Job(s3, bucket, workdir, {**PARAMS, **params})
 
 
+def run_until_compositing(job: Job) -> dict[str, StageRun]:
+    """script_gen, then voice_gen and video_gen at the same time, each of
+    which must succeed: what every pipeline here runs before its last stages."""
+    runs = {"script_gen": job.run("script_gen")}
+    assert runs["script_gen"].returncode == 0, runs["script_gen"].stderr
+    voice, video = job.start("voice_gen"), job.start("video_gen")
+    runs["voice_gen"], runs["video_gen"] = finish(*voice), finish(*video)
+    for stage in ("voice_gen", "video_gen"):
+        assert runs[stage].returncode == 0, runs[stage].stderr
+    return runs
+
+
 @pytest.fixture(scope="module")
 def pipeline(
     s3: S3Server, tmp_path_factory: pytest.TempPathFactory
@@ -142,12 +154,7 @@ def pipeline(
     bucket = f"stages-pipeline-{secrets.token_hex(3)}"
     s3.create_bucket(bucket)
     job = _job(s3, bucket, tmp_path_factory.mktemp("pipeline"))
-    runs = {"script_gen": job.run("script_gen")}
-    assert runs["script_gen"].returncode == 0, runs["script_gen"].stderr
-    voice, video = job.start("voice_gen"), job.start("video_gen")
-    runs["voice_gen"], runs["video_gen"] = finish(*voice), finish(*video)
-    for stage in ("voice_gen", "video_gen"):
-        assert runs[stage].returncode == 0, runs[stage].stderr
+    runs = run_until_compositing(job)
     runs["compositing"] = job.run("compositing")
     assert runs["compositing"].returncode == 0, runs["compositing"].stderr
     for stage, run in runs.items():

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.support import Cluster, Operator, wait_until
+from tests.support import Cluster, Operator, running_operator, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -26,18 +26,9 @@ RUN_TIME = "kwok.vidop.io/run-time"
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    cluster.install_videojob_crd()
-    running = Operator(
-        cluster,
-        tmp_path_factory.mktemp("operator"),
-        {
-            "s3": {"credentialsSecret": CREDENTIALS_SECRET, "bucket": "videos"},
-            "priorityClasses": {"high": None, "low": None},
-        },
-    )
-    running.start()
-    yield running
-    running.stop()
+    configuration = {"s3": {"credentialsSecret": CREDENTIALS_SECRET, "bucket": "videos"}}
+    with running_operator(cluster, tmp_path_factory.mktemp("operator"), configuration) as running:
+        yield running
 
 
 class Tenant:

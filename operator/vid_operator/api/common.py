@@ -29,7 +29,9 @@ _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "
 
 def quantity_value(quantity: str | int) -> Decimal:
     """The amount a Kubernetes quantity stands for (``16Gi`` -> 17179869184),
-    so limits can be compared; ValueError for what is not a quantity."""
+    so limits can be compared; ValueError for what is not a quantity. Not the
+    client library's ``parse_quantity``: the API models never import the
+    Kubernetes client (an import-linter contract)."""
     text = str(quantity).strip()
     match = _QUANTITY.match(text)
     if match is None:

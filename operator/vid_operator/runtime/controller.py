@@ -36,7 +36,7 @@ from vid_operator.config import OperatorConfig
 from vid_operator.kube import JobRejected, Kube, StatusRefused
 from vid_operator.runtime import reconciler
 from vid_operator.runtime.expectations import Expectations
-from vid_operator.runtime.memory import Memories, VideoJobMemory, keep
+from vid_operator.runtime.memory import Memories, VideoJobMemory, keep, wanted_pipeline
 from vid_operator.runtime.observed import KnownPipeline, Observed
 from vid_operator.runtime.reconciler import Outcome, Snapshot, StageJob
 from vid_operator.runtime.timers import Clock, DelayedCalls, LoopClock, Periodic
@@ -52,11 +52,11 @@ PROGRESS_WRITE_DELAY = 0.5
 middle stages often finish together, and one write then says both. Starts
 and endings are written at once."""
 EXPECTATION_TIMEOUT = RESYNC_SECONDS
+"""How long a created Job that the watch has not shown counts as existing."""
 POD_CREATION_GRACE = 10.0
 """How long a running stage Job may have no pod before the resync reads why
 (its FailedCreate Events): one read per such Job per resync, none for the
 Jobs whose pods exist."""
-"""How long a created Job that the watch has not shown counts as existing."""
 
 
 @dataclass(frozen=True)
@@ -460,10 +460,8 @@ class Controller:
         self, namespace: str, spec: Mapping[str, Any] | None, kept: Mapping[str, Any]
     ) -> KnownPipeline | None:
         """The VideoPipeline a VideoJob names, while it has no copy of its own."""
-        name = (spec or {}).get("pipeline")
-        if name is None or (kept.get("pipeline") or {}).get("name") == name:
-            return None
-        return self._observed.pipeline(namespace, str(name))
+        name = wanted_pipeline(spec, kept)
+        return None if name is None else self._observed.pipeline(namespace, name)
 
     def _remember(self, record: VideoJobMemory, snapshot: Snapshot, executed: Executed) -> None:
         """Back on the loop: what was created and written, and the timers.

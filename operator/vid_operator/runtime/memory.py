@@ -97,6 +97,15 @@ class VideoJobMemory:
         return self.status.get("phase") in FINISHED_PHASES
 
 
+def wanted_pipeline(spec: Mapping[str, Any] | None, status: Mapping[str, Any]) -> str | None:
+    """The VideoPipeline a VideoJob's spec names while its status holds no
+    copy of it (once it does, the VideoJob runs the copy)."""
+    name = (spec or {}).get("pipeline")
+    if name is None or (status.get("pipeline") or {}).get("name") == name:
+        return None
+    return str(name)
+
+
 class Memories:
     """Every VideoJob's record, by uid, and the newest uid of each name."""
 
@@ -142,8 +151,7 @@ class Memories:
             if record.namespace == namespace
             and not record.finished
             and record.videojob is not None
-            and (record.videojob.spec or {}).get("pipeline") == pipeline
-            and (record.status.get("pipeline") or {}).get("name") != pipeline
+            and wanted_pipeline(record.videojob.spec, record.status) == pipeline
         ]
 
     def __len__(self) -> int:

@@ -130,19 +130,17 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
     except ValueError as error:
         return _invalid(snapshot, previous, f"the spec does not parse: {error}")
     now = _rfc3339(snapshot.now)
-    kept = _pipeline_snapshot(spec, previous, snapshot.pipeline)
-    if spec.pipeline is not None and kept is None:
-        message = (
-            f"waiting for VideoPipeline {spec.pipeline}: there is none in namespace"
-            f" {snapshot.namespace}"
-        )
-        waiting = status.waiting_for_pipeline(
-            previous, snapshot.generation, message, now, suspended=spec.suspend
-        )
-        return _outcome(snapshot, waiting.status, events=waiting.events)
     try:
-        if isinstance(kept, str):
-            raise pipeline.InvalidSpec(kept)
+        kept = _pipeline_snapshot(spec, previous, snapshot.pipeline)
+        if spec.pipeline is not None and kept is None:
+            message = (
+                f"waiting for VideoPipeline {spec.pipeline}: there is none in namespace"
+                f" {snapshot.namespace}"
+            )
+            waiting = status.waiting_for_pipeline(
+                previous, snapshot.generation, message, now, suspended=spec.suspend
+            )
+            return _outcome(snapshot, waiting.status, events=waiting.events)
         source = pipeline.pipeline_source(kept.name, kept.spec) if kept else None
         stages = pipeline.resolve(spec, config, source)
     except pipeline.InvalidSpec as error:
@@ -187,11 +185,11 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
 
 def _pipeline_snapshot(
     spec: VideoJobSpec, previous: VideoJobStatus, current: KnownPipeline | None
-) -> PipelineSnapshot | str | None:
+) -> PipelineSnapshot | None:
     """The VideoPipeline the VideoJob runs: the copy in its status once it has
     one (edits and deletion of the VideoPipeline change nothing for it), else
-    the VideoPipeline as it is now; why that cannot run, or None when the spec
-    names none or it does not exist."""
+    the VideoPipeline as it is now; None when the spec names none or it does
+    not exist, InvalidSpec when it cannot run."""
     if spec.pipeline is None:
         return None
     if previous.pipeline is not None and previous.pipeline.name == spec.pipeline:
@@ -202,9 +200,11 @@ def _pipeline_snapshot(
         pipeline_spec = VideoPipelineSpec.model_validate(current.spec)
         pipeline.check(pipeline_spec)
     except pipeline.InvalidSpec as error:
-        return f"VideoPipeline {spec.pipeline} cannot run: {error}"
+        raise pipeline.InvalidSpec(f"VideoPipeline {spec.pipeline} cannot run: {error}") from None
     except ValueError as error:
-        return f"VideoPipeline {spec.pipeline} does not parse: {error}"
+        raise pipeline.InvalidSpec(
+            f"VideoPipeline {spec.pipeline} does not parse: {error}"
+        ) from None
     return PipelineSnapshot(name=spec.pipeline, generation=current.generation, spec=pipeline_spec)
 
 
