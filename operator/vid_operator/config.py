@@ -42,6 +42,13 @@ class StageDefaults(CamelModel):
 
     backoff_limit: int = Field(default=3, ge=0)
     active_deadline_seconds: int | None = Field(default=3600, ge=1)
+    pending_timeout_seconds: int | None = Field(default=None, ge=1)
+    """None: a stage may stay Pending until its activeDeadlineSeconds."""
+    image_pull_timeout_seconds: int = Field(default=300, ge=1)
+    """How long a stage's container may fail to get its image (ErrImagePull,
+    ImagePullBackOff, InvalidImageName, ErrImageNeverPull) before the stage
+    fails, not retried: the kubelet retries a pull for ever, and a name that
+    is wrong stays wrong."""
     termination_grace_period_seconds: int | None = Field(default=None, ge=0)
     """None keeps Kubernetes' 30 s."""
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)

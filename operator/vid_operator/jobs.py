@@ -141,9 +141,10 @@ def _placement(stage: Stage, config: OperatorConfig) -> dict[str, Any]:
 
 
 def build_stage_job(
-    owner: Owner, spec: VideoJobSpec, stage: Stage, config: OperatorConfig
+    owner: Owner, spec: VideoJobSpec, stage: Stage, config: OperatorConfig, run: int = 0
 ) -> dict[str, Any]:
-    """The Job for ``stage`` of the VideoJob ``owner``."""
+    """The Job for ``stage`` of the VideoJob ``owner``; ``run`` counts the
+    stage's Jobs before this one (see :func:`naming.stage_job_name`)."""
     labels = naming.labels(owner.name, stage.name)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -221,9 +222,9 @@ def build_stage_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": naming.stage_job_name(owner.name, stage.name),
+            "name": naming.stage_job_name(owner.name, stage.name, run),
             "namespace": owner.namespace,
-            "labels": labels,
+            "labels": {**labels, naming.RUN_LABEL: str(run)} if run else labels,
             "ownerReferences": [owner_reference(owner)],
         },
         "spec": job_spec,

@@ -22,6 +22,7 @@ import structlog
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from vid_operator import naming
 from vid_operator.api import models, pipelines
 
 log = structlog.get_logger("vid_operator")
@@ -157,6 +158,24 @@ class Kube:
             )
         except ApiException as error:
             if error.status != _NOT_FOUND:
+                raise
+
+    def end_job(self, namespace: str, name: str, why: str) -> None:
+        """Have the Job controller fail a stage Job now, saying why on it: its
+        deadline becomes one second (the one field of a running Job that can
+        end it), so its pods go and it finishes Failed, TTL and all."""
+        try:
+            self._send_json(
+                "PATCH",
+                f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                {
+                    "metadata": {"annotations": {naming.ENDED_ANNOTATION: why}},
+                    "spec": {"activeDeadlineSeconds": 1},
+                },
+                "application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status != _NOT_FOUND:  # removed already: nothing to end
                 raise
 
     def set_job_ttl(self, namespace: str, name: str, ttl: int | None) -> None:

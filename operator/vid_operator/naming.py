@@ -14,6 +14,11 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "vid-operator"
 VIDEOJOB_LABEL = "vidop.io/videojob"
 STAGE_LABEL = "vidop.io/stage"
+ENDED_ANNOTATION = "vidop.io/ended"
+"""On a stage Job the operator ended (see ``Kube.end_job``): the stage's
+reason and why, e.g. ``PendingTimeout: ...``."""
+RUN_LABEL = "vidop.io/run"
+"""On a stage Job after the first (see :func:`stage_job_name`): which one it is."""
 
 # A Job's name becomes the value of its pods' job-name label: at most 63 characters.
 MAX_NAME_LENGTH = 63
@@ -28,10 +33,15 @@ def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LENGTH]
 
 
-def stage_job_name(videojob: str, stage: str) -> str:
-    """``<videojob>-<stage>``; when that is too long, the VideoJob's name is
-    cut and a hash of the whole name keeps different VideoJobs apart."""
+def stage_job_name(videojob: str, stage: str, run: int = 0) -> str:
+    """``<videojob>-<stage>`` for a stage's first Job, ``<videojob>-<stage>-
+    <run+1>-<hash>`` for a later one (the hash of stage and run keeps it apart
+    from the first Job of a stage whose own name ends in digits); when that is
+    too long, the VideoJob's name is cut and a hash of the whole name keeps
+    different VideoJobs apart."""
     suffix = _dns_label(stage)
+    if run:
+        suffix += f"-{run + 1}-{short_hash(f'{stage}/{run}')[:4]}"
     name = f"{videojob}-{suffix}"
     if len(name) <= MAX_NAME_LENGTH:
         return name

@@ -21,6 +21,7 @@ from typing import Any
 
 from vid_operator.api.common import (
     EnvFromSource,
+    OnOOM,
     PipelineEnvVar,
     Resources,
     StageTemplate,
@@ -63,6 +64,9 @@ class Stage:
     image_pull_secrets: list[str] = field(default_factory=list)
     pod_labels: dict[str, str] = field(default_factory=dict)
     pod_annotations: dict[str, str] = field(default_factory=dict)
+    pending_timeout_seconds: int | None = None
+    image_pull_timeout_seconds: int | None = None
+    on_oom: OnOOM | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,9 @@ def _resolve(
         tolerations=[Toleration.model_validate(t) for t in settings.get("tolerations") or []],
         backoff_limit=settings["backoff_limit"],
         active_deadline_seconds=settings.get("active_deadline_seconds"),
+        pending_timeout_seconds=settings.get("pending_timeout_seconds"),
+        image_pull_timeout_seconds=settings.get("image_pull_timeout_seconds"),
+        on_oom=template.on_oom,
         depends_on=list(template.depends_on or []),
         affinity=template.affinity,
         termination_grace_period_seconds=settings.get("termination_grace_period_seconds"),

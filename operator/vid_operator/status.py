@@ -11,16 +11,20 @@ up where the last one stopped. Pure.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from vid_operator import contract, pipeline
-from vid_operator.api.common import Condition
+from vid_operator import contract, naming, pipeline
+from vid_operator.api.common import Condition, Resources, quantity_value
 from vid_operator.api.models import (
+    MAX_STAGE_HISTORY,
     Phase,
     PipelineSnapshot,
+    StageRun,
     StageStatus,
     VideoJobSpec,
     VideoJobStatus,
@@ -59,6 +63,15 @@ class ObservedJob:
     reason: str | None = None
     message: str | None = None
     finished_at: str | None = None
+    run: int = 0
+    """Which of its stage's Jobs it is (see ``naming.stage_job_name``)."""
+    started: str | None = None
+    """When it last started running (unset while suspended)."""
+    backoff_limit: int = 0
+    memory_limit: str | None = None
+    """Its stage container's memory limit."""
+    ended: str | None = None
+    """Why the operator ended it (``Reason: words``), if it did."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,10 @@ class ObservedPod:
     waiting: str | None = None
     """Why its container cannot start: an image that cannot be pulled, a
     missing Secret or ConfigMap."""
+    pending_since: str | None = None
+    """When it was created, while it has not started (phase Pending)."""
+    pull_failing_since: str | None = None
+    """When it was scheduled, while its image cannot be pulled."""
 
 
 # Why a container waits, when waiting means it cannot start until someone
@@ -93,6 +110,22 @@ _STUCK_WAITING = {
     "CreateContainerConfigError": "cannot start the container",
     "CreateContainerError": "cannot start the container",
 }
+# The waiting reasons that imagePullTimeoutSeconds ends.
+_PULL_FAILURES = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
+OOM_KILLED = "OOMKilled"
+PENDING_TIMEOUT = "PendingTimeout"
+REFUSED = "PodCreationRefused"
+
+
+@dataclass(frozen=True)
+class StageStart:
+    """A stage Job to create: which of the stage's Jobs it is, and the stage
+    as that Job runs it (more memory after an OOM kill)."""
+
+    stage: Stage
+    run: int = 0
 
 
 @dataclass
@@ -100,11 +133,16 @@ class Plan:
     """The outcome of one reconciliation."""
 
     status: VideoJobStatus
-    start: list[Stage] = field(default_factory=list)
+    start: list[StageStart] = field(default_factory=list)
     set_suspend: dict[str, bool] = field(default_factory=dict)
     """Job name -> the value its spec.suspend must take."""
+    end: dict[str, str] = field(default_factory=dict)
+    """Job name -> why the operator ends it (``Reason: words``)."""
     events: list[tuple[str, str, str]] = field(default_factory=list)
     """(type, reason, message) of transitions worth an Event."""
+    recheck_at: datetime.datetime | None = None
+    """When a running stage's pending or image-pull time runs out, unless
+    something happens before."""
 
 
 def _condition_of(obj: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
@@ -131,28 +169,46 @@ def observe_job(job: Mapping[str, Any]) -> ObservedJob:
     complete, failed = _condition_of(job, "Complete"), _condition_of(job, "Failed")
     finished = "Complete" if complete else "Failed" if failed else None
     decisive = complete or failed or {}
+    meta, spec = job["metadata"], job.get("spec") or {}
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    limits = (containers[0].get("resources") or {}).get("limits") or {}
     return ObservedJob(
-        name=job["metadata"]["name"],
-        created=_timestamp(job["metadata"].get("creationTimestamp")) or "",
-        suspended=bool(job.get("spec", {}).get("suspend")),
+        name=meta["name"],
+        created=_timestamp(meta.get("creationTimestamp")) or "",
+        suspended=bool(spec.get("suspend")),
         failed=status.get("failed", 0) or 0,
         finished=finished,
         reason=decisive.get("reason"),
         message=decisive.get("message"),
         finished_at=_timestamp(status.get("completionTime") or decisive.get("lastTransitionTime")),
+        run=_run_of(meta),
+        started=_timestamp(status.get("startTime")),
+        backoff_limit=int(spec.get("backoffLimit") or 0),
+        memory_limit=str(limits["memory"]) if "memory" in limits else None,
+        ended=(meta.get("annotations") or {}).get(naming.ENDED_ANNOTATION),
     )
+
+
+def _run_of(meta: Mapping[str, Any]) -> int:
+    try:
+        return int((meta.get("labels") or {}).get(naming.RUN_LABEL, 0))
+    except ValueError:
+        return 0
 
 
 def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
     """Reduce a stage pod to its scheduling problem and its summary, if any."""
-    unschedulable = None
+    unschedulable, scheduled = None, None
     for condition in pod.get("status", {}).get("conditions") or []:
-        if (
-            condition.get("type") == "PodScheduled"
-            and condition.get("status") == "False"
-            and condition.get("reason") == "Unschedulable"
-        ):
+        if condition.get("type") != "PodScheduled":
+            continue
+        if condition.get("status") == "True":
+            scheduled = _timestamp(condition.get("lastTransitionTime"))
+        elif condition.get("reason") == "Unschedulable":
             unschedulable = condition.get("message") or "no node fits the pod"
+    created = _timestamp(pod.get("metadata", {}).get("creationTimestamp"))
+    pending = pod.get("status", {}).get("phase", "Pending") == "Pending"
+    pull_failing_since = None
     summary, refused, finished, failure, cause, waiting = None, None, False, None, None, None
     for container in pod.get("status", {}).get("containerStatuses") or []:
         state = container.get("state") or {}
@@ -170,6 +226,8 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
             said = (state["waiting"].get("message") or "").strip()
             waiting = f"{reason}: {what}{': ' + said if said else ''}"[:MAX_FAILURE_CHARS]
             cause = reason
+            if reason in _PULL_FAILURES:
+                pull_failing_since = scheduled or created
     return ObservedPod(
         unschedulable=unschedulable,
         finished=finished,
@@ -178,15 +236,16 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
         failure=failure,
         cause=cause,
         waiting=waiting,
+        pending_since=created if pending and not finished else None,
+        pull_failing_since=pull_failing_since,
     )
 
 
 def refused_pod(message: str) -> ObservedPod:
     """What stands for a stage's pod when the Job controller cannot create
     one: the admission's words, as the stage's reason and message."""
-    reason = "PodCreationRefused"
-    said = f"{reason}: the Job controller cannot create its pod: {message}"
-    return ObservedPod(waiting=said[:MAX_FAILURE_CHARS], cause=reason)
+    said = f"{REFUSED}: the Job controller cannot create its pod: {message}"
+    return ObservedPod(waiting=said[:MAX_FAILURE_CHARS], cause=REFUSED)
 
 
 def _memory_limit(pod: Mapping[str, Any], container: str | None) -> str | None:
@@ -199,41 +258,72 @@ def _memory_limit(pod: Mapping[str, Any], container: str | None) -> str | None:
 def _failure(terminated: Mapping[str, Any], memory_limit: str | None) -> tuple[str, str | None]:
     """A failed container's cause in words, and its one-word name if it is
     one the stage's reason should carry."""
-    if terminated.get("reason") == "OOMKilled":
+    if terminated.get("reason") == OOM_KILLED:
         limit = f"its memory limit of {memory_limit}" if memory_limit else "no memory limit"
-        return f"OOMKilled: out of memory at {limit}", "OOMKilled"
+        return f"{OOM_KILLED}: out of memory at {limit}", OOM_KILLED
     words = f"exit code {terminated.get('exitCode')}"
     if said := (terminated.get("message") or "").strip():
         words += f": {said.splitlines()[-1]}"
     return words[:MAX_FAILURE_CHARS], None
 
 
+def _current(
+    job: ObservedJob | None, pod: ObservedPod | None, previous: StageStatus | None
+) -> tuple[ObservedJob | None, ObservedPod | None]:
+    """The stage's Job and pod, unless they belong to an earlier Job of the
+    stage than its status names (its next one is yet to be created)."""
+    if job is not None and previous is not None and job.run < previous.run:
+        return None, None
+    return job, pod
+
+
 def _stage_status(
-    name: str, job: ObservedJob | None, pod: ObservedPod | None, previous: StageStatus | None
+    name: str,
+    job: ObservedJob | None,
+    pod: ObservedPod | None,
+    previous: StageStatus | None,
+    *,
+    memory: bool = False,
 ) -> StageStatus:
+    """One stage's status from its current Job and pod; ``memory``: show the
+    Job's memory limit (the stage raises it after OOM kills)."""
+    job, pod = _current(job, pod, previous)
+    run, history = (previous.run, list(previous.history)) if previous else (0, [])
     if job is None:
         if previous and previous.phase in (Phase.SUCCEEDED, Phase.FAILED):
             # A finished stage stays finished when its Job is gone (deleted by
             # hand or by a TTL): it never runs twice.
             return previous
-        return StageStatus(name=name, phase=Phase.PENDING, message=None)
+        return StageStatus(name=name, phase=Phase.PENDING, run=run, history=history)
     if previous and previous.phase == Phase.SUCCEEDED:
         # Final, outputs and message included: were the outputs refused by
         # the API server once, reading them from the pod again would only be
         # refused again.
         return previous
+    same_job = previous is not None and previous.job_name == job.name
+    if job.run > run:
+        # Created by a reconcile whose status write was lost: the Job the
+        # status names made way for it.
+        if previous is not None and previous.job_name and not same_job:
+            history.append(_earlier(previous, previous.reason))
+        run = job.run
     # Failed pods, plus the try that is running or succeeded; so the count
     # does not move while a pod merely starts.
     attempts = job.failed + (0 if job.finished == "Failed" else 1)
     # A Job that exists has had a try, and the count never drops: failures
     # the podFailurePolicy ignores (disruptions) are not in job.failed, so a
     # Job that then runs past its deadline would otherwise go from 1 to 0.
-    attempts = max(attempts, 1, previous.attempts if previous else 0)
+    attempts = max(attempts, 1, previous.attempts if previous and same_job else 0)
     message: str | None = None
     reason: str | None = None
     if job.finished == "Complete" and not (pod and not pod.finished):
         phase = Phase.SUCCEEDED
         message = pod.summary_refused if pod else None
+    elif job.ended:
+        # The operator ended it (a time limit, an OOM kill it raises memory
+        # after): its reason, not the deadline the Job controller reports.
+        phase = Phase.FAILED
+        reason, message = job.ended.partition(":")[0], job.ended
     elif job.finished == "Failed":
         phase = Phase.FAILED
         words = _FAILURE_WORDS.get(job.reason or "", job.reason or "failed")
@@ -267,12 +357,90 @@ def _stage_status(
         # The first start time written stays: the operator records a Job it
         # created as created then, and the API server's own stamp may differ
         # by a second.
-        start_time=(previous.start_time if previous else None) or job.created or None,
+        start_time=(previous.start_time if previous and same_job else None) or job.created or None,
         completion_time=job.finished_at if job.finished else None,
         message=message[:1024] if message else None,
         reason=reason,
         outputs=outputs if phase == Phase.SUCCEEDED else None,
+        run=run,
+        memory_limit=job.memory_limit if memory else None,
+        history=history[-MAX_STAGE_HISTORY:],
     )
+
+
+def _earlier(stage: StageStatus, reason: str | None) -> StageRun:
+    """A stage's current Job as an entry of its history."""
+    assert stage.job_name is not None
+    return StageRun(
+        job_name=stage.job_name,
+        attempts=stage.attempts,
+        reason=reason,
+        memory_limit=stage.memory_limit,
+    )
+
+
+def _overdue(
+    stage: Stage, job: ObservedJob, pod: ObservedPod | None, now: datetime.datetime
+) -> tuple[str | None, datetime.datetime | None]:
+    """Why a running stage Job is to be ended now (``Reason: words``), else
+    when that may be due (None: no clock runs for it)."""
+    clocks: list[tuple[str, int, str]] = []
+    if pod is not None and pod.pull_failing_since and stage.image_pull_timeout_seconds:
+        limit = stage.image_pull_timeout_seconds
+        words = f"{pod.waiting}; not retried after imagePullTimeoutSeconds ({limit} s)"
+        clocks.append((pod.pull_failing_since, limit, words))
+    if stage.pending_timeout_seconds:
+        # A refused pod stands for one that was never created.
+        created = pod is not None and pod.cause != REFUSED
+        since = pod.pending_since if pod is not None and created else job.started or job.created
+        if since:
+            limit = stage.pending_timeout_seconds
+            why = (pod.unschedulable or pod.waiting) if pod else "no pod was created"
+            words = (
+                f"{PENDING_TIMEOUT}: its pod did not start within pendingTimeoutSeconds"
+                f" ({limit} s): {why}"
+            )
+            clocks.append((since, limit, words))
+    dues = []
+    for since, limit, words in clocks:
+        due = datetime.datetime.fromisoformat(since) + datetime.timedelta(seconds=limit)
+        if now >= due:
+            return words[:MAX_FAILURE_CHARS], None
+        dues.append(due)
+    return None, min(dues, default=None)
+
+
+def _with_more_memory(stage: Stage, job: ObservedJob) -> Stage | None:
+    """The stage as its next Job runs it after an OOM kill of ``job``: memory
+    raised by its onOOM factor up to the maximum, and the retries ``job`` left.
+    None when neither memory nor retries are left."""
+    assert stage.on_oom is not None
+    retries_left = job.backoff_limit - max(job.failed, 1)
+    if retries_left < 0 or job.memory_limit is None:
+        return None
+    limit = quantity_value(job.memory_limit)
+    raised = min(
+        limit * Decimal(str(stage.on_oom.memory_factor)), quantity_value(stage.on_oom.max_memory)
+    )
+    if raised <= limit:
+        return None
+    amounts = stage.resources.model_dump(exclude_none=True)
+    configured = quantity_value(amounts.get("limits", {}).get("memory", job.memory_limit))
+    requests, limits = dict(amounts.get("requests") or {}), dict(amounts.get("limits") or {})
+    limits["memory"] = _mebibytes(raised)
+    if "memory" in requests:
+        # The request grows as much as the limit has since the stage's own.
+        request = quantity_value(requests["memory"]) * raised / configured
+        requests["memory"] = _mebibytes(min(request, raised))
+    return dataclasses.replace(
+        stage,
+        resources=Resources.model_construct(requests=requests or None, limits=limits),
+        backoff_limit=retries_left,
+    )
+
+
+def _mebibytes(amount: Decimal) -> str:
+    return f"{(amount / 2**20).to_integral_value(rounding=ROUND_CEILING)}Mi"
 
 
 def _set_condition(
@@ -309,34 +477,83 @@ def plan(
 ) -> Plan:
     """The status the VideoJob should have and the actions that lead there;
     ``snapshot`` is the VideoPipeline it runs, kept in the status."""
+    moment = datetime.datetime.fromisoformat(now)
     old_stages = {s.name: s for s in previous.stages}
-    stage_statuses = [
-        _stage_status(s.name, jobs.get(s.name), pods.get(s.name), old_stages.get(s.name))
-        for s in stages
-    ]
+    end: dict[str, str] = {}
+    dues: list[datetime.datetime] = []
+    events: list[tuple[str, str, str]] = []
+    stage_statuses: list[StageStatus] = []
+    successors: dict[str, StageStart] = {}
+    for stage in stages:
+        old = old_stages.get(stage.name)
+        job, pod = _current(jobs.get(stage.name), pods.get(stage.name), old)
+        if job is not None and not (job.finished or job.ended or job.suspended):
+            why, due = _overdue(stage, job, pod, moment)
+            if why is not None:
+                end[job.name] = why
+                job = dataclasses.replace(job, ended=why)
+            elif due is not None:
+                dues.append(due)
+        found = _stage_status(stage.name, job, pod, old, memory=stage.on_oom is not None)
+        if (
+            stage.on_oom is not None
+            and job is not None
+            and not spec.suspend
+            and _oom_killed(found, pod)
+        ):
+            successor = _with_more_memory(stage, job)
+            if successor is not None:
+                if not (job.finished or job.ended):
+                    # Before the Job controller retries it at the same memory.
+                    end[job.name] = f"{OOM_KILLED}: {pod.failure if pod else 'out of memory'}"
+                memory = successor.resources.limits["memory"] if successor.resources.limits else ""
+                events.append(
+                    (
+                        "Warning",
+                        OOM_KILLED,
+                        f"stage {stage.name} ran out of memory at {job.memory_limit};"
+                        f" its next Job gets {memory}",
+                    )
+                )
+                found = StageStatus(
+                    name=stage.name,
+                    run=job.run + 1,
+                    memory_limit=str(memory),
+                    history=[*found.history, _earlier(found, OOM_KILLED)][-MAX_STAGE_HISTORY:],
+                )
+                successors[stage.name] = StageStart(successor, job.run + 1)
+        stage_statuses.append(found)
     by_name = {s.name: s for s in stage_statuses}
     failed = [s for s in stage_statuses if s.phase == Phase.FAILED]
     succeeded = [s for s in stage_statuses if s.phase == Phase.SUCCEEDED]
     done = len(succeeded) == len(stages)
 
-    start: list[Stage] = []
+    start: list[StageStart] = []
     set_suspend: dict[str, bool] = {}
     if failed:
-        # The VideoJob has failed: stop the stages still running (GPU hours).
+        # The VideoJob has failed: stop the stages still running (GPU hours);
+        # the Jobs being ended finish on their own.
         set_suspend = {
-            job.name: True for job in jobs.values() if not job.finished and not job.suspended
+            job.name: True
+            for job in jobs.values()
+            if not (job.finished or job.suspended or job.ended) and job.name not in end
         }
     elif not done:
         for stage in stages:
-            job = jobs.get(stage.name)
-            if (
+            job, _ = _current(jobs.get(stage.name), None, old_stages.get(stage.name))
+            if spec.suspend:
+                pass
+            elif stage.name in successors:
+                start.append(successors[stage.name])
+                continue
+            elif (
                 job is None
                 and by_name[stage.name].phase == Phase.PENDING
-                and not spec.suspend
                 and all(by_name[d].phase == Phase.SUCCEEDED for d in stage.depends_on)
             ):
-                start.append(stage)
-            elif job is not None and not job.finished and job.suspended != spec.suspend:
+                start.append(StageStart(stage, by_name[stage.name].run))
+                continue
+            if job is not None and not job.finished and job.suspended != spec.suspend:
                 set_suspend[job.name] = spec.suspend
 
     if failed:
@@ -347,7 +564,7 @@ def plan(
         phase, current = Phase.SUSPENDED, None
     else:
         running = [s.name for s in stage_statuses if s.phase == Phase.RUNNING]
-        running += [s.name for s in start]
+        running += [s.stage.name for s in start]
         phase = Phase.RUNNING if running or jobs else Phase.PENDING
         current = ",".join(running) or None
 
@@ -412,10 +629,25 @@ def plan(
         start_time=previous.start_time or (created[0] if created else (now if start else None)),
         completion_time=previous.completion_time or (now if failed or done else None),
         pipeline=snapshot,
+        # A raise of spec.retry before a failure has nothing to retry.
+        retries=previous.retries if failed else max(previous.retries, spec.retry),
     )
     return Plan(
-        status=status, start=start, set_suspend=set_suspend, events=_transitions(previous, status)
+        status=status,
+        start=start,
+        set_suspend=set_suspend,
+        end=end,
+        events=events + _transitions(previous, status),
+        recheck_at=min(dues, default=None) if not failed else None,
     )
+
+
+def _oom_killed(stage: StageStatus, pod: ObservedPod | None) -> bool:
+    """The stage's last try ran out of memory: its Job failed that way, or
+    its pod did and the Job has yet to retry it."""
+    if stage.phase == Phase.FAILED:
+        return stage.reason == OOM_KILLED
+    return stage.phase == Phase.RUNNING and pod is not None and pod.cause == OOM_KILLED
 
 
 def _video_outputs(summary: dict[str, Any]) -> VideoOutputs:
@@ -536,13 +768,21 @@ def settle(
     is suspended. It needs no spec: the operator does not keep the spec of a
     finished VideoJob in memory."""
     stage_statuses = [
-        _stage_status(old.name, jobs.get(old.name), pods.get(old.name), old)
+        _stage_status(
+            old.name,
+            jobs.get(old.name),
+            pods.get(old.name),
+            old,
+            memory=old.memory_limit is not None,
+        )
         for old in previous.stages
     ]
     set_suspend: dict[str, bool] = {}
     if previous.phase == Phase.FAILED:
         set_suspend = {
-            job.name: True for job in jobs.values() if not job.finished and not job.suspended
+            job.name: True
+            for job in jobs.values()
+            if not (job.finished or job.suspended or job.ended)
         }
     status = previous.model_copy(
         update={
@@ -555,6 +795,38 @@ def settle(
         }
     )
     return Plan(status=status, set_suspend=set_suspend, events=_transitions(previous, status))
+
+
+def retried(previous: VideoJobStatus, retries: int) -> Plan | None:
+    """The status a Failed VideoJob runs on from when its spec.retry is
+    raised to ``retries``: each failed stage back to Pending, on to its next
+    Job, with the one that failed in its history; the stages that succeeded
+    keep their outputs, and what waited for the failed ones runs after them.
+    None when no stage failed (an InvalidSpec fails the same way again)."""
+    failed = [s.name for s in previous.stages if s.phase == Phase.FAILED]
+    if previous.phase != Phase.FAILED or not failed:
+        return None
+    stages = [
+        StageStatus(
+            name=s.name,
+            run=s.run + 1,
+            history=[*s.history, _earlier(s, s.reason)][-MAX_STAGE_HISTORY:],
+        )
+        if s.phase == Phase.FAILED and s.job_name
+        else s
+        for s in previous.stages
+    ]
+    status = previous.model_copy(
+        update={
+            "phase": Phase.RUNNING,
+            "stages": stages,
+            "completion_time": None,
+            "outputs": None,
+            "retries": retries,
+        }
+    )
+    words = f"retry {retries}: running {', '.join(failed)} again"
+    return Plan(status=status, events=[("Normal", "Retrying", words)])
 
 
 def without_outputs(current: VideoJobStatus, why: str) -> VideoJobStatus:

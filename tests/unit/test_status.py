@@ -44,8 +44,8 @@ def _plan(
     )
 
 
-def _names(stages: list[pipeline.Stage]) -> set[str]:
-    return {s.name for s in stages}
+def _names(starts: list[status.StageStart]) -> set[str]:
+    return {s.stage.name for s in starts}
 
 
 def test_a_new_videojob_starts_only_the_first_stage() -> None:

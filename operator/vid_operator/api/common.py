@@ -307,6 +307,19 @@ class Toleration(CamelModel):
 Strings = Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=64)]
 
 
+class OnOOM(CamelModel):
+    """What to do when the stage's container is killed for running out of
+    memory: its next try gets more. Each raise is a new Job (a Job's pod
+    template cannot change between retries), and each counts against the
+    stage's backoffLimit like any other failed try."""
+
+    memory_factor: float = Field(default=1.5, gt=1, le=8)
+    """The memory request and limit of the next try, as a multiple of the
+    last one's."""
+    max_memory: Quantity
+    """The most memory a try may get; an OOM kill at this limit fails the stage."""
+
+
 class StageTemplate(CamelModel):
     """How one stage runs: its container and its pod. A field left out takes
     the layer below (the operator's ``stageDefaults``, then built-in ones)."""
@@ -344,6 +357,14 @@ class StageTemplate(CamelModel):
     """Retries of the stage's Job before the VideoJob fails."""
     active_deadline_seconds: int | None = Field(default=None, ge=1, le=604800)
     """Wall-clock limit of the stage's Job, all retries included."""
+    pending_timeout_seconds: int | None = Field(default=None, ge=1, le=604800)
+    """Fail the stage (reason PendingTimeout, not retried) when its pod has
+    not started this long after it was created: no node fits, no quota, the
+    admission refuses it. Unset: no limit of its own (activeDeadlineSeconds
+    still holds). Time a Job spends suspended does not count."""
+    on_oom: OnOOM | None = None
+    """Raise the memory after an out-of-memory kill (unset: an OOM kill is
+    retried at the same memory, as any failure)."""
     termination_grace_period_seconds: int | None = Field(default=None, ge=0, le=3600)
     """The soft time limit: on cancellation or a deadline the stage gets
     SIGTERM, then this long to stop before SIGKILL."""

@@ -207,10 +207,15 @@ class VideoJobSpec(CamelModel):
     default pipeline (script_gen, voice_gen, video_gen, compositing)."""
     stages: dict[str, StageOverride] = Field(default_factory=dict, max_length=MAX_STAGES)
     """Per-stage overrides keyed by the pipeline's stage names."""
+    retry: int = Field(default=0, ge=0, le=1000)
+    """Raise it (in git, or with kubectl patch) to run a Failed VideoJob
+    again from its failed stages: the stages that succeeded keep their
+    outputs, the failed ones and what depends on them run again. A raise
+    while the VideoJob has not failed is only recorded."""
 
 
 # Fields of a started job's spec that may still change.
-MUTABLE_SPEC_FIELDS = frozenset({"suspend", "ttl_seconds_after_finished"})
+MUTABLE_SPEC_FIELDS = frozenset({"suspend", "ttl_seconds_after_finished", "retry"})
 
 
 class Phase(enum.StrEnum):
@@ -228,6 +233,24 @@ FINISHED_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 status values are found in it too)."""
 
 
+MAX_STAGE_HISTORY = 4
+"""Earlier Jobs of a stage kept in its status (the newest ones)."""
+
+
+class StageRun(CamelModel):
+    """One earlier Job of a stage: why it made way for the next."""
+
+    job_name: str
+    """The Job."""
+    attempts: int = 0
+    """Its pods."""
+    reason: str | None = Field(default=None, max_length=64)
+    """How it ended: OOMKilled (the next Job got more memory), or the
+    stage's failure reason before a retry of the VideoJob."""
+    memory_limit: str | None = Field(default=None, max_length=64)
+    """Its memory limit, where the stage raises memory after an OOM kill."""
+
+
 class StageStatus(CamelModel):
     """The state of one stage."""
 
@@ -238,7 +261,17 @@ class StageStatus(CamelModel):
     job_name: str | None = None
     """The stage's Job."""
     attempts: int = 0
-    """Pods started for this stage so far (the first try and its retries)."""
+    """Pods started for this stage so far (the first try and its retries),
+    over all of its Jobs."""
+    run: int = Field(default=0, ge=0)
+    """How many Jobs the stage had before its current one: each OOM kill
+    that raised its memory, and each retry of the VideoJob that ran it
+    again, starts a new Job (named <videojob>-<stage>-<run+1>-<hash>)."""
+    memory_limit: str | None = Field(default=None, max_length=64)
+    """The current Job's memory limit, where the stage raises memory after
+    an OOM kill (onOOM)."""
+    history: list[StageRun] = Field(default_factory=list, max_length=MAX_STAGE_HISTORY)
+    """The stage's latest earlier Jobs, newest last."""
     start_time: str | None = None
     """When the stage's Job was created."""
     completion_time: str | None = None
@@ -300,3 +333,6 @@ class VideoJobStatus(CamelModel):
     pipeline: PipelineSnapshot | None = None
     """The VideoPipeline as it was when the job started: the job runs that,
     whatever happens to the VideoPipeline since."""
+    retries: int = 0
+    """The spec.retry the operator last acted on: how many times the
+    VideoJob was run again from its failed stages."""

@@ -94,6 +94,9 @@ def execute(kube: Kube, snapshot: Snapshot, outcome: Outcome) -> Executed:
         for job_name, suspend in outcome.suspend.items():
             kube.set_job_suspend(snapshot.namespace, job_name, suspend)
             logger.info("stage job suspend set", job=job_name, suspend=suspend)
+        for job_name, why in outcome.end.items():
+            kube.end_job(snapshot.namespace, job_name, why)
+            logger.info("stage job ended", job=job_name, reason=why.partition(":")[0])
         for job_name, ttl in outcome.keep_failed.items():
             kube.set_job_ttl(snapshot.namespace, job_name, ttl)
             logger.info("failed stage job kept longer", job=job_name, ttl=ttl)
@@ -145,6 +148,7 @@ class Controller:
         self._expectations = Expectations(EXPECTATION_TIMEOUT)
         self._held_writes: DelayedCalls[str] = DelayedCalls(self._write_held_back, clock)
         self._ttl: DelayedCalls[str] = DelayedCalls(self._delete_expired, clock)
+        self._rechecks: DelayedCalls[str] = DelayedCalls(self._recheck, clock)
         self._resync = Periodic(RESYNC_SECONDS, self.resync, clock)
 
     async def load(self, selector: str) -> None:
@@ -194,6 +198,7 @@ class Controller:
         await self._resync.stop()
         await self._held_writes.close()
         await self._ttl.close()
+        await self._rechecks.close()
 
     def forget(self, uid: str) -> None:
         """A VideoJob is gone: the one place its memory, expectations and timers go."""
@@ -201,6 +206,7 @@ class Controller:
         self._expectations.forget(uid)
         self._held_writes.cancel(uid)
         self._ttl.cancel(uid)
+        self._rechecks.cancel(uid)
 
     async def videojob_event(self, event_type: str, body: Mapping[str, Any]) -> None:
         uid = str(body["metadata"]["uid"])
@@ -430,10 +436,11 @@ class Controller:
         assert record.videojob is not None
         videojob, uid = record.videojob, record.uid
         jobs = self._observed.jobs_of(uid)
-        for stage in jobs:
-            self._expectations.observe(uid, stage)
+        for stage, job in jobs.items():
+            self._expectations.observe(uid, stage, job.run)
         for stage, job in self._expectations.pending(uid).items():
-            jobs.setdefault(stage, job)
+            if stage not in jobs or jobs[stage].run < job.run:
+                jobs[stage] = job
         pods = {}
         for stage, job in jobs.items():
             pod = self._observed.newest_pod(videojob.namespace, job.name)
@@ -485,9 +492,17 @@ class Controller:
         else:
             delay = (outcome.ttl_due - snapshot.now).total_seconds()
             self._ttl.schedule(record.uid, delay, tag=outcome.ttl_due)
+        if outcome.recheck_at is None:
+            self._rechecks.cancel(record.uid)
+        else:
+            delay = (outcome.recheck_at - snapshot.now).total_seconds()
+            self._rechecks.schedule(record.uid, delay, tag=outcome.recheck_at)
 
     async def _write_held_back(self, uid: str) -> None:
         await self.reconcile(uid, flush=True)
+
+    async def _recheck(self, uid: str) -> None:
+        await self.reconcile(uid)
 
     async def _delete_expired(self, uid: str) -> None:
         """ttlSecondsAfterFinished has passed: delete the VideoJob (if it is

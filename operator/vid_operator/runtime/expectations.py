@@ -36,12 +36,13 @@ class Expectations:
         with self._lock:
             self._store.setdefault(owner, {})[stage] = (job, self._clock())
 
-    def observe(self, owner: str, stage: str) -> None:
-        """The watch has delivered ``owner``'s Job of ``stage``."""
+    def observe(self, owner: str, stage: str, run: int = 0) -> None:
+        """The watch has delivered ``owner``'s Job ``run`` of ``stage`` (which
+        meets the expectation of that Job or of an earlier one)."""
         with self._lock:
             pending = self._store.get(owner)
-            if pending is not None:
-                pending.pop(stage, None)
+            if pending is not None and stage in pending and pending[stage][0].run <= run:
+                del pending[stage]
                 if not pending:
                     del self._store[owner]
 

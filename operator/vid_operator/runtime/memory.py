@@ -42,9 +42,18 @@ class KeptVideoJob:
     status: Mapping[str, Any]
 
     def with_status(self, status: Mapping[str, Any]) -> KeptVideoJob:
-        """This VideoJob with ``status``; without its spec if that status is final."""
-        finished = status.get("phase") in FINISHED_PHASES
-        return replace(self, status=status, spec=None if finished else self.spec)
+        """This VideoJob with ``status``; without its spec if that status is
+        final (a Failed one whose spec.retry is raised is not: it runs again)."""
+        final = status.get("phase") in FINISHED_PHASES and not retry_wanted(self.spec, status)
+        return replace(self, status=status, spec=None if final else self.spec)
+
+
+def retry_wanted(spec: Mapping[str, Any] | None, status: Mapping[str, Any]) -> bool:
+    """A Failed VideoJob's spec.retry is above the one it last acted on."""
+    if spec is None or status.get("phase") != "Failed":
+        return False
+    retry, done = spec.get("retry", 0), status.get("retries", 0)
+    return isinstance(retry, int) and isinstance(done, int) and retry > done
 
 
 def keep(body: Mapping[str, Any]) -> KeptVideoJob:
@@ -94,7 +103,9 @@ class VideoJobMemory:
 
     @property
     def finished(self) -> bool:
-        return self.status.get("phase") in FINISHED_PHASES
+        """Succeeded, or Failed and not to be retried."""
+        spec = self.videojob.spec if self.videojob else None
+        return self.status.get("phase") in FINISHED_PHASES and not retry_wanted(spec, self.status)
 
 
 def wanted_pipeline(spec: Mapping[str, Any] | None, status: Mapping[str, Any]) -> str | None:

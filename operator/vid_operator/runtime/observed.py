@@ -70,7 +70,11 @@ class Observed:
 
     def job_seen(self, namespace: str, name: str, owner: str, stage: str, job: ObservedJob) -> None:
         self._jobs[namespace, name] = (owner, stage)
-        self._by_owner.setdefault(owner, {})[stage] = job
+        jobs = self._by_owner.setdefault(owner, {})
+        # A stage's newest Job stands for it; an earlier one may still change
+        # (ended, then failed by its deadline) after its successor exists.
+        if stage not in jobs or jobs[stage].name == name or jobs[stage].run <= job.run:
+            jobs[stage] = job
 
     def job_gone(self, namespace: str, name: str) -> None:
         self._refusals.pop((namespace, name), None)
@@ -98,7 +102,7 @@ class Observed:
             self._by_job.pop((namespace, job_name), None)
 
     def jobs_of(self, owner: str) -> dict[str, ObservedJob]:
-        """Stage -> Job of the VideoJob with uid ``owner`` (a copy)."""
+        """Stage -> newest Job of the VideoJob with uid ``owner`` (a copy)."""
         return dict(self._by_owner.get(owner, {}))
 
     def owner_of(self, namespace: str, job_name: str) -> str | None:

@@ -27,6 +27,7 @@ from vid_operator.api.models import (
 )
 from vid_operator.api.pipelines import VideoPipelineSpec, VideoPipelineStatus
 from vid_operator.config import OperatorConfig
+from vid_operator.runtime.memory import retry_wanted
 from vid_operator.runtime.observed import KnownPipeline
 from vid_operator.status import ObservedJob, ObservedPod
 
@@ -81,6 +82,8 @@ class Outcome:
     create: tuple[StageJob, ...] = ()
     suspend: Mapping[str, bool] = field(default_factory=dict)
     """Job name -> the value its spec.suspend must take."""
+    end: Mapping[str, str] = field(default_factory=dict)
+    """Job name -> why it is ended (``Reason: words``, see ``Kube.end_job``)."""
     keep_failed: Mapping[str, int | None] = field(default_factory=dict)
     """Job name -> the ttlSecondsAfterFinished of a Job just seen failing
     (None: keep it for good)."""
@@ -90,12 +93,19 @@ class Outcome:
     else has happened by then (two stages that finish together, one write)."""
     ttl_due: datetime.datetime | None = None
     """When the finished VideoJob is to be deleted (ttlSecondsAfterFinished)."""
+    recheck_at: datetime.datetime | None = None
+    """When to reconcile again if nothing happens first: a running stage's
+    pending or image-pull time runs out then."""
 
     @property
     def idle(self) -> bool:
         """Nothing for the API server now."""
         return not (
-            self.create or self.suspend or self.keep_failed or (self.patch and not self.hold_back)
+            self.create
+            or self.suspend
+            or self.end
+            or self.keep_failed
+            or (self.patch and not self.hold_back)
         )
 
 
@@ -109,8 +119,15 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
             return _untouched(snapshot)
         previous = VideoJobStatus()
     # 2. A finished VideoJob's status is final: only stages still running
-    #    after a failure move on (and are suspended), and its TTL runs.
-    if previous.phase in FINISHED_PHASES or snapshot.spec is None:
+    #    after a failure move on (and are suspended), and its TTL runs;
+    #    unless a raise of spec.retry runs a Failed one again from its
+    #    failed stages (on from rung 3, as if they had not run yet).
+    retry = None
+    if snapshot.spec is not None and retry_wanted(snapshot.spec, snapshot.status):
+        retry = status.retried(previous, int(snapshot.spec["retry"]))
+    if retry is not None:
+        previous = retry.status
+    elif previous.phase in FINISHED_PHASES or snapshot.spec is None:
         settled = status.settle(
             previous, snapshot.generation, dict(snapshot.jobs), dict(snapshot.pods)
         )
@@ -150,25 +167,35 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
     copy = kept if previous.pipeline or observed_jobs else None
     plan = status.plan(spec, snapshot.generation, previous, stages, observed_jobs, pods, now, copy)
     # 5. The stages that can start: their Jobs, and the status as it will be
-    #    once they exist (created now), so their ADDED events find nothing to write.
+    #    once they exist (created now), so their ADDED events find nothing to
+    #    write. Built on the first plan's status, which says which of its
+    #    Jobs each stage is on; the Events are the first plan's.
+    events = [*(retry.events if retry else ()), *plan.events]
     create: tuple[StageJob, ...] = ()
     if plan.start:
         owner = jobs.Owner(name=snapshot.name, namespace=snapshot.namespace, uid=snapshot.uid)
         create = tuple(
-            _stage_job(stage.name, jobs.build_stage_job(owner, spec, stage, config), now)
-            for stage in plan.start
+            _stage_job(
+                start.stage.name,
+                jobs.build_stage_job(owner, spec, start.stage, config, start.run),
+                now,
+            )
+            for start in plan.start
         )
         observed_jobs.update({job.stage: job.observed for job in create})
+        first = plan
         plan = status.plan(
-            spec, snapshot.generation, previous, stages, observed_jobs, pods, now, kept
+            spec, snapshot.generation, first.status, stages, observed_jobs, pods, now, kept
         )
+        plan.end.update(first.end)
     # 6. A write that only reports progress (nothing started, nothing to flip,
     #    no Event, same phase) waits for more to report, unless it is due now.
     progress_only = (
         not snapshot.flush
         and not create
         and not plan.set_suspend
-        and not plan.events
+        and not plan.end
+        and not events
         and bool(snapshot.status)
         and plan.status.phase == previous.phase
     )
@@ -177,9 +204,11 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         plan.status,
         create=create,
         suspend=plan.set_suspend,
+        end=plan.end,
         keep_failed=_kept_failed(previous, plan.status, config),
-        events=plan.events,
+        events=events,
         hold_back=progress_only,
+        recheck_at=plan.recheck_at,
     )
 
 
@@ -272,9 +301,11 @@ def _outcome(
     *,
     create: tuple[StageJob, ...] = (),
     suspend: Mapping[str, bool] | None = None,
+    end: Mapping[str, str] | None = None,
     keep_failed: Mapping[str, int | None] | None = None,
     events: list[Event] | tuple[Event, ...] = (),
     hold_back: bool = False,
+    recheck_at: datetime.datetime | None = None,
 ) -> Outcome:
     raw = new_status.model_dump(by_alias=True, mode="json", exclude_none=True)
     return Outcome(
@@ -282,10 +313,12 @@ def _outcome(
         patch=merge_patch(snapshot.status, raw),
         create=create,
         suspend=dict(suspend or {}),
+        end=dict(end or {}),
         keep_failed=dict(keep_failed or {}),
         events=tuple(events),
         hold_back=hold_back,
         ttl_due=_ttl_due(snapshot.ttl_seconds_after_finished, raw),
+        recheck_at=recheck_at,
     )
 
 
