@@ -519,7 +519,13 @@ def plan(
                     name=stage.name,
                     run=job.run + 1,
                     memory_limit=str(memory),
-                    history=[*found.history, _earlier(found, OOM_KILLED)][-MAX_STAGE_HISTORY:],
+                    # Its tries are the failed ones: no other follows in it.
+                    history=[
+                        *found.history,
+                        _earlier(
+                            found.model_copy(update={"attempts": max(job.failed, 1)}), OOM_KILLED
+                        ),
+                    ][-MAX_STAGE_HISTORY:],
                 )
                 successors[stage.name] = StageStart(successor, job.run + 1)
         stage_statuses.append(found)

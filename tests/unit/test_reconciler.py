@@ -367,3 +367,246 @@ def test_a_suspended_videojob_waiting_for_its_pipeline_says_suspended() -> None:
 
     assert outcome.status["phase"] == Phase.SUSPENDED
     assert outcome.status["conditions"][0]["reason"] == "PipelineNotFound"
+
+
+# --- limits on a stage that does not start, OOM successors, retry ---------------
+
+
+def _oom_config(**on_oom: Any) -> config.OperatorConfig:
+    """voice_gen (1Gi request, 2Gi limit) raises its memory after an OOM kill."""
+    return config.from_mapping(
+        {"stages": {"voice_gen": {"onOOM": {"memoryFactor": 1.5, "maxMemory": "4Gi", **on_oom}}}}
+    )
+
+
+def _at_voice(**voice: Any) -> dict[str, status.ObservedJob]:
+    """script_gen done, voice_gen's Job as given, video_gen running."""
+    return {
+        "script_gen": _job("script_gen", "Complete"),
+        "voice_gen": _job("voice_gen", **voice),
+        "video_gen": _job("video_gen"),
+    }
+
+
+OOM_POD = status.ObservedPod(
+    finished=True, failure="OOMKilled: out of memory at its memory limit of 2Gi", cause="OOMKilled"
+)
+
+
+def test_an_image_that_cannot_be_pulled_ends_the_stage_after_the_pull_limit() -> None:
+    pulling = status.ObservedPod(
+        waiting="ImagePullBackOff: cannot pull image x: back-off",
+        cause="ImagePullBackOff",
+        pending_since="2026-11-22T05:59:00Z",
+        pull_failing_since="2026-11-22T05:59:00Z",
+    )
+    soon = reconciler.reconcile(_snapshot(_at_voice(), pods={"voice_gen": pulling}), CONFIG)
+    assert soon.end == {} and soon.status["phase"] == Phase.RUNNING
+    # Five minutes after it was scheduled (the default), not before.
+    assert soon.recheck_at == datetime.datetime(2026, 11, 22, 6, 4, tzinfo=datetime.UTC)
+
+    late = _snapshot(_at_voice(), pods={"voice_gen": pulling}, previous=soon.status).__dict__ | {
+        "now": NOW + datetime.timedelta(minutes=5)
+    }
+    ended = reconciler.reconcile(Snapshot(**late), CONFIG)
+
+    why = ended.end["cat-voice-gen"]
+    assert why.startswith("ImagePullBackOff: cannot pull image x")
+    assert "imagePullTimeoutSeconds (300 s)" in why
+    voice = ended.status["stages"][1]
+    assert (voice["phase"], voice["reason"]) == (Phase.FAILED, "ImagePullBackOff")
+    assert ended.status["phase"] == Phase.FAILED
+    # The other running stage is suspended; the one ended is left to its deadline.
+    assert ended.suspend == {"cat-video-gen": True}
+    failed = next(c for c in ended.status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "ImagePullBackOff"
+
+
+def test_an_ended_job_keeps_its_reason_over_the_deadline_that_ends_it() -> None:
+    why = "PendingTimeout: its pod did not start within pendingTimeoutSeconds (60 s): no node"
+    ended = _at_voice(finished="Failed", reason="DeadlineExceeded", ended=why)
+
+    outcome = reconciler.reconcile(_snapshot(ended), CONFIG)
+
+    voice = outcome.status["stages"][1]
+    assert (voice["phase"], voice["reason"], voice["message"]) == (
+        Phase.FAILED,
+        "PendingTimeout",
+        why,
+    )
+    assert outcome.end == {}
+
+
+def test_a_stage_pending_past_its_pending_timeout_fails_with_that_reason() -> None:
+    cfg = config.from_mapping({"stages": {"voice_gen": {"pendingTimeoutSeconds": 60}}})
+    unschedulable = status.ObservedPod(
+        unschedulable="0/4 nodes are available", pending_since="2026-11-22T05:58:30Z"
+    )
+    outcome = reconciler.reconcile(_snapshot(_at_voice(), pods={"voice_gen": unschedulable}), cfg)
+
+    why = outcome.end["cat-voice-gen"]
+    assert why == (
+        "PendingTimeout: its pod did not start within pendingTimeoutSeconds (60 s):"
+        " 0/4 nodes are available"
+    )
+    assert outcome.status["stages"][1]["reason"] == "PendingTimeout"
+    # A pod that runs is not pending, however old its Job.
+    running = reconciler.reconcile(
+        _snapshot(_at_voice(), pods={"voice_gen": status.ObservedPod()}), cfg
+    )
+    assert running.end == {} and running.recheck_at is None
+
+
+def test_a_job_the_admission_refuses_counts_as_pending_since_it_started() -> None:
+    cfg = config.from_mapping({"stages": {"voice_gen": {"pendingTimeoutSeconds": 30}}})
+    refused = status.refused_pod("exceeded quota: no-pods")
+    outcome = reconciler.reconcile(
+        _snapshot(_at_voice(started="2026-11-22T05:59:00Z"), pods={"voice_gen": refused}), cfg
+    )
+
+    assert "exceeded quota: no-pods" in outcome.end["cat-voice-gen"]
+
+
+def test_an_oom_kill_ends_the_job_and_starts_the_next_with_more_memory() -> None:
+    cfg = _oom_config()
+    killed = _at_voice(failed=1, backoff_limit=3, memory_limit="2Gi")
+
+    outcome = reconciler.reconcile(_snapshot(killed, pods={"voice_gen": OOM_POD}), cfg)
+
+    assert outcome.end == {"cat-voice-gen": "OOMKilled: " + OOM_POD.failure}
+    (successor,) = outcome.create
+    manifest = successor.manifest
+    assert manifest["metadata"]["name"].startswith("cat-voice-gen-2-")
+    assert manifest["metadata"]["labels"]["vidop.io/run"] == "1"
+    resources = manifest["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources["limits"]["memory"] == "3072Mi"
+    assert resources["requests"]["memory"] == "1536Mi"  # 1Gi, raised as much as the limit
+    assert manifest["spec"]["backoffLimit"] == 2  # the retry the OOM kill used is gone
+    voice = outcome.status["stages"][1]
+    assert voice["phase"] == Phase.RUNNING and voice["run"] == 1
+    assert voice["jobName"] == manifest["metadata"]["name"]
+    assert voice["memoryLimit"] == "3072Mi"
+    assert voice["history"] == [
+        {"jobName": "cat-voice-gen", "attempts": 1, "reason": "OOMKilled", "memoryLimit": "2Gi"}
+    ]
+    assert outcome.status["phase"] == Phase.RUNNING
+    assert ("Warning", "OOMKilled") in {(kind, reason) for kind, reason, _ in outcome.events}
+
+
+def test_the_successor_is_the_stage_from_then_on_and_the_raise_stops_at_the_maximum() -> None:
+    cfg = _oom_config()
+    first = _snapshot(
+        _at_voice(failed=1, backoff_limit=3, memory_limit="2Gi"), pods={"voice_gen": OOM_POD}
+    )
+    raised = reconciler.reconcile(first, cfg)
+    successor = raised.create[0].observed
+    # The ended Job fails by its deadline; the watch now has both, the newest stands.
+    jobs = _at_voice(finished="Failed", reason="DeadlineExceeded", ended="OOMKilled: x")
+    jobs["voice_gen"] = dataclasses.replace(successor, failed=1, backoff_limit=2)
+    pods = {"voice_gen": dataclasses.replace(OOM_POD, failure="OOMKilled at 3072Mi")}
+    again = reconciler.reconcile(_then(first, raised, jobs=jobs, pods=pods), cfg)
+
+    (third,) = again.create
+    limits = third.manifest["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["memory"] == "4096Mi"  # 1.5 x 3Gi is past maxMemory: 4Gi
+    assert again.status["stages"][1]["run"] == 2
+    assert [h["memoryLimit"] for h in again.status["stages"][1]["history"]] == ["2Gi", "3072Mi"]
+
+    jobs["voice_gen"] = dataclasses.replace(
+        third.observed,
+        finished="Failed",
+        reason="BackoffLimitExceeded",
+        failed=2,
+        backoff_limit=1,
+    )
+    at_most = reconciler.reconcile(_then(first, again, jobs=jobs, pods=pods), cfg)
+    assert at_most.create == ()
+    voice = at_most.status["stages"][1]
+    assert (voice["phase"], voice["reason"], voice["memoryLimit"]) == (
+        Phase.FAILED,
+        "OOMKilled",
+        "4096Mi",
+    )
+    assert at_most.status["phase"] == Phase.FAILED
+
+
+def test_an_oom_kill_with_no_retries_left_fails_the_stage() -> None:
+    killed = _at_voice(
+        finished="Failed", reason="BackoffLimitExceeded", failed=1, memory_limit="2Gi"
+    )
+    outcome = reconciler.reconcile(_snapshot(killed, pods={"voice_gen": OOM_POD}), _oom_config())
+
+    assert outcome.create == () and outcome.end == {}
+    assert outcome.status["stages"][1]["reason"] == "OOMKilled"
+    assert outcome.status["phase"] == Phase.FAILED
+
+
+def test_an_oom_kill_is_retried_at_the_same_memory_without_on_oom() -> None:
+    killed = _at_voice(failed=1, backoff_limit=3, memory_limit="2Gi")
+    outcome = reconciler.reconcile(_snapshot(killed, pods={"voice_gen": OOM_POD}), CONFIG)
+
+    assert outcome.create == () and outcome.end == {}
+
+
+def _failed_at_compositing() -> tuple[Snapshot, reconciler.Outcome]:
+    jobs = {
+        "script_gen": _job("script_gen", "Complete"),
+        "voice_gen": _job("voice_gen", "Complete"),
+        "video_gen": _job("video_gen", "Complete"),
+        "compositing": _job("compositing", "Failed", reason="BackoffLimitExceeded", failed=4),
+    }
+    failing = _snapshot(jobs)
+    return failing, reconciler.reconcile(failing, CONFIG)
+
+
+def test_raising_retry_runs_a_failed_videojob_again_from_its_failed_stage() -> None:
+    failing, failed = _failed_at_compositing()
+    assert failed.status["phase"] == Phase.FAILED and failed.status.get("retries", 0) == 0
+
+    retried = reconciler.reconcile(
+        _then(failing, failed, spec={"prompt": "a cat", "retry": 1}), CONFIG
+    )
+
+    (compositing,) = retried.create
+    assert compositing.stage == "compositing"
+    assert compositing.manifest["metadata"]["name"].startswith("cat-compositing-2-")
+    assert retried.status["phase"] == Phase.RUNNING
+    assert retried.status["retries"] == 1
+    assert "completionTime" not in retried.status
+    stages = {s["name"]: s for s in retried.status["stages"]}
+    assert [stages[s]["phase"] for s in ("script_gen", "voice_gen", "video_gen")] == [
+        Phase.SUCCEEDED
+    ] * 3
+    assert stages["compositing"]["run"] == 1
+    assert stages["compositing"]["history"] == [
+        {"jobName": "cat-compositing", "attempts": 4, "reason": "BackoffLimitExceeded"}
+    ]
+    failed_condition = next(c for c in retried.status["conditions"] if c["type"] == "Failed")
+    assert failed_condition["status"] == "False"
+    assert ("Normal", "Retrying", "retry 1: running compositing again") in retried.events
+
+
+def test_a_retry_is_acted_on_once_and_a_lower_or_equal_one_not_at_all() -> None:
+    failing, failed = _failed_at_compositing()
+    same = reconciler.reconcile(
+        _then(failing, failed, spec={"prompt": "a cat", "retry": 0}), CONFIG
+    )
+    assert same.create == () and same.status["phase"] == Phase.FAILED
+
+    retried = reconciler.reconcile(
+        _then(failing, failed, spec={"prompt": "a cat", "retry": 2}), CONFIG
+    )
+    # Its Job is created and seen: nothing more to do, the retry was acted on.
+    jobs = {**failing.jobs, "compositing": retried.create[0].observed}
+    again = reconciler.reconcile(
+        _then(failing, retried, spec={"prompt": "a cat", "retry": 2}, jobs=jobs), CONFIG
+    )
+    assert again.create == () and again.idle
+    assert again.status["stages"][3]["phase"] == Phase.RUNNING
+    assert again.status["retries"] == 2
+
+
+def test_a_retry_raised_while_running_is_only_recorded() -> None:
+    outcome = reconciler.reconcile(_snapshot(spec={"prompt": "a cat", "retry": 3}), CONFIG)
+
+    assert outcome.status["retries"] == 3

@@ -362,7 +362,7 @@ class StageTemplate(CamelModel):
     not started this long after it was created: no node fits, no quota, the
     admission refuses it. Unset: no limit of its own (activeDeadlineSeconds
     still holds). Time a Job spends suspended does not count."""
-    on_oom: OnOOM | None = None
+    on_oom: OnOOM | None = Field(default=None, alias="onOOM")
     """Raise the memory after an out-of-memory kill (unset: an OOM kill is
     retried at the same memory, as any failure)."""
     termination_grace_period_seconds: int | None = Field(default=None, ge=0, le=3600)

@@ -183,6 +183,8 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
             for start in plan.start
         )
         observed_jobs.update({job.stage: job.observed for job in create})
+        for job in create:
+            pods.pop(job.stage, None)  # an earlier Job's, if any: the new one has none
         first = plan
         plan = status.plan(
             spec, snapshot.generation, first.status, stages, observed_jobs, pods, now, kept
