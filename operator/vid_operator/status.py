@@ -440,7 +440,10 @@ def _with_more_memory(stage: Stage, job: ObservedJob) -> Stage | None:
 
 
 def _mebibytes(amount: Decimal) -> str:
-    return f"{(amount / 2**20).to_integral_value(rounding=ROUND_CEILING)}Mi"
+    """Whole Mi, written as the API server writes it back (3Gi, not 3072Mi),
+    so the status shows what the Job says."""
+    mebibytes = int((amount / 2**20).to_integral_value(rounding=ROUND_CEILING))
+    return f"{mebibytes // 1024}Gi" if mebibytes % 1024 == 0 else f"{mebibytes}Mi"
 
 
 def _set_condition(

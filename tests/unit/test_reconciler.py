@@ -479,13 +479,13 @@ def test_an_oom_kill_ends_the_job_and_starts_the_next_with_more_memory() -> None
     assert manifest["metadata"]["name"].startswith("cat-voice-gen-2-")
     assert manifest["metadata"]["labels"]["vidop.io/run"] == "1"
     resources = manifest["spec"]["template"]["spec"]["containers"][0]["resources"]
-    assert resources["limits"]["memory"] == "3072Mi"
+    assert resources["limits"]["memory"] == "3Gi"
     assert resources["requests"]["memory"] == "1536Mi"  # 1Gi, raised as much as the limit
     assert manifest["spec"]["backoffLimit"] == 2  # the retry the OOM kill used is gone
     voice = outcome.status["stages"][1]
     assert voice["phase"] == Phase.RUNNING and voice["run"] == 1
     assert voice["jobName"] == manifest["metadata"]["name"]
-    assert voice["memoryLimit"] == "3072Mi"
+    assert voice["memoryLimit"] == "3Gi"
     assert voice["history"] == [
         {"jobName": "cat-voice-gen", "attempts": 1, "reason": "OOMKilled", "memoryLimit": "2Gi"}
     ]
@@ -503,14 +503,14 @@ def test_the_successor_is_the_stage_from_then_on_and_the_raise_stops_at_the_maxi
     # The ended Job fails by its deadline; the watch now has both, the newest stands.
     jobs = _at_voice(finished="Failed", reason="DeadlineExceeded", ended="OOMKilled: x")
     jobs["voice_gen"] = dataclasses.replace(successor, failed=1, backoff_limit=2)
-    pods = {"voice_gen": dataclasses.replace(OOM_POD, failure="OOMKilled at 3072Mi")}
+    pods = {"voice_gen": dataclasses.replace(OOM_POD, failure="OOMKilled at 3Gi")}
     again = reconciler.reconcile(_then(first, raised, jobs=jobs, pods=pods), cfg)
 
     (third,) = again.create
     limits = third.manifest["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-    assert limits["memory"] == "4096Mi"  # 1.5 x 3Gi is past maxMemory: 4Gi
+    assert limits["memory"] == "4Gi"  # 1.5 x 3Gi is past maxMemory: 4Gi
     assert again.status["stages"][1]["run"] == 2
-    assert [h["memoryLimit"] for h in again.status["stages"][1]["history"]] == ["2Gi", "3072Mi"]
+    assert [h["memoryLimit"] for h in again.status["stages"][1]["history"]] == ["2Gi", "3Gi"]
 
     jobs["voice_gen"] = dataclasses.replace(
         third.observed,
@@ -525,7 +525,7 @@ def test_the_successor_is_the_stage_from_then_on_and_the_raise_stops_at_the_maxi
     assert (voice["phase"], voice["reason"], voice["memoryLimit"]) == (
         Phase.FAILED,
         "OOMKilled",
-        "4096Mi",
+        "4Gi",
     )
     assert at_most.status["phase"] == Phase.FAILED
 

@@ -248,7 +248,8 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 
 def _structural(node: Any) -> Any:
     """Make a JSON Schema node structural: nullable instead of null unions,
-    no additionalProperties beside properties, no null defaults."""
+    no additionalProperties beside properties, no null defaults, exclusive
+    bounds as flags."""
     if isinstance(node, list):
         return [_structural(item) for item in node]
     if not isinstance(node, dict):
@@ -267,6 +268,10 @@ def _structural(node: Any) -> Any:
         del node["additionalProperties"]
     if "default" in node and node["default"] is None:
         del node["default"]
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        # JSON Schema 2020-12's numeric exclusive bound is OpenAPI v3.0's flag.
+        if not isinstance(node.get(exclusive, False), bool):
+            node[bound], node[exclusive] = node[exclusive], True
     return {k: _structural(v) for k, v in node.items()}
 
 
