@@ -41,7 +41,12 @@ OPERATOR_CONFIG: dict[str, Any] = {
         "bucket": "videos",
         "allowedBuckets": [workload.LONGEST_BUCKET],
     },
-    "stages": {"video_gen": {"maxGpus": 8}},
+    "stages": {
+        "video_gen": {"maxGpus": 8},
+        "voice_gen": {"onOOM": {"memoryFactor": 1.5, "maxMemory": "4Gi"}},
+    },
+    # The workload's images that cannot be pulled fail within the run.
+    "stageDefaults": {"imagePullTimeoutSeconds": 4},
 }
 
 
@@ -65,6 +70,11 @@ class ChaosPlan:
     apiserver_restart_at: float | None
     settle_timeout: float
     """How long every VideoJob may take to finish once the chaos is over."""
+    oom: int = 0
+    """VideoJobs whose voice_gen is killed as out of memory once (then gets
+    more), and as many killed at every size up to the maximum."""
+    pull: int = 0
+    """VideoJobs with an image that cannot be pulled."""
     ready_seconds: float = 10.0
     """How soon a restarted operator must answer on its liveness endpoint."""
     seed: int = 6
@@ -125,6 +135,8 @@ class ChaosRun:
             disrupted_count=plan.disrupted,
             cycle_count=plan.cycles,
             hostile_rounds=plan.hostile_rounds,
+            oom_count=plan.oom,
+            pull_count=plan.pull,
         )
         self.operator = Operator(cluster, folder, OPERATOR_CONFIG)
         self.record = invariants.Record()

@@ -54,18 +54,21 @@ def _owner_uid(job: dict[str, Any]) -> str | None:
 
 
 def one_job_per_stage(record: Record) -> list[str]:
-    """Never more than one Job for a VideoJob's stage, over the whole run."""
-    uids: dict[tuple[str, str], set[str]] = defaultdict(set)
-    names: dict[tuple[str, str], set[str]] = defaultdict(set)
+    """Never more than one Job for a VideoJob's stage and run (its first Job,
+    or the one after an OOM kill raised its memory), over the whole run."""
+    uids: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    names: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for seen in record.jobs:
         owner = _owner_uid(seen.object)
-        stage = seen.object["metadata"]["labels"].get(naming.STAGE_LABEL)
+        labels = seen.object["metadata"]["labels"]
+        stage, run = labels.get(naming.STAGE_LABEL), labels.get(naming.RUN_LABEL, "0")
         if owner and stage:
-            uids[owner, stage].add(seen.object["metadata"]["uid"])
-            names[owner, stage].add(seen.object["metadata"]["name"])
+            uids[owner, stage, run].add(seen.object["metadata"]["uid"])
+            names[owner, stage, run].add(seen.object["metadata"]["name"])
     return [
-        f"VideoJob {owner} stage {stage} had {len(found)} Jobs: {sorted(names[owner, stage])}"
-        for (owner, stage), found in uids.items()
+        f"VideoJob {owner} stage {stage} run {run} had {len(found)} Jobs:"
+        f" {sorted(names[owner, stage, run])}"
+        for (owner, stage, run), found in uids.items()
         if len(found) > 1
     ]
 
@@ -115,7 +118,8 @@ def _progress(status: dict[str, Any]) -> int:
 
 def status_never_backwards(record: Record) -> list[str]:
     """Per VideoJob, every status seen is at least as far along as the last:
-    phase order, progress, finished stages, attempts, start and end times."""
+    phase order, progress, finished stages, attempts (per Job of a stage),
+    start and end times; unless a raised spec.retry runs it again."""
     violations = []
     last: dict[str, dict[str, Any]] = {}
     for seen in record.videojobs:
@@ -128,6 +132,8 @@ def status_never_backwards(record: Record) -> list[str]:
         if before is None:
             continue
         name = meta["name"][:80]
+        if now.get("retries", 0) > before.get("retries", 0):
+            continue  # raising spec.retry runs a Failed VideoJob again
         old_phase, new_phase = before.get("phase"), now.get("phase")
         if old_phase in FINISHED and new_phase != old_phase:
             violations.append(f"{name}: phase {old_phase} became {new_phase}")
@@ -143,8 +149,8 @@ def status_never_backwards(record: Record) -> list[str]:
         old_stages = {s["name"]: s for s in before.get("stages") or []}
         for stage in now.get("stages") or []:
             previous = old_stages.get(stage["name"])
-            if previous is None:
-                continue
+            if previous is None or stage.get("run", 0) != previous.get("run", 0):
+                continue  # a new Job of the stage (after an OOM kill) counts afresh
             if previous.get("phase") in FINISHED and stage.get("phase") != previous["phase"]:
                 violations.append(
                     f"{name}: stage {stage['name']} went from {previous['phase']} "

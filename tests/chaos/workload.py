@@ -22,6 +22,9 @@ RUN_TIME = "kwok.vidop.io/run-time"
 EXIT_CODE = "kwok.vidop.io/exit-code"
 DISRUPTION = "kwok.vidop.io/disruption"
 TERMINATION_MESSAGE = "kwok.vidop.io/termination-message"
+TERMINATION_REASON = "kwok.vidop.io/termination-reason"
+OOM_AT_MEMORY = "kwok.vidop.io/oom-at-memory"
+WAITING_REASON = "kwok.vidop.io/waiting-reason"
 
 # Termination messages a stage has been seen to write (an annotation holds at
 # most 1,024 characters, and so does each of these).
@@ -144,6 +147,41 @@ def disrupted(name: str, rng: random.Random) -> Item:
         "disrupted",
         _videojob(name, {"prompt": "a preempted render", "stages": stages}),
         Expected("Failed", "video_gen", "DeadlineExceeded"),
+    )
+
+
+def oom_then_more_memory(name: str, rng: random.Random) -> Item:
+    """voice_gen is killed as out of memory at 2Gi only: the operator's next
+    Job for it has 3Gi (the chaos platform's onOOM) and gets through."""
+    stages = _stages("200ms", voice_gen={"podAnnotations": {OOM_AT_MEMORY: "2Gi"}})
+    return Item(
+        "oom-raised",
+        _videojob(name, {"prompt": "a hungry voice", "stages": stages}),
+        Expected("Succeeded"),
+    )
+
+
+def oom_at_every_size(name: str, rng: random.Random) -> Item:
+    """voice_gen is killed as out of memory whatever it has: 2Gi, 3Gi, then the
+    4Gi maximum, and the VideoJob fails naming the OOM kill."""
+    oom = {EXIT_CODE: "137", TERMINATION_REASON: "OOMKilled"}
+    stages = _stages("200ms", voice_gen={"backoffLimit": 3, "podAnnotations": oom})
+    return Item(
+        "oom-failed",
+        _videojob(name, {"prompt": "a bottomless voice", "stages": stages}),
+        Expected("Failed", "voice_gen", "OOMKilled"),
+    )
+
+
+def image_pull_failure(name: str, rng: random.Random) -> Item:
+    """compositing's image cannot be pulled: after the pull limit the stage
+    fails, not retried, with the kubelet's reason."""
+    reason = rng.choice(["ErrImagePull", "ImagePullBackOff", "InvalidImageName"])
+    stages = _stages("200ms", compositing={"podAnnotations": {WAITING_REASON: reason}})
+    return Item(
+        "pull-failed",
+        _videojob(name, {"prompt": "a missing image", "stages": stages}),
+        Expected("Failed", "compositing", reason),
     )
 
 
@@ -364,6 +402,8 @@ def mix(
     disrupted_count: int,
     cycle_count: int,
     hostile_rounds: int,
+    oom_count: int = 0,
+    pull_count: int = 0,
 ) -> list[Item]:
     """The chaos workload in a shuffled (seeded) order."""
     items: list[Item] = []
@@ -373,6 +413,9 @@ def mix(
         (invalid_input, invalid_count, "bad"),
         (disrupted, disrupted_count, "evicted"),
         (dependency_cycle, cycle_count, "cycle"),
+        (oom_then_more_memory, oom_count, "oom"),
+        (oom_at_every_size, oom_count, "oom-max"),
+        (image_pull_failure, pull_count, "pull"),
     )
     for maker, count, stem in makers:
         items += [maker(f"{stem}-{index:04d}", rng) for index in range(count)]
