@@ -107,7 +107,8 @@ def test_an_image_that_cannot_be_pulled_fails_its_stage_after_the_pull_limit(
 
     failed = _wait_phase(cluster, namespace, "no-image", "Failed", timeout=PULL_LIMIT + 30)
 
-    assert time.monotonic() - started >= PULL_LIMIT
+    # Timed from the pod's scheduling, a timestamp of whole seconds.
+    assert time.monotonic() - started >= PULL_LIMIT - 1
     script = _stage(failed, "script_gen")
     assert script["reason"] == "ErrImagePull"
     assert script["message"].startswith(

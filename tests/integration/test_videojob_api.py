@@ -52,6 +52,7 @@ def test_a_minimal_videojob_is_accepted_with_defaults(
         "voice": "en",
         "priority": "default",
         "suspend": False,
+        "retry": 0,
     }
 
 
