@@ -63,6 +63,8 @@ class Stage:
     image_pull_secrets: list[str] = field(default_factory=list)
     pod_labels: dict[str, str] = field(default_factory=dict)
     pod_annotations: dict[str, str] = field(default_factory=dict)
+    cache: bool = False
+    """Its result may be reused (see :mod:`vid_operator.cache`)."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,9 @@ def _resolve(
             **(template.pod_annotations or {}),
             **((override.pod_annotations or {}) if override else {}),
         },
+        # Only its author knows whether a stage's output is a function of its
+        # inputs: a VideoPipeline's stage is cached when it says so.
+        cache=bool(template.cache),
     )
 
 

@@ -272,7 +272,15 @@ def _stage_status(
         message=message[:1024] if message else None,
         reason=reason,
         outputs=outputs if phase == Phase.SUCCEEDED else None,
+        cached=_cached(outputs) if phase == Phase.SUCCEEDED else None,
     )
+
+
+def _cached(outputs: dict[str, Any] | None) -> bool | None:
+    """What the summary says of the result cache, shown on its own so that
+    ``kubectl get -o yaml`` tells a reused result from a computed one."""
+    cached = (outputs or {}).get(contract.SUMMARY_CACHED)
+    return cached if isinstance(cached, bool) else None
 
 
 def _set_condition(

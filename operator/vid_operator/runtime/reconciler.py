@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vid_operator import jobs, pipeline, status
+from vid_operator import cache, jobs, pipeline, status
 from vid_operator.api.models import (
     FINISHED_PHASES,
     Phase,
@@ -155,7 +155,13 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
     if plan.start:
         owner = jobs.Owner(name=snapshot.name, namespace=snapshot.namespace, uid=snapshot.uid)
         create = tuple(
-            _stage_job(stage.name, jobs.build_stage_job(owner, spec, stage, config), now)
+            _stage_job(
+                stage.name,
+                jobs.build_stage_job(
+                    owner, spec, stage, config, cache_key=_cache_key(spec, stage, stages, plan)
+                ),
+                now,
+            )
             for stage in plan.start
         )
         observed_jobs.update({job.stage: job.observed for job in create})
@@ -251,6 +257,15 @@ def _kept_failed(
         for s in current.stages
         if s.phase == Phase.FAILED and s.job_name and before.get(s.name) != Phase.FAILED
     }
+
+
+def _cache_key(
+    spec: VideoJobSpec, stage: pipeline.Stage, stages: list[pipeline.Stage], plan: status.Plan
+) -> str | None:
+    """The stage's cache key, from the outputs of the stages before it, which
+    have all succeeded (it starts now)."""
+    outputs = {s.name: s.outputs for s in plan.status.stages}
+    return cache.stage_key(spec, stage, {s.name: s for s in stages}, outputs)
 
 
 def _stage_job(stage: str, manifest: dict[str, Any], now: str) -> StageJob:
