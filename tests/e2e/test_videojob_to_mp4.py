@@ -29,8 +29,8 @@ BUCKET = "e2e-videos"
 TIMEOUT = 240
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LOUDNESS_TARGET = -30.0
-# Long enough that rendering, not starting pods, is most of a fresh run.
-CACHED_SECONDS = 20
+# Long and large enough that rendering, not starting pods, is most of a fresh run.
+CACHED_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
@@ -149,14 +149,16 @@ def test_a_videojob_becomes_a_playable_mp4_that_matches_its_narration(
     assert _ffprobe(thumbnail)["streams"][0]["codec_name"] == "mjpeg"
 
 
-def _check_playable(video: Path, status: dict[str, Any], seconds: int) -> float:
-    """ffprobe's and ffmpeg's word that ``video`` is the 640x360 H.264 + AAC +
-    mov_text MP4 of ``seconds`` the VideoJob asked for, as long as its
-    narration; returns its duration."""
+def _check_playable(
+    video: Path, status: dict[str, Any], seconds: int, size: tuple[int, int] = (640, 360)
+) -> float:
+    """ffprobe's and ffmpeg's word that ``video`` is the H.264 + AAC +
+    mov_text MP4 of the ``size`` and ``seconds`` the VideoJob asked for, as
+    long as its narration; returns its duration."""
     probed = _ffprobe(video)
     streams = {stream["codec_type"]: stream for stream in probed["streams"]}
     assert streams["video"]["codec_name"] == "h264"
-    assert (streams["video"]["width"], streams["video"]["height"]) == (640, 360)
+    assert (streams["video"]["width"], streams["video"]["height"]) == size
     assert streams["audio"]["codec_name"] == "aac"
     assert (streams["audio"]["sample_rate"], streams["audio"]["channels"]) == ("48000", 2)
     assert streams["subtitle"]["codec_name"] == "mov_text"
@@ -310,7 +312,9 @@ def test_the_same_videojob_again_reuses_every_stage_from_the_cache(
     runs: dict[str, tuple[float, dict[str, Any]]] = {}
     for name in ("fox-fresh", "fox-again"):
         started = time.monotonic()
-        cluster.apply(_videojob(name, prompt, seconds=CACHED_SECONDS), videos)
+        cluster.apply(
+            _videojob(name, prompt, seconds=CACHED_SECONDS, resolution="1280x720"), videos
+        )
         status = wait_until(
             f"{name} to finish", lambda name=name: _finished(cluster, videos, name), TIMEOUT, 0.25
         )
@@ -335,7 +339,7 @@ def test_the_same_videojob_again_reuses_every_stage_from_the_cache(
         for name, (_, status) in runs.items()
     ]
     durations = [
-        _check_playable(video, status, seconds=CACHED_SECONDS)
+        _check_playable(video, status, seconds=CACHED_SECONDS, size=(1280, 720))
         for video, (_, status) in zip(videos_made, runs.values(), strict=True)
     ]
     assert durations[0] == durations[1]

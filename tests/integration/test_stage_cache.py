@@ -25,6 +25,9 @@ from vidop_stages.runtime import StageContext, Summary, run_stage
 KEY = "5" * 64
 VIDEO = Artifact("render", "video.mp4", "video/mp4")
 NOTES = Artifact("render", "notes.txt", "text/plain")
+PARAMS = json.dumps(
+    {"prompt": "a cat", "durationSeconds": 1, "resolution": "64x64", "fps": 1, "voice": "en"}
+)
 
 
 @dataclass
@@ -56,15 +59,7 @@ def run(
         environment = {
             **s3.environment(),
             contract.ENV_STAGE: "render",
-            contract.ENV_PARAMS: json.dumps(
-                {
-                    "prompt": "a cat",
-                    "durationSeconds": 1,
-                    "resolution": "64x64",
-                    "fps": 1,
-                    "voice": "en",
-                }
-            ),  # fmt: skip
+            contract.ENV_PARAMS: PARAMS,
             contract.ENV_ARTIFACT_PREFIX: contract.artifact_prefix(
                 s3_bucket, "videojobs", "media", name, f"uid-{name}"
             ),
