@@ -94,8 +94,8 @@ class ResultCache:
         stage's (``cached: true``); None when there is none to use."""
         try:
             body = self._client.get_object(Bucket=self._bucket, Key=self._key_prefix + RECORD)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+        except (ClientError, BotoCoreError) as error:
+            if not _missing(error):
                 self._log.warning("cannot read the result cache", error=str(error))
             return None
         try:
@@ -148,6 +148,14 @@ class ResultCache:
             self._log.warning("cannot store the result in the cache", error=str(error))
             return
         self._log.info("result stored in the cache", files=sorted(files), digest=digest)
+
+
+def _missing(error: ClientError | BotoCoreError) -> bool:
+    """Nothing stored under the key yet: the usual miss, not worth a warning."""
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in (
+        "NoSuchKey",
+        "404",
+    )
 
 
 def _rewritten(value: Any, old: str, new: str) -> Any:
