@@ -35,6 +35,9 @@ class StageConfig(StageTemplate):
     ``spec.pipeline`` run."""
 
     image: str = Field(min_length=1)
+    cache: bool = True
+    """The reference stages' outputs are a function of their inputs, so they
+    are cached unless the configuration says ``cache: false``."""
 
 
 class StageDefaults(CamelModel):

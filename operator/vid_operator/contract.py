@@ -11,6 +11,11 @@ agree by construction. Pure: no Kubernetes client, no boto3.
   :data:`TERMINATION_MESSAGE_PATH`; the operator copies it into the status.
 - Exit codes: :data:`EXIT_OK`; :data:`EXIT_INVALID_INPUT` is never retried;
   anything else is retried by the Job controller up to ``backoffLimit``.
+- The result cache: a stage given :data:`ENV_CACHE_KEY` and
+  :data:`ENV_CACHE_LOCATION` copies a result stored there instead of computing
+  it, or stores the one it computed; its summary then carries
+  :data:`SUMMARY_DIGEST` and :data:`SUMMARY_CACHED` (the operator keys the
+  next stages on the digest, see :mod:`vid_operator.cache`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ ENV_TERMINATION_MESSAGE_PATH = "VIDOP_TERMINATION_MESSAGE_PATH"
 """Where the stage writes its summary: the container's ``terminationMessagePath``,
 named in the environment too so a runtime that maps paths (the local node) can
 point it elsewhere."""
+ENV_CACHE_KEY = "VIDOP_CACHE_KEY"
+"""The stage's cache key (hex); set only when its result may be reused."""
+ENV_CACHE_LOCATION = "VIDOP_CACHE_LOCATION"
+"""``s3://<bucket>/<prefix>/<namespace>/_cache/<key>/``: where a result with
+that key is stored (:func:`cache_location`)."""
 
 CONTRACT_ENV = frozenset(
     {
@@ -50,6 +60,8 @@ CONTRACT_ENV = frozenset(
         ENV_S3_SECRET_KEY,
         ENV_SCRATCH_DIR,
         ENV_TERMINATION_MESSAGE_PATH,
+        ENV_CACHE_KEY,
+        ENV_CACHE_LOCATION,
     }
 )
 """Every variable the operator sets: nobody else may set one (a second entry
@@ -69,12 +81,33 @@ EXIT_INVALID_INPUT = 2
 # The spec fields a stage needs, and so the ones it receives in ENV_PARAMS.
 PARAM_FIELDS = ("prompt", "durationSeconds", "resolution", "fps", "voice")
 
+SUMMARY_DIGEST = "digest"
+"""Summary key: a digest of the stage's output files' contents (hex), the same
+for the same files whatever the VideoJob; what the next stages' keys chain on."""
+SUMMARY_CACHED = "cached"
+"""Summary key: true when the result was copied from the cache, false when
+computed (and stored there); absent when the stage runs without a key."""
+CACHE_FOLDER = "_cache"
+"""The folder beside a namespace's VideoJobs that holds its cached results: a
+VideoJob's name is a DNS name, which cannot start with ``_``, so none can be
+called that."""
+
 
 def artifact_prefix(bucket: str, prefix: str, namespace: str, videojob: str, uid: str) -> str:
     """Where one VideoJob's artifacts live; the uid keeps a re-created
     VideoJob of the same name from reading its predecessor's files."""
-    parts = [p.strip("/") for p in (prefix, namespace, videojob, uid) if p.strip("/")]
-    return f"s3://{bucket}/{'/'.join(parts)}/"
+    return _location(bucket, prefix, namespace, videojob, uid)
+
+
+def cache_location(bucket: str, prefix: str, namespace: str, key: str) -> str:
+    """Where the result of the stage with cache key ``key`` is kept: per
+    namespace, so one tenant never receives another's results."""
+    return _location(bucket, prefix, namespace, CACHE_FOLDER, key)
+
+
+def _location(bucket: str, *parts: str) -> str:
+    kept = [p.strip("/") for p in parts if p.strip("/")]
+    return f"s3://{bucket}/{'/'.join(kept)}/"
 
 
 MAX_SUMMARY_DEPTH = 8

@@ -62,21 +62,13 @@ def pod_failure_policy() -> dict[str, Any]:
 
 
 def _environment(
-    owner: Owner, spec: VideoJobSpec, stage: Stage, config: OperatorConfig
+    owner: Owner, spec: VideoJobSpec, stage: Stage, config: OperatorConfig, cache_key: str | None
 ) -> list[dict[str, Any]]:
     bucket = (spec.output and spec.output.bucket) or config.s3.bucket
     prefix = (
         spec.output.prefix if spec.output and spec.output.prefix is not None else config.s3.prefix
     )
-    params = spec.model_dump(
-        by_alias=True,
-        mode="json",
-        include=set(
-            name
-            for name, info in VideoJobSpec.model_fields.items()
-            if (info.alias or name) in contract.PARAM_FIELDS
-        ),
-    )
+    params = models.job_params(spec)
     env: list[dict[str, Any]] = [
         {"name": contract.ENV_JOB_NAME, "value": owner.name},
         {"name": contract.ENV_JOB_NAMESPACE, "value": owner.namespace},
@@ -96,6 +88,10 @@ def _environment(
     ]
     if config.s3.endpoint_url:
         env.append({"name": contract.ENV_S3_ENDPOINT, "value": config.s3.endpoint_url})
+    if cache_key is not None:
+        location = contract.cache_location(bucket, prefix, owner.namespace, cache_key)
+        env.append({"name": contract.ENV_CACHE_KEY, "value": cache_key})
+        env.append({"name": contract.ENV_CACHE_LOCATION, "value": location})
     if config.s3.credentials_secret:
         # By reference: the credentials never pass through the operator.
         for variable in (contract.ENV_S3_ACCESS_KEY, contract.ENV_S3_SECRET_KEY):
@@ -141,15 +137,23 @@ def _placement(stage: Stage, config: OperatorConfig) -> dict[str, Any]:
 
 
 def build_stage_job(
-    owner: Owner, spec: VideoJobSpec, stage: Stage, config: OperatorConfig, run: int = 0
+    owner: Owner,
+    spec: VideoJobSpec,
+    stage: Stage,
+    config: OperatorConfig,
+    run: int = 0,
+    *,
+    cache_key: str | None = None,
 ) -> dict[str, Any]:
     """The Job for ``stage`` of the VideoJob ``owner``; ``run`` counts the
-    stage's Jobs before this one (see :func:`naming.stage_job_name`)."""
+    stage's Jobs before this one (see :func:`naming.stage_job_name`); with a
+    ``cache_key`` (:mod:`vid_operator.cache`) the stage may reuse a stored
+    result."""
     labels = naming.labels(owner.name, stage.name)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": stage.image,
-        "env": _environment(owner, spec, stage, config),
+        "env": _environment(owner, spec, stage, config, cache_key),
         "resources": _resources(stage, config),
         "terminationMessagePath": contract.TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",

@@ -67,6 +67,8 @@ class Stage:
     pending_timeout_seconds: int | None = None
     image_pull_timeout_seconds: int | None = None
     on_oom: OnOOM | None = None
+    cache: bool = False
+    """Its result may be reused (see :mod:`vid_operator.cache`)."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,9 @@ def _resolve(
             **(template.pod_annotations or {}),
             **((override.pod_annotations or {}) if override else {}),
         },
+        # Only its author knows whether a stage's output is a function of its
+        # inputs: a VideoPipeline's stage is cached when it says so.
+        cache=bool(template.cache),
     )
 
 

@@ -365,6 +365,7 @@ def _stage_status(
         run=run,
         memory_limit=job.memory_limit if memory else None,
         history=history[-MAX_STAGE_HISTORY:],
+        cached=_cached(outputs) if phase == Phase.SUCCEEDED else None,
     )
 
 
@@ -444,6 +445,13 @@ def _mebibytes(amount: Decimal) -> str:
     so the status shows what the Job says."""
     mebibytes = int((amount / 2**20).to_integral_value(rounding=ROUND_CEILING))
     return f"{mebibytes // 1024}Gi" if mebibytes % 1024 == 0 else f"{mebibytes}Mi"
+
+
+def _cached(outputs: dict[str, Any] | None) -> bool | None:
+    """What the summary says of the result cache, shown on its own so that
+    ``kubectl get -o yaml`` tells a reused result from a computed one."""
+    cached = (outputs or {}).get(contract.SUMMARY_CACHED)
+    return cached if isinstance(cached, bool) else None
 
 
 def _set_condition(

@@ -12,6 +12,10 @@ Each stage's ``main`` hands its work function to :func:`run_stage`, which
   ``<artifact prefix><own stage>/``, so a retried stage overwrites its own
   outputs and nothing else;
 - runs the work in a fresh folder inside ``VIDOP_SCRATCH_DIR``, removed after;
+  or, given a cache key, copies a result stored under it instead
+  (:mod:`vidop_stages.cache`), and stores the one it computed;
+- adds the outputs' digest (``contract.SUMMARY_DIGEST``) to the summary, on
+  which the operator keys the next stages' caches;
 - writes the JSON summary to the termination-message file on success, or a
   short reason on failure, and returns the exit code:
   ``contract.EXIT_INVALID_INPUT`` for :class:`~vidop_stages.errors.InvalidInput`
@@ -44,6 +48,7 @@ from botocore.exceptions import ClientError
 
 from vid_operator import contract
 from vidop_stages.artifacts import Artifact
+from vidop_stages.cache import ResultCache, StageOutputs, file_sha256, outputs_digest
 from vidop_stages.errors import InvalidInput
 from vidop_stages.params import JobParams, parse_params
 
@@ -83,6 +88,8 @@ class StageEnvironment:
     scratch_dir: Path
     termination_message_path: Path
     s3_endpoint: str | None
+    cache_location: str | None = None
+    """Where a result with the stage's cache key is kept; None: not cached."""
 
 
 def read_environment(environ: Mapping[str, str]) -> StageEnvironment:
@@ -97,6 +104,7 @@ def read_environment(environ: Mapping[str, str]) -> StageEnvironment:
         scratch_dir=Path(environ.get(contract.ENV_SCRATCH_DIR, contract.SCRATCH_DIR)),
         termination_message_path=termination_message_path(environ),
         s3_endpoint=environ.get(contract.ENV_S3_ENDPOINT) or None,
+        cache_location=environ.get(contract.ENV_CACHE_LOCATION) or None,
     )
 
 
@@ -148,6 +156,12 @@ class ArtifactStore:
         self._bucket = bucket
         self._key_prefix = key_prefix
         self._stage = stage
+        self.published: dict[str, str] = {}
+        """Name -> content sha256 of each output published so far."""
+
+    @property
+    def outputs(self) -> StageOutputs:
+        return StageOutputs(self._bucket, self.key(self._stage, ""))
 
     def key(self, stage: str, name: str) -> str:
         return f"{self._key_prefix}{stage}/{name}"
@@ -171,6 +185,7 @@ class ArtifactStore:
         """Upload ``source`` as this stage's output named like ``artifact``,
         under this stage's own name (which a custom pipeline may choose);
         returns its URI."""
+        self.published[artifact.name] = file_sha256(source)
         self._client.upload_file(
             str(source),
             self._bucket,
@@ -214,13 +229,15 @@ def run_stage(work: StageWork) -> int:
             tempfile.mkdtemp(prefix=f"{environment.stage}-", dir=environment.scratch_dir)
         )
         try:
+            client = _s3_client(environment.s3_endpoint)
             store = ArtifactStore(
-                _s3_client(environment.s3_endpoint),
-                environment.bucket,
-                environment.key_prefix,
-                environment.stage,
+                client, environment.bucket, environment.key_prefix, environment.stage
             )
-            summary = work(StageContext(environment.params, store, workdir, log))
+            cache = _result_cache(client, environment.cache_location, log)
+            summary = cache.restore(store.outputs) if cache else None
+            if summary is None:
+                context = StageContext(environment.params, store, workdir, log)
+                summary = _computed(work, context, cache)
             message = encode_summary(summary)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -252,6 +269,32 @@ def configure_logging() -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def _computed(work: StageWork, context: StageContext, cache: ResultCache | None) -> Summary:
+    """The work's summary with its outputs' digest; with a cache, the result
+    stored there and the summary saying it was computed."""
+    summary = {
+        **work(context),
+        contract.SUMMARY_DIGEST: outputs_digest(context.store.published),
+    }
+    if cache is None:
+        return summary
+    computed = {**summary, contract.SUMMARY_CACHED: False}
+    # Stored only once it is known to fit in a termination message, so a
+    # stored result never fails the stage that reuses it.
+    encode_summary(computed)
+    cache.save(context.store.outputs, context.store.published, summary)
+    return computed
+
+
+def _result_cache(
+    client: S3Client, location: str | None, log: structlog.typing.FilteringBoundLogger
+) -> ResultCache | None:
+    if location is None:
+        return None
+    bucket, key_prefix = parse_artifact_prefix(location)
+    return ResultCache(client, bucket, key_prefix, log.bind(cache=location))
 
 
 def _s3_client(endpoint: str | None) -> S3Client:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ BUCKET = "e2e-videos"
 TIMEOUT = 240
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LOUDNESS_TARGET = -30.0
+# Long and large enough that rendering, not starting pods, is most of a fresh run.
+CACHED_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
@@ -141,18 +144,28 @@ def test_a_videojob_becomes_a_playable_mp4_that_matches_its_narration(
     video = _download(s3, outputs["videoUri"], tmp_path / "video.mp4")
     thumbnail = _download(s3, outputs["thumbnailUri"], tmp_path / "thumbnail.jpg")
 
+    duration = _check_playable(video, status, seconds=6)
+    assert abs(float(outputs["durationSeconds"]) - duration) <= 0.1
+    assert _ffprobe(thumbnail)["streams"][0]["codec_name"] == "mjpeg"
+
+
+def _check_playable(
+    video: Path, status: dict[str, Any], seconds: int, size: tuple[int, int] = (640, 360)
+) -> float:
+    """ffprobe's and ffmpeg's word that ``video`` is the H.264 + AAC +
+    mov_text MP4 of the ``size`` and ``seconds`` the VideoJob asked for, as
+    long as its narration; returns its duration."""
     probed = _ffprobe(video)
     streams = {stream["codec_type"]: stream for stream in probed["streams"]}
     assert streams["video"]["codec_name"] == "h264"
-    assert (streams["video"]["width"], streams["video"]["height"]) == (640, 360)
+    assert (streams["video"]["width"], streams["video"]["height"]) == size
     assert streams["audio"]["codec_name"] == "aac"
     assert (streams["audio"]["sample_rate"], streams["audio"]["channels"]) == ("48000", 2)
     assert streams["subtitle"]["codec_name"] == "mov_text"
     duration = float(probed["format"]["duration"])
     narration = float(_stage(status, "voice_gen")["outputs"]["durationSeconds"])
     assert abs(duration - narration) <= 0.1
-    assert abs(duration - 6) <= 0.1
-    assert abs(float(outputs["durationSeconds"]) - duration) <= 0.1
+    assert abs(duration - seconds) <= 0.1
     decoded = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(video), "-f", "null", "-"],
         capture_output=True,
@@ -160,7 +173,7 @@ def test_a_videojob_becomes_a_playable_mp4_that_matches_its_narration(
         check=True,
     )
     assert decoded.stderr == ""
-    assert _ffprobe(thumbnail)["streams"][0]["codec_name"] == "mjpeg"
+    return duration
 
 
 def test_input_only_the_stage_can_judge_fails_the_videojob_without_retries(
@@ -287,3 +300,49 @@ def test_a_custom_pipeline_with_a_stage_the_default_lacks_makes_its_mark_on_the_
     measured = integrated_lufs(video)
     print(f"final MP4: {measured:.1f} LUFS (target {LOUDNESS_TARGET})")
     assert abs(measured - LOUDNESS_TARGET) <= 1.5
+
+
+def test_the_same_videojob_again_reuses_every_stage_from_the_cache(
+    cluster: Cluster, videos: str, s3: S3Server, tmp_path: Path
+) -> None:
+    """The same spec under two names: the second VideoJob copies each stage's
+    result that the first stored, computes nothing, finishes sooner, and its
+    MP4 is as playable and as long (byte-identical, as the copy it is)."""
+    prompt = "A red fox runs through fresh snow. Snowflakes drift past."
+    runs: dict[str, tuple[float, dict[str, Any]]] = {}
+    for name in ("fox-fresh", "fox-again"):
+        started = time.monotonic()
+        cluster.apply(
+            _videojob(name, prompt, seconds=CACHED_SECONDS, resolution="1280x720"), videos
+        )
+        status = wait_until(
+            f"{name} to finish", lambda name=name: _finished(cluster, videos, name), TIMEOUT, 0.25
+        )
+        runs[name] = (time.monotonic() - started, status)
+        assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
+
+    (fresh_seconds, fresh), (cached_seconds, cached) = runs["fox-fresh"], runs["fox-again"]
+    print(
+        f"\nfresh: {fresh_seconds:.1f} s, cached: {cached_seconds:.1f} s"
+        f" ({cached_seconds / fresh_seconds:.0%} of fresh)"
+    )
+    for stage in STAGES:
+        computed, reused = _stage(fresh, stage), _stage(cached, stage)
+        assert (computed["cached"], reused["cached"]) == (False, True), stage
+        assert reused["outputs"]["cached"] is True
+        assert reused["outputs"]["digest"] == computed["outputs"]["digest"]
+    assert cached["outputs"]["videoUri"].startswith(f"s3://{BUCKET}/videojobs/{videos}/fox-again/")
+    assert cached_seconds < fresh_seconds
+
+    videos_made = [
+        _download(s3, status["outputs"]["videoUri"], tmp_path / f"{name}.mp4")
+        for name, (_, status) in runs.items()
+    ]
+    durations = [
+        _check_playable(video, status, seconds=CACHED_SECONDS, size=(1280, 720))
+        for video, (_, status) in zip(videos_made, runs.values(), strict=True)
+    ]
+    assert durations[0] == durations[1]
+    identical = videos_made[0].read_bytes() == videos_made[1].read_bytes()
+    print(f"MP4s: {durations[0]:.3f} s each, byte-identical: {identical}")
+    assert identical

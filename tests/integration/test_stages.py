@@ -29,6 +29,7 @@ from PIL import Image
 
 from vid_operator import contract
 from vidop_devcluster.s3 import S3Server
+from vidop_stages.cache import file_sha256, outputs_digest
 from vidop_stages.media import MediaInfo, probe
 from vidop_stages.scenescript import Motion, Scene, SceneScript
 from vidop_stages.voice_gen.fitting import NATURAL_MAX_RATE
@@ -185,13 +186,16 @@ def test_every_stage_writes_only_under_its_own_name(
 
 def test_script_gen_plans_the_timeline(pipeline: tuple[Job, dict[str, StageRun]]) -> None:
     job, runs = pipeline
-    script = SceneScript.from_json(job.download("script_gen", "script.json").read_text())
+    downloaded = job.download("script_gen", "script.json")
+    script = SceneScript.from_json(downloaded.read_text())
 
     assert runs["script_gen"].summary == {
         "script": f"{job.prefix}script_gen/script.json",
         "scenes": len(script.scenes),
         "sentences": len(script.sentences),
         "durationSeconds": DURATION,
+        # What the operator keys the next stages' result caches on.
+        "digest": outputs_digest({"script.json": file_sha256(downloaded)}),
     }
     assert script.prompt == PROMPT
     assert script.sentences[0] == "A cat surfing a giant wave at sunset."

@@ -383,6 +383,11 @@ class StageTemplate(CamelModel):
         default=None, max_length=16
     )
     """Annotations added to the stage's pods (monitoring, a mesh)."""
+    cache: bool | None = None
+    """Reuse a stored result of this stage computed from the same image,
+    command, args, env, job parameters and inputs instead of computing it
+    again. Only for a stage whose output is a function of those: off unless
+    set to true in a VideoPipeline; on for the default pipeline's stages."""
 
 
 class OverridableField(enum.StrEnum):

@@ -212,6 +212,24 @@ class VideoJobSpec(CamelModel):
     again from its failed stages: the stages that succeeded keep their
     outputs, the failed ones and what depends on them run again. A raise
     while the VideoJob has not failed is only recorded."""
+    cache: bool = True
+    """false computes every stage afresh, even one whose result is stored
+    from an earlier VideoJob with the same inputs (stages whose pipeline
+    caches them reuse such results otherwise)."""
+
+
+def job_params(spec: VideoJobSpec) -> dict[str, Any]:
+    """The job parameters a stage receives (``contract.ENV_PARAMS``), by their
+    names on the wire."""
+    return spec.model_dump(
+        by_alias=True,
+        mode="json",
+        include={
+            name
+            for name, info in VideoJobSpec.model_fields.items()
+            if (info.alias or name) in contract.PARAM_FIELDS
+        },
+    )
 
 
 # Fields of a started job's spec that may still change.
@@ -285,6 +303,9 @@ class StageStatus(CamelModel):
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
     """The stage's JSON summary (its termination message, at most 4 KiB)."""
+    cached: bool | None = None
+    """true: the stage's result was copied from one stored by an earlier run
+    with the same inputs; false: computed (and stored); absent: not cached."""
 
 
 class VideoOutputs(CamelModel):

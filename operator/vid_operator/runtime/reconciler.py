@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vid_operator import jobs, pipeline, status
+from vid_operator import cache, jobs, pipeline, status
 from vid_operator.api.models import (
     FINISHED_PHASES,
     Phase,
@@ -177,7 +177,14 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         create = tuple(
             _stage_job(
                 start.stage.name,
-                jobs.build_stage_job(owner, spec, start.stage, config, start.run),
+                jobs.build_stage_job(
+                    owner,
+                    spec,
+                    start.stage,
+                    config,
+                    start.run,
+                    cache_key=_cache_key(spec, start.stage, stages, plan),
+                ),
                 now,
             )
             for start in plan.start
@@ -282,6 +289,15 @@ def _kept_failed(
         for s in current.stages
         if s.phase == Phase.FAILED and s.job_name and before.get(s.name) != Phase.FAILED
     }
+
+
+def _cache_key(
+    spec: VideoJobSpec, stage: pipeline.Stage, stages: list[pipeline.Stage], plan: status.Plan
+) -> str | None:
+    """The stage's cache key, from the outputs of the stages before it, which
+    have all succeeded (it starts now)."""
+    outputs = {s.name: s.outputs for s in plan.status.stages}
+    return cache.stage_key(spec, stage, {s.name: s for s in stages}, outputs)
 
 
 def _stage_job(stage: str, manifest: dict[str, Any], now: str) -> StageJob:
