@@ -53,6 +53,7 @@ def test_a_minimal_videojob_is_accepted_with_defaults(
         "priority": "default",
         "suspend": False,
         "retry": 0,
+        "cache": True,
     }
 
 
