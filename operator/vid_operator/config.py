@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator
@@ -129,6 +129,21 @@ class FinishedJobs(CamelModel):
     deleted. A Job that fails while no operator runs keeps the succeeded TTL."""
 
 
+class ArtifactRetention(CamelModel):
+    """What becomes of a VideoJob's artifacts in S3 once the VideoJob is deleted."""
+
+    policy: Literal["keep", "delete"] = "keep"
+    """keep: leave them (an S3 lifecycle rule on the prefix expires them);
+    delete: a short Job in the VideoJob's namespace deletes its prefix, with
+    the stages' S3 credentials. delete puts a finalizer on each VideoJob (so
+    the operator sees every deletion, also one made while it was down), which
+    the operator removes once the Job exists: uninstall the operator only
+    after setting this back to keep, or deletions wait for it."""
+    image: str = Field(default=f"{DEFAULT_IMAGE_REPOSITORY}/script-gen:0.1.0", min_length=1)
+    """An image with the reference stages' runtime (any of theirs): the Job
+    runs its vidop-artifacts-cleanup."""
+
+
 def _stage(name: str, **settings: Any) -> StageConfig:
     return StageConfig(
         image=f"{DEFAULT_IMAGE_REPOSITORY}/{name.replace('_', '-')}:0.1.0",
@@ -180,6 +195,7 @@ class OperatorConfig(CamelModel):
     gpu: GPUPlacement = GPUPlacement()
     s3: S3Config = S3Config()
     finished_jobs: FinishedJobs = FinishedJobs()
+    artifact_retention: ArtifactRetention = ArtifactRetention()
     priority_classes: dict[Priority, str | None] = Field(
         default_factory=lambda: {
             Priority.HIGH: "vid-operator-high",

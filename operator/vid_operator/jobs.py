@@ -64,10 +64,7 @@ def pod_failure_policy() -> dict[str, Any]:
 def _environment(
     owner: Owner, spec: VideoJobSpec, stage: Stage, config: OperatorConfig, cache_key: str | None
 ) -> list[dict[str, Any]]:
-    bucket = (spec.output and spec.output.bucket) or config.s3.bucket
-    prefix = (
-        spec.output.prefix if spec.output and spec.output.prefix is not None else config.s3.prefix
-    )
+    bucket, prefix = _location(spec, config)
     params = models.job_params(spec)
     env: list[dict[str, Any]] = [
         {"name": contract.ENV_JOB_NAME, "value": owner.name},
@@ -82,18 +79,96 @@ def _environment(
                 bucket, prefix, owner.namespace, owner.name, owner.uid
             ),
         },
-        {"name": contract.ENV_S3_REGION, "value": config.s3.region},
         {"name": contract.ENV_SCRATCH_DIR, "value": contract.SCRATCH_DIR},
         {"name": contract.ENV_TERMINATION_MESSAGE_PATH, "value": contract.TERMINATION_MESSAGE_PATH},
     ]
-    if config.s3.endpoint_url:
-        env.append({"name": contract.ENV_S3_ENDPOINT, "value": config.s3.endpoint_url})
+    env.extend(_s3_environment(config))
     if cache_key is not None:
         location = contract.cache_location(bucket, prefix, owner.namespace, cache_key)
         env.append({"name": contract.ENV_CACHE_KEY, "value": cache_key})
         env.append({"name": contract.ENV_CACHE_LOCATION, "value": location})
+    env.extend(e.model_dump(by_alias=True, exclude_none=True) for e in stage.env)
+    return env
+
+
+def build_cleanup_job(owner: Owner, spec: VideoJobSpec, config: OperatorConfig) -> dict[str, Any]:
+    """The Job that deletes the artifacts of the deleted VideoJob ``owner``
+    (``artifactRetention.policy: delete``): the stage runtime's
+    ``vidop-artifacts-cleanup`` on the VideoJob's prefix, with the stages' S3
+    credentials, as hardened as a stage. It has no owner: the VideoJob it
+    cleans up after is gone, and its TTL removes it."""
+    bucket, prefix = _location(spec, config)
+    env = [
+        {
+            "name": contract.ENV_ARTIFACT_PREFIX,
+            "value": contract.artifact_prefix(
+                bucket, prefix, owner.namespace, owner.name, owner.uid
+            ),
+        },
+        *_s3_environment(config),
+    ]
+    labels = {
+        naming.MANAGED_BY_LABEL: naming.MANAGED_BY,
+        naming.VIDEOJOB_LABEL: naming.label_value(owner.name),
+        naming.CLEANUP_LABEL: "true",
+    }
+    container = {
+        "name": CONTAINER_NAME,
+        "image": config.artifact_retention.image,
+        "command": ["vidop-artifacts-cleanup"],
+        "env": env,
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "128Mi"},
+            "limits": {"cpu": "500m", "memory": "256Mi"},
+        },
+        "securityContext": _container_security(),
+    }
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 3,
+        "activeDeadlineSeconds": 600,
+        "podFailurePolicy": pod_failure_policy(),
+        "podReplacementPolicy": "Failed",
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "securityContext": _pod_security(),
+                "containers": [container],
+            },
+        },
+    }
+    if config.finished_jobs.succeeded_ttl_seconds is not None:
+        job_spec["ttlSecondsAfterFinished"] = config.finished_jobs.succeeded_ttl_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": naming.cleanup_job_name(owner.name, owner.uid),
+            "namespace": owner.namespace,
+            "labels": labels,
+        },
+        "spec": job_spec,
+    }
+
+
+def _location(spec: VideoJobSpec, config: OperatorConfig) -> tuple[str, str]:
+    """The bucket and prefix of the VideoJob's artifacts."""
+    bucket = (spec.output and spec.output.bucket) or config.s3.bucket
+    prefix = (
+        spec.output.prefix if spec.output and spec.output.prefix is not None else config.s3.prefix
+    )
+    return bucket, prefix
+
+
+def _s3_environment(config: OperatorConfig) -> list[dict[str, Any]]:
+    """Where the store is and the credentials for it (by reference: they never
+    pass through the operator)."""
+    env: list[dict[str, Any]] = [{"name": contract.ENV_S3_REGION, "value": config.s3.region}]
+    if config.s3.endpoint_url:
+        env.append({"name": contract.ENV_S3_ENDPOINT, "value": config.s3.endpoint_url})
     if config.s3.credentials_secret:
-        # By reference: the credentials never pass through the operator.
         for variable in (contract.ENV_S3_ACCESS_KEY, contract.ENV_S3_SECRET_KEY):
             env.append(
                 {
@@ -103,8 +178,25 @@ def _environment(
                     },
                 }
             )
-    env.extend(e.model_dump(by_alias=True, exclude_none=True) for e in stage.env)
     return env
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": STAGE_UID,
+        "runAsGroup": STAGE_UID,
+        "fsGroup": STAGE_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _resources(stage: Stage, config: OperatorConfig) -> dict[str, Any]:
@@ -161,11 +253,7 @@ def build_stage_job(
             {"name": contract.SCRATCH_VOLUME, "mountPath": contract.SCRATCH_DIR},
             *(m.model_dump(by_alias=True, exclude_none=True) for m in stage.volume_mounts),
         ],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _container_security(),
     }
     if stage.env_from:
         container["envFrom"] = [
@@ -180,13 +268,7 @@ def build_stage_job(
         # A stage gets an API token only when its pipeline names the account.
         "automountServiceAccountToken": stage.service_account_name is not None,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": STAGE_UID,
-            "runAsGroup": STAGE_UID,
-            "fsGroup": STAGE_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _pod_security(),
         "containers": [container],
         "volumes": [
             {"name": contract.SCRATCH_VOLUME, "emptyDir": {}},

@@ -160,6 +160,22 @@ class Kube:
             if error.status != _NOT_FOUND:
                 raise
 
+    def set_videojob_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> None:
+        """Replace a VideoJob's finalizers, if it is still the version read
+        (the resourceVersion is a precondition: 409 otherwise, so another
+        controller's finalizer added meanwhile is never dropped)."""
+        path = (
+            f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{namespace}/{models.PLURAL}/{name}"
+        )
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        try:
+            self._send_json("PATCH", path, patch, "application/merge-patch+json")
+        except ApiException as error:
+            if error.status != _NOT_FOUND:  # gone already: nothing to hold
+                raise
+
     def end_job(self, namespace: str, name: str, why: str) -> None:
         """Have the Job controller fail a stage Job now, saying why on it: its
         deadline becomes one second (the one field of a running Job that can

@@ -17,6 +17,10 @@ STAGE_LABEL = "vidop.io/stage"
 ENDED_ANNOTATION = "vidop.io/ended"
 """On a stage Job the operator ended (see ``Kube.end_job``): the stage's
 reason and why, e.g. ``PendingTimeout: ...``."""
+ARTIFACTS_FINALIZER = "vidop.io/artifacts"
+"""On a VideoJob while its artifacts are to be deleted with it."""
+CLEANUP_LABEL = "vidop.io/cleanup"
+"""On the Job that deletes a deleted VideoJob's artifacts."""
 RUN_LABEL = "vidop.io/run"
 """On a stage Job after the first (see :func:`stage_job_name`): which one it is."""
 
@@ -48,6 +52,12 @@ def stage_job_name(videojob: str, stage: str, run: int = 0) -> str:
     keep = MAX_NAME_LENGTH - len(suffix) - _HASH_LENGTH - 2
     head = videojob[:keep].rstrip("-.")
     return f"{head}-{short_hash(videojob)}-{suffix}"
+
+
+def cleanup_job_name(videojob: str, uid: str) -> str:
+    """The Job that deletes a VideoJob's artifacts: one per VideoJob (by
+    uid, as its artifacts are), named like a stage Job of stage ``cleanup-<uid>``."""
+    return stage_job_name(videojob, f"cleanup-{uid[:8]}")
 
 
 def label_value(text: str) -> str:

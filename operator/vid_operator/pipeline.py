@@ -145,7 +145,7 @@ def resolve(
             f"spec.stages names {', '.join(unknown)}, which {source.title} does not have"
             f" (it has {', '.join(source.stages)})"
         )
-    _check_bucket(spec, config)
+    check_bucket(spec, config)
     stages = {
         name: _resolve(name, template, spec.stages.get(name), config, source)
         for name, template in source.stages.items()
@@ -153,7 +153,8 @@ def resolve(
     return [stages[name] for name in order({n: s.depends_on for n, s in stages.items()})]
 
 
-def _check_bucket(spec: VideoJobSpec, config: OperatorConfig) -> None:
+def check_bucket(spec: VideoJobSpec, config: OperatorConfig) -> None:
+    """InvalidSpec unless the VideoJob's bucket is one this operator writes to."""
     bucket = spec.output.bucket if spec.output else None
     allowed = [config.s3.bucket, *config.s3.allowed_buckets]
     if bucket is not None and bucket not in allowed:

@@ -229,7 +229,7 @@ def run_stage(work: StageWork) -> int:
             tempfile.mkdtemp(prefix=f"{environment.stage}-", dir=environment.scratch_dir)
         )
         try:
-            client = _s3_client(environment.s3_endpoint)
+            client = s3_client(environment.s3_endpoint)
             store = ArtifactStore(
                 client, environment.bucket, environment.key_prefix, environment.stage
             )
@@ -297,7 +297,7 @@ def _result_cache(
     return ResultCache(client, bucket, key_prefix, log.bind(cache=location))
 
 
-def _s3_client(endpoint: str | None) -> S3Client:
+def s3_client(endpoint: str | None) -> S3Client:
     # Region and credentials come from the AWS_* variables (or the pod's
     # identity); they are never read, passed around or logged here.
     return boto3.client("s3", endpoint_url=endpoint, config=_S3_CLIENT_CONFIG)

@@ -279,3 +279,36 @@ def test_a_prompt_reaches_the_stage_as_written_and_expands_nothing() -> None:
         env["VIDOP_PARAMS"], {"API_KEY": "secret", "AWS_SECRET_ACCESS_KEY": "key"}
     )
     assert json.loads(delivered)["prompt"] == prompt
+
+
+def test_the_cleanup_job_deletes_one_videojobs_prefix_as_hardened_as_a_stage() -> None:
+    configured = config.from_mapping(
+        {"s3": {"endpointUrl": "http://127.0.0.1:8333", "bucket": "media", "prefix": "jobs"}}
+    )
+    spec = VideoJobSpec.model_validate({"prompt": "x", "output": {"prefix": "team-a"}})
+
+    job = jobs.build_cleanup_job(OWNER, spec, configured)
+
+    assert job["metadata"]["name"] == "cat-surfing-cleanup-1234-abc"
+    assert "ownerReferences" not in job["metadata"]  # its VideoJob is gone
+    assert job["metadata"]["labels"]["vidop.io/cleanup"] == "true"
+    assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["vidop-artifacts-cleanup"]
+    assert container["image"] == "ghcr.io/vid-operator/script-gen:0.1.0"
+    assert _env(job) == {
+        "VIDOP_ARTIFACT_PREFIX": "s3://media/team-a/media/cat-surfing/1234-abcd/",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "VIDOP_S3_ENDPOINT": "http://127.0.0.1:8333",
+        "AWS_ACCESS_KEY_ID": {
+            "secretKeyRef": {"name": "vid-operator-s3", "key": "AWS_ACCESS_KEY_ID"}
+        },
+        "AWS_SECRET_ACCESS_KEY": {
+            "secretKeyRef": {"name": "vid-operator-s3", "key": "AWS_SECRET_ACCESS_KEY"}
+        },
+    }
+    stage_pod = _job("compositing")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == stage_pod["securityContext"]
+    assert container["securityContext"] == stage_pod["containers"][0]["securityContext"]
+    assert pod["automountServiceAccountToken"] is False

@@ -45,6 +45,9 @@ s3:
 finishedJobs:
   succeededTtlSeconds: {{ .Values.finishedJobs.succeededTtlSeconds | toJson }}
   failedTtlSeconds: {{ .Values.finishedJobs.failedTtlSeconds | toJson }}
+artifactRetention:
+  policy: {{ .Values.artifactRetention.policy | toJson }}
+  image: {{ .Values.artifactRetention.image | toJson }}
 gpu:
   resourceName: {{ .Values.gpu.resourceName | toJson }}
   nodeSelector: {{ toJson .Values.gpu.nodeSelector }}
@@ -57,6 +60,8 @@ stages: {{ toJson .Values.stages }}
 stageDefaults:
   backoffLimit: {{ .Values.stageDefaults.backoffLimit | toJson }}
   activeDeadlineSeconds: {{ .Values.stageDefaults.activeDeadlineSeconds | toJson }}
+  pendingTimeoutSeconds: {{ .Values.stageDefaults.pendingTimeoutSeconds | toJson }}
+  imagePullTimeoutSeconds: {{ .Values.stageDefaults.imagePullTimeoutSeconds | toJson }}
   terminationGracePeriodSeconds: {{ .Values.stageDefaults.terminationGracePeriodSeconds | toJson }}
   imagePullSecrets: {{ toJson .Values.stageDefaults.imagePullSecrets }}
   podLabels: {{ toJson .Values.stageDefaults.podLabels }}

@@ -30,7 +30,7 @@ import structlog
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from vid_operator import naming, status
+from vid_operator import jobs, naming, pipeline, status
 from vid_operator.api import models, pipelines
 from vid_operator.config import OperatorConfig
 from vid_operator.kube import JobRejected, Kube, StatusRefused
@@ -149,6 +149,9 @@ class Controller:
         self._held_writes: DelayedCalls[str] = DelayedCalls(self._write_held_back, clock)
         self._ttl: DelayedCalls[str] = DelayedCalls(self._delete_expired, clock)
         self._rechecks: DelayedCalls[str] = DelayedCalls(self._recheck, clock)
+        self._finalizers_owed: dict[str, Mapping[str, Any]] = {}
+        """VideoJob uid -> its newest body, while adding or removing the
+        artifacts finalizer failed (the resync tries again)."""
         self._resync = Periodic(RESYNC_SECONDS, self.resync, clock)
 
     async def load(self, selector: str) -> None:
@@ -207,12 +210,14 @@ class Controller:
         self._held_writes.cancel(uid)
         self._ttl.cancel(uid)
         self._rechecks.cancel(uid)
+        self._finalizers_owed.pop(uid, None)
 
     async def videojob_event(self, event_type: str, body: Mapping[str, Any]) -> None:
         uid = str(body["metadata"]["uid"])
         if event_type == "DELETED":
             self.forget(uid)
             return
+        await self._mind_artifacts(body)
         kept = keep(body)
         record = self._memories.recall(kept.namespace, kept.name, uid)
         record.videojob = kept
@@ -347,6 +352,75 @@ class Controller:
             if self._observed.newest_pod(namespace, job_name) is None:
                 self._observed.refusal_seen(namespace, job_name, message)
 
+    async def _mind_artifacts(self, body: Mapping[str, Any]) -> None:
+        """artifactRetention: a VideoJob gets the finalizer that makes its
+        deletion wait for the operator (policy delete), and a deleted one that
+        carries it gets its cleanup Job, then loses it, whatever the policy
+        says now: the finalizer is the promise made when it was created."""
+        meta = body["metadata"]
+        uid, finalizers = str(meta["uid"]), list(meta.get("finalizers") or [])
+        ours = naming.ARTIFACTS_FINALIZER in finalizers
+        deleting = bool(meta.get("deletionTimestamp"))
+        if deleting and ours:
+            what = "artifacts cleanup"
+
+            def work() -> None:
+                self._clean_up_after(body)
+                others = [f for f in finalizers if f != naming.ARTIFACTS_FINALIZER]
+                self._kube.set_videojob_finalizers(
+                    str(meta["namespace"]), str(meta["name"]), others, str(meta["resourceVersion"])
+                )
+
+        elif not (deleting or ours) and self._config.artifact_retention.policy == "delete":
+            what = "artifacts finalizer"
+
+            def work() -> None:
+                self._kube.set_videojob_finalizers(
+                    str(meta["namespace"]),
+                    str(meta["name"]),
+                    [*finalizers, naming.ARTIFACTS_FINALIZER],
+                    str(meta["resourceVersion"]),
+                )
+
+        else:
+            self._finalizers_owed.pop(uid, None)
+            return
+        try:
+            await asyncio.to_thread(work)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            # A 409 means a newer version exists: its event brings it here.
+            log.warning(
+                f"{what} failed, will retry",
+                namespace=meta["namespace"],
+                videojob=meta["name"],
+                error=getattr(error, "status", None) or type(error).__name__,
+            )
+            self._finalizers_owed[uid] = body
+            return
+        self._finalizers_owed.pop(uid, None)
+
+    def _clean_up_after(self, body: Mapping[str, Any]) -> None:
+        """Create the Job that deletes a deleted VideoJob's artifacts, if it
+        may have any: it started, and in a bucket this operator writes to.
+        Runs in a worker thread."""
+        meta = body["metadata"]
+        logger = log.bind(namespace=meta["namespace"], videojob=meta["name"])
+        try:
+            spec = models.VideoJobSpec.model_validate(body.get("spec") or {})
+            pipeline.check_bucket(spec, self._config)
+        except ValueError:
+            logger.info("no artifacts to delete: its spec never ran")
+            return
+        if not (body.get("status") or {}).get("startTime"):
+            logger.info("no artifacts to delete: it never started")
+            return
+        owner = jobs.Owner(
+            name=str(meta["name"]), namespace=str(meta["namespace"]), uid=str(meta["uid"])
+        )
+        manifest = jobs.build_cleanup_job(owner, spec, self._config)
+        self._kube.create_job(manifest)
+        logger.info("artifacts cleanup job created", job=manifest["metadata"]["name"])
+
     def _see_pipeline(self, body: Mapping[str, Any]) -> KnownPipeline:
         meta = body["metadata"]
         known = KnownPipeline(
@@ -360,8 +434,11 @@ class Controller:
     async def resync(self) -> None:
         """Reconcile every unfinished VideoJob, each on its own; one whose
         reconcile is under way already is not waited for. First, why the
-        stage Jobs that have had no pod for a while have none."""
+        stage Jobs that have had no pod for a while have none, and the
+        artifacts finalizers not yet added or removed."""
         await self._read_refusals()
+        for body in list(self._finalizers_owed.values()):
+            await self._mind_artifacts(body)
         for uid in self._memories.unfinished():
             record = self._memories.get(uid)
             if record is not None and not record.lock.locked():
