@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import structlog
@@ -54,9 +53,11 @@ def delete_prefix(client: S3Client, bucket: str, key_prefix: str) -> int:
     return deleted
 
 
-def run(environ: Mapping[str, str]) -> int:
+def run() -> int:
+    """Delete the prefix the environment names. The S3 client reads its
+    region and credentials from the environment too, as a stage's does."""
     log = structlog.get_logger("vidop_stages.cleanup")
-    uri = environ.get(contract.ENV_ARTIFACT_PREFIX, "")
+    uri = os.environ.get(contract.ENV_ARTIFACT_PREFIX, "")
     try:
         bucket, key_prefix = parse_artifact_prefix(uri)
     except ValueError as error:
@@ -68,7 +69,7 @@ def run(environ: Mapping[str, str]) -> int:
         return contract.EXIT_INVALID_INPUT
     try:
         deleted = delete_prefix(
-            s3_client(environ.get(contract.ENV_S3_ENDPOINT) or None), bucket, key_prefix
+            s3_client(os.environ.get(contract.ENV_S3_ENDPOINT) or None), bucket, key_prefix
         )
     except (ClientError, BotoCoreError, RuntimeError) as error:
         log.error("artifacts not deleted", prefix=uri, error=str(error))
@@ -79,4 +80,4 @@ def run(environ: Mapping[str, str]) -> int:
 
 def main() -> None:
     configure_logging()
-    sys.exit(run(os.environ))
+    sys.exit(run())

@@ -12,6 +12,12 @@ from vidop_devcluster.s3 import S3Server
 from vidop_stages import cleanup
 
 
+def _environment(monkeypatch: pytest.MonkeyPatch, s3: S3Server, prefix: str) -> None:
+    """The cleanup Job's environment: the prefix and the store's contract variables."""
+    for variable, value in {**s3.environment(), contract.ENV_ARTIFACT_PREFIX: prefix}.items():
+        monkeypatch.setenv(variable, value)
+
+
 def _put(s3: S3Server, bucket: str, keys: list[str]) -> None:
     for key in keys:
         s3.client().put_object(Bucket=bucket, Key=key, Body=b"x")
@@ -32,23 +38,21 @@ def test_it_deletes_the_videojobs_prefix_and_nothing_else(
         "videojobs/media/_cache/5555/record.json",
     ]
     _put(s3, s3_bucket, gone + kept)
-    environment = {
-        **s3.environment(),
-        contract.ENV_ARTIFACT_PREFIX: contract.artifact_prefix(
-            s3_bucket, "videojobs", "media", "cat", "uid-1"
-        ),
-    }
+    prefix = contract.artifact_prefix(s3_bucket, "videojobs", "media", "cat", "uid-1")
+    _environment(monkeypatch, s3, prefix)
 
-    assert cleanup.run(environment) == contract.EXIT_OK
+    assert cleanup.run() == contract.EXIT_OK
     assert _keys(s3, s3_bucket) == set(kept)
     # Again (a retried Job): nothing left to delete is no failure.
-    assert cleanup.run(environment) == contract.EXIT_OK
+    assert cleanup.run() == contract.EXIT_OK
 
 
 @pytest.mark.parametrize(
     "prefix", ["s3://videos/", "s3://videos/videojobs/media/", "not-a-uri", ""]
 )
-def test_a_prefix_that_is_not_one_videojobs_is_refused(s3: S3Server, prefix: str) -> None:
-    environment = {**s3.environment(), contract.ENV_ARTIFACT_PREFIX: prefix}
+def test_a_prefix_that_is_not_one_videojobs_is_refused(
+    s3: S3Server, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _environment(monkeypatch, s3, prefix)
 
-    assert cleanup.run(environment) == contract.EXIT_INVALID_INPUT
+    assert cleanup.run() == contract.EXIT_INVALID_INPUT
