@@ -241,6 +241,42 @@ class LocalNodeProcess:
         _stop(self.process)
 
 
+def videojob_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """A VideoJob to apply: a prompt, and ``spec``'s fields."""
+    return {
+        "apiVersion": "vidop.io/v1alpha1",
+        "kind": "VideoJob",
+        "metadata": {"name": name},
+        "spec": {"prompt": "a cat surfing", **spec},
+    }
+
+
+def get_videojob(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    """The VideoJob as the API server has it; None once it is gone."""
+    try:
+        obj: dict[str, Any] = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+            "vidop.io", "v1alpha1", namespace, "videojobs", name
+        )
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return obj
+
+
+def wait_for_phase(
+    cluster: Cluster, namespace: str, name: str, phase: str, timeout: float = 90
+) -> dict[str, Any]:
+    """The VideoJob once its status says ``phase``."""
+
+    def reached() -> dict[str, Any] | None:
+        found = get_videojob(cluster, namespace, name)
+        return found if found and (found.get("status") or {}).get("phase") == phase else None
+
+    found: dict[str, Any] = wait_until(f"VideoJob {name} to be {phase}", reached, timeout=timeout)
+    return found
+
+
 def wait_until(what: str, check: Any, timeout: float = 60.0, interval: float = 0.2) -> Any:
     """Poll ``check()`` until it returns something truthy; fail naming ``what``."""
     deadline = time.monotonic() + timeout

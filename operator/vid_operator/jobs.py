@@ -139,18 +139,21 @@ def build_cleanup_job(owner: Owner, spec: VideoJobSpec, config: OperatorConfig) 
             },
         },
     }
+    metadata = {
+        "name": naming.cleanup_job_name(owner.name, owner.uid),
+        "namespace": owner.namespace,
+        "labels": labels,
+    }
+    return _job(metadata, job_spec, config)
+
+
+def _job(
+    metadata: dict[str, Any], job_spec: dict[str, Any], config: OperatorConfig
+) -> dict[str, Any]:
+    """A Job of the operator's: finished, it goes after the configured TTL."""
     if config.finished_jobs.succeeded_ttl_seconds is not None:
         job_spec["ttlSecondsAfterFinished"] = config.finished_jobs.succeeded_ttl_seconds
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": naming.cleanup_job_name(owner.name, owner.uid),
-            "namespace": owner.namespace,
-            "labels": labels,
-        },
-        "spec": job_spec,
-    }
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
 def _location(spec: VideoJobSpec, config: OperatorConfig) -> tuple[str, str]:
@@ -302,16 +305,10 @@ def build_stage_job(
     }
     if stage.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = stage.active_deadline_seconds
-    if config.finished_jobs.succeeded_ttl_seconds is not None:
-        job_spec["ttlSecondsAfterFinished"] = config.finished_jobs.succeeded_ttl_seconds
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": naming.stage_job_name(owner.name, stage.name, run),
-            "namespace": owner.namespace,
-            "labels": {**labels, naming.RUN_LABEL: str(run)} if run else labels,
-            "ownerReferences": [owner_reference(owner)],
-        },
-        "spec": job_spec,
+    metadata = {
+        "name": naming.stage_job_name(owner.name, stage.name, run),
+        "namespace": owner.namespace,
+        "labels": {**labels, naming.RUN_LABEL: str(run)} if run else labels,
+        "ownerReferences": [owner_reference(owner)],
     }
+    return _job(metadata, job_spec, config)

@@ -11,9 +11,16 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from tests.support import Cluster, Operator, running_operator, wait_until
+from tests.support import (
+    Cluster,
+    Operator,
+    get_videojob,
+    running_operator,
+    videojob_manifest,
+    wait_for_phase,
+    wait_until,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -33,25 +40,9 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield running
 
 
-def _videojob(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "vidop.io/v1alpha1",
-        "kind": "VideoJob",
-        "metadata": {"name": name},
-        "spec": {"prompt": "a cat surfing", **spec},
-    }
-
-
-def _get(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        obj: dict[str, Any] = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
-            "vidop.io", "v1alpha1", namespace, "videojobs", name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return obj
+def _has_finalizer(cluster: Cluster, namespace: str, name: str) -> bool:
+    found = get_videojob(cluster, namespace, name) or {}
+    return FINALIZER in (found.get("metadata") or {}).get("finalizers", [])
 
 
 def _cleanup_jobs(cluster: Cluster, namespace: str) -> list[Any]:
@@ -64,29 +55,14 @@ def _cleanup_jobs(cluster: Cluster, namespace: str) -> list[Any]:
 def test_a_deleted_videojob_leaves_a_job_that_deletes_its_artifacts(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    cluster.apply(_videojob("tidy"), namespace)
-    wait_until(
-        "the finalizer",
-        lambda: (
-            FINALIZER
-            in ((_get(cluster, namespace, "tidy") or {}).get("metadata") or {}).get(
-                "finalizers", []
-            )
-        ),
-    )
-    done = wait_until(
-        "the VideoJob to succeed",
-        lambda: (
-            (v := _get(cluster, namespace, "tidy"))
-            and (v.get("status") or {}).get("phase") == "Succeeded"
-            and v
-        ),
-    )
+    cluster.apply(videojob_manifest("tidy"), namespace)
+    wait_until("the finalizer", lambda: _has_finalizer(cluster, namespace, "tidy"))
+    done = wait_for_phase(cluster, namespace, "tidy", "Succeeded")
     uid = done["metadata"]["uid"]
 
     cluster.kubectl("delete", "videojob", "tidy", "-n", namespace, "--wait=false")
 
-    wait_until("the VideoJob to go", lambda: _get(cluster, namespace, "tidy") is None)
+    wait_until("the VideoJob to go", lambda: get_videojob(cluster, namespace, "tidy") is None)
     (job,) = _cleanup_jobs(cluster, namespace)
     assert job.metadata.name == f"tidy-cleanup-{uid[:8]}"
     assert not job.metadata.owner_references
@@ -109,18 +85,10 @@ def test_a_deleted_videojob_leaves_a_job_that_deletes_its_artifacts(
 def test_a_videojob_that_never_started_leaves_no_cleanup_job(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    cluster.apply(_videojob("idle", suspend=True), namespace)
-    wait_until(
-        "the finalizer",
-        lambda: (
-            FINALIZER
-            in ((_get(cluster, namespace, "idle") or {}).get("metadata") or {}).get(
-                "finalizers", []
-            )
-        ),
-    )
+    cluster.apply(videojob_manifest("idle", suspend=True), namespace)
+    wait_until("the finalizer", lambda: _has_finalizer(cluster, namespace, "idle"))
 
     cluster.kubectl("delete", "videojob", "idle", "-n", namespace, "--timeout=30s")
 
-    assert _get(cluster, namespace, "idle") is None
+    assert get_videojob(cluster, namespace, "idle") is None
     assert _cleanup_jobs(cluster, namespace) == []

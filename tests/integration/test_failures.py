@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.support import Cluster, Operator, running_operator, wait_until
+from tests.support import Cluster, Operator, running_operator, wait_for_phase, wait_until
 from vid_operator import config
 
 pytestmark = pytest.mark.cluster
@@ -55,24 +55,6 @@ def _videojob(name: str, **stages: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _get(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
-    obj: dict[str, Any] = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
-        "vidop.io", "v1alpha1", namespace, "videojobs", name
-    )
-    return obj
-
-
-def _wait_phase(
-    cluster: Cluster, namespace: str, name: str, phase: str, timeout: float = 60
-) -> dict[str, Any]:
-    wait_until(
-        f"VideoJob {name} to be {phase}",
-        lambda: _get(cluster, namespace, name).get("status", {}).get("phase") == phase,
-        timeout=timeout,
-    )
-    return _get(cluster, namespace, name)
-
-
 def _stage(videojob: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in videojob["status"]["stages"] if s["name"] == name)
 
@@ -105,7 +87,7 @@ def test_an_image_that_cannot_be_pulled_fails_its_stage_after_the_pull_limit(
     started = time.monotonic()
     cluster.apply(_videojob("no-image", script_gen={"podAnnotations": stuck}), namespace)
 
-    failed = _wait_phase(cluster, namespace, "no-image", "Failed", timeout=PULL_LIMIT + 30)
+    failed = wait_for_phase(cluster, namespace, "no-image", "Failed", timeout=PULL_LIMIT + 30)
 
     # Timed from the pod's scheduling, a timestamp of whole seconds.
     assert time.monotonic() - started >= PULL_LIMIT - 1
@@ -139,7 +121,7 @@ def test_a_stage_pending_past_its_pending_timeout_fails_with_that_reason(
     nowhere = {"nodeSelector": {f"vidop.io/gpu-model-{namespace[-6:]}": "none"}}
     cluster.apply(_videojob("nowhere", video_gen=nowhere), namespace)
 
-    failed = _wait_phase(cluster, namespace, "nowhere", "Failed", timeout=PENDING_LIMIT + 40)
+    failed = wait_for_phase(cluster, namespace, "nowhere", "Failed", timeout=PENDING_LIMIT + 40)
 
     video = _stage(failed, "video_gen")
     assert video["reason"] == "PendingTimeout"
@@ -163,7 +145,7 @@ def test_an_oom_kill_gets_a_job_with_more_memory_that_succeeds(
     oom_at_2gi = {"podAnnotations": {"kwok.vidop.io/oom-at-memory": "2Gi"}}
     cluster.apply(_videojob("hungry", voice_gen=oom_at_2gi), namespace)
 
-    done = _wait_phase(cluster, namespace, "hungry", "Succeeded")
+    done = wait_for_phase(cluster, namespace, "hungry", "Succeeded")
 
     voice = _stage(done, "voice_gen")
     assert voice["run"] == 1 and voice["memoryLimit"] == "3Gi"
@@ -194,7 +176,7 @@ def test_an_oom_kill_at_the_maximum_memory_fails_the_stage(
     }
     cluster.apply(_videojob("greedy", voice_gen=always), namespace)
 
-    failed = _wait_phase(cluster, namespace, "greedy", "Failed")
+    failed = wait_for_phase(cluster, namespace, "greedy", "Failed")
 
     voice = _stage(failed, "voice_gen")
     assert (voice["reason"], voice["memoryLimit"], voice["run"]) == ("OOMKilled", "4Gi", 2)
@@ -216,7 +198,7 @@ def test_raising_retry_runs_the_failed_stage_again_and_reuses_the_others(
     }
     cluster.apply(quota, namespace)
     cluster.apply(_videojob("again"), namespace)
-    failed = _wait_phase(cluster, namespace, "again", "Failed", timeout=PENDING_LIMIT + 40)
+    failed = wait_for_phase(cluster, namespace, "again", "Failed", timeout=PENDING_LIMIT + 40)
     assert _stage(failed, "video_gen")["reason"] == "PendingTimeout"
     script_job = _stage(failed, "script_gen")["jobName"]
 
@@ -224,7 +206,7 @@ def test_raising_retry_runs_the_failed_stage_again_and_reuses_the_others(
     cluster.kubectl(
         "patch", "videojob", "again", "-n", namespace, "--type=merge", "-p", '{"spec":{"retry":1}}'
     )
-    done = _wait_phase(cluster, namespace, "again", "Succeeded")
+    done = wait_for_phase(cluster, namespace, "again", "Succeeded")
 
     assert done["status"]["retries"] == 1
     video = _stage(done, "video_gen")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Cluster, videopipeline
+from tests.support import Cluster, videojob_manifest, videopipeline
 
 pytestmark = pytest.mark.cluster
 
@@ -19,15 +19,6 @@ pytestmark = pytest.mark.cluster
 def videojob_crd(cluster: Cluster) -> Iterator[None]:
     cluster.install_videojob_crd()
     yield
-
-
-def _videojob(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "vidop.io/v1alpha1",
-        "kind": "VideoJob",
-        "metadata": {"name": name},
-        "spec": {"prompt": "a cat surfing", **spec},
-    }
 
 
 def _apply(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> str:
@@ -39,7 +30,7 @@ def _apply(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> str:
 def test_a_minimal_videojob_is_accepted_with_defaults(
     cluster: Cluster, namespace: str, videojob_crd: None
 ) -> None:
-    assert _apply(cluster, namespace, _videojob("minimal")) == ""
+    assert _apply(cluster, namespace, videojob_manifest("minimal")) == ""
 
     shown = json.loads(
         cluster.kubectl("get", "vj", "minimal", "-n", namespace, "-o", "json").stdout
@@ -60,7 +51,7 @@ def test_a_minimal_videojob_is_accepted_with_defaults(
 def test_a_full_videojob_with_stage_overrides_is_accepted(
     cluster: Cluster, namespace: str, videojob_crd: None
 ) -> None:
-    manifest = _videojob(
+    manifest = videojob_manifest(
         "full",
         durationSeconds=60,
         resolution="1920x1080",
@@ -164,7 +155,7 @@ REJECTIONS = {
 def test_a_stage_override_at_its_size_limit_is_accepted(
     cluster: Cluster, namespace: str, videojob_crd: None
 ) -> None:
-    manifest = _videojob(
+    manifest = videojob_manifest(
         "override-at-limit",
         stages={
             "video_gen": {
@@ -184,7 +175,7 @@ def test_bad_specs_are_rejected_at_apply_time_in_plain_words(
     cluster: Cluster, namespace: str, videojob_crd: None, case: str
 ) -> None:
     fields, words = REJECTIONS[case]
-    manifest = _videojob(case)
+    manifest = videojob_manifest(case)
     for key, value in fields.items():
         if value is None:
             del manifest["spec"][key]
@@ -200,9 +191,9 @@ def test_bad_specs_are_rejected_at_apply_time_in_plain_words(
 def test_spec_of_a_started_job_is_immutable_except_suspend(
     cluster: Cluster, namespace: str, videojob_crd: None
 ) -> None:
-    assert _apply(cluster, namespace, _videojob("started")) == ""
+    assert _apply(cluster, namespace, videojob_manifest("started")) == ""
     # Not started yet: the spec may still change.
-    assert _apply(cluster, namespace, _videojob("started", fps=30)) == ""
+    assert _apply(cluster, namespace, videojob_manifest("started", fps=30)) == ""
     cluster.kubectl(
         "patch",
         "vj",
@@ -215,19 +206,19 @@ def test_spec_of_a_started_job_is_immutable_except_suspend(
         '{"status": {"startTime": "2026-11-22T06:00:00Z"}}',
     )
 
-    refused = _apply(cluster, namespace, _videojob("started", fps=30, prompt="a dog"))
+    refused = _apply(cluster, namespace, videojob_manifest("started", fps=30, prompt="a dog"))
     assert "the spec of a started VideoJob cannot change" in refused
     refused = _apply(
-        cluster, namespace, _videojob("started", fps=30, stages={"video_gen": {"gpus": 2}})
+        cluster, namespace, videojob_manifest("started", fps=30, stages={"video_gen": {"gpus": 2}})
     )
     assert "the spec of a started VideoJob cannot change" in refused
-    assert _apply(cluster, namespace, _videojob("started", fps=30, suspend=True)) == ""
+    assert _apply(cluster, namespace, videojob_manifest("started", fps=30, suspend=True)) == ""
 
 
 def test_printer_columns_show_phase_stage_progress_and_age(
     cluster: Cluster, namespace: str, videojob_crd: None
 ) -> None:
-    assert _apply(cluster, namespace, _videojob("shown")) == ""
+    assert _apply(cluster, namespace, videojob_manifest("shown")) == ""
     cluster.kubectl(
         "patch",
         "vj",
@@ -249,7 +240,7 @@ def test_printer_columns_show_phase_stage_progress_and_age(
 def test_overrides_of_a_named_pipeline_may_name_its_own_stages(
     cluster: Cluster, namespace: str, videojob_crd: None
 ) -> None:
-    manifest = _videojob("on-pipeline", pipeline="models", stages={"upscale": {"gpus": 1}})
+    manifest = videojob_manifest("on-pipeline", pipeline="models", stages={"upscale": {"gpus": 1}})
 
     assert _apply(cluster, namespace, manifest) == ""
 
