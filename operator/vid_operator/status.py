@@ -65,8 +65,6 @@ class ObservedJob:
     finished_at: str | None = None
     run: int = 0
     """Which of its stage's Jobs it is (see ``naming.stage_job_name``)."""
-    started: str | None = None
-    """When it last started running (unset while suspended)."""
     backoff_limit: int = 0
     memory_limit: str | None = None
     """Its stage container's memory limit."""
@@ -94,9 +92,12 @@ class ObservedPod:
     waiting: str | None = None
     """Why its container cannot start: an image that cannot be pulled, a
     missing Secret or ConfigMap."""
-    pending_since: str | None = None
+    # The clocks of the stage's limits. Not compared: a pod that only starts
+    # (its clock stops) needs no reconcile, and one whose limit runs has a
+    # timer of its VideoJob's (Outcome.recheck_at) or the resync for that.
+    pending_since: str | None = field(default=None, compare=False)
     """When it was created, while it has not started (phase Pending)."""
-    pull_failing_since: str | None = None
+    pull_failing_since: str | None = field(default=None, compare=False)
     """When it was scheduled, while its image cannot be pulled."""
 
 
@@ -182,7 +183,6 @@ def observe_job(job: Mapping[str, Any]) -> ObservedJob:
         message=decisive.get("message"),
         finished_at=_timestamp(status.get("completionTime") or decisive.get("lastTransitionTime")),
         run=_run_of(meta),
-        started=_timestamp(status.get("startTime")),
         backoff_limit=int(spec.get("backoffLimit") or 0),
         memory_limit=str(limits["memory"]) if "memory" in limits else None,
         ended=(meta.get("annotations") or {}).get(naming.ENDED_ANNOTATION),
@@ -241,11 +241,12 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
     )
 
 
-def refused_pod(message: str) -> ObservedPod:
+def refused_pod(message: str, since: str) -> ObservedPod:
     """What stands for a stage's pod when the Job controller cannot create
-    one: the admission's words, as the stage's reason and message."""
+    one: the admission's words, as the stage's reason and message, pending
+    since the operator first read them."""
     said = f"{REFUSED}: the Job controller cannot create its pod: {message}"
-    return ObservedPod(waiting=said[:MAX_FAILURE_CHARS], cause=REFUSED)
+    return ObservedPod(waiting=said[:MAX_FAILURE_CHARS], cause=REFUSED, pending_since=since)
 
 
 def _memory_limit(pod: Mapping[str, Any], container: str | None) -> str | None:
@@ -294,7 +295,11 @@ def _stage_status(
             # A finished stage stays finished when its Job is gone (deleted by
             # hand or by a TTL): it never runs twice.
             return previous
-        return StageStatus(name=name, phase=Phase.PENDING, run=run, history=history)
+        # Its next Job is yet to be created, at the memory it was given.
+        memory_limit = previous.memory_limit if previous else None
+        return StageStatus(
+            name=name, phase=Phase.PENDING, run=run, history=history, memory_limit=memory_limit
+        )
     if previous and previous.phase == Phase.SUCCEEDED:
         # Final, outputs and message included: were the outputs refused by
         # the API server once, reading them from the pod again would only be
@@ -390,18 +395,16 @@ def _overdue(
         limit = stage.image_pull_timeout_seconds
         words = f"{pod.waiting}; not retried after imagePullTimeoutSeconds ({limit} s)"
         clocks.append((pod.pull_failing_since, limit, words))
-    if stage.pending_timeout_seconds:
-        # A refused pod stands for one that was never created.
-        created = pod is not None and pod.cause != REFUSED
-        since = pod.pending_since if pod is not None and created else job.started or job.created
-        if since:
-            limit = stage.pending_timeout_seconds
-            why = (pod.unschedulable or pod.waiting) if pod else "no pod was created"
-            words = (
-                f"{PENDING_TIMEOUT}: its pod did not start within pendingTimeoutSeconds"
-                f" ({limit} s): {why}"
-            )
-            clocks.append((since, limit, words))
+    # A Job without a pod has a clock only once its pod is known to be
+    # refused (see refused_pod): one whose pod just went (an eviction) gets
+    # another, and its own start time says nothing of that.
+    if stage.pending_timeout_seconds and pod is not None and pod.pending_since:
+        limit = stage.pending_timeout_seconds
+        words = (
+            f"{PENDING_TIMEOUT}: its pod did not start within pendingTimeoutSeconds"
+            f" ({limit} s): {pod.unschedulable or pod.waiting or 'it is Pending'}"
+        )
+        clocks.append((pod.pending_since, limit, words))
     dues = []
     for since, limit, words in clocks:
         due = datetime.datetime.fromisoformat(since) + datetime.timedelta(seconds=limit)
@@ -425,18 +428,40 @@ def _with_more_memory(stage: Stage, job: ObservedJob) -> Stage | None:
     )
     if raised <= limit:
         return None
+    return _with_memory(stage, raised, retries_left)
+
+
+def _as_planned(stage: Stage, planned: StageStatus) -> Stage:
+    """The stage as its status says its next Job runs it: at the memory an
+    OOM kill raised it to (a successor that was not started then: the
+    VideoJob was suspended, or failed and is retried), with the retries the
+    OOM kills since its last retry left."""
+    if stage.on_oom is None or not planned.run or planned.memory_limit is None:
+        return stage
+    spent = 0
+    for earlier in reversed(planned.history):
+        if earlier.reason != OOM_KILLED:
+            break
+        spent += earlier.attempts
+    return _with_memory(
+        stage, quantity_value(planned.memory_limit), max(stage.backoff_limit - spent, 0)
+    )
+
+
+def _with_memory(stage: Stage, limit: Decimal, retries: int) -> Stage:
+    """``stage`` with a memory limit of ``limit`` and its request raised as
+    much since the stage's own, and ``retries`` for its Job's backoffLimit."""
     amounts = stage.resources.model_dump(exclude_none=True)
-    configured = quantity_value(amounts.get("limits", {}).get("memory", job.memory_limit))
     requests, limits = dict(amounts.get("requests") or {}), dict(amounts.get("limits") or {})
-    limits["memory"] = _mebibytes(raised)
+    configured = quantity_value(limits.get("memory", limit))
+    limits["memory"] = _mebibytes(limit)
     if "memory" in requests:
-        # The request grows as much as the limit has since the stage's own.
-        request = quantity_value(requests["memory"]) * raised / configured
-        requests["memory"] = _mebibytes(min(request, raised))
+        request = quantity_value(requests["memory"]) * limit / configured
+        requests["memory"] = _mebibytes(min(request, limit))
     return dataclasses.replace(
         stage,
         resources=Resources.model_construct(requests=requests or None, limits=limits),
-        backoff_limit=retries_left,
+        backoff_limit=retries,
     )
 
 
@@ -506,17 +531,12 @@ def plan(
             elif due is not None:
                 dues.append(due)
         found = _stage_status(stage.name, job, pod, old, memory=stage.on_oom is not None)
-        if (
-            stage.on_oom is not None
-            and job is not None
-            and not spec.suspend
-            and _oom_killed(found, pod)
-        ):
+        if stage.on_oom is not None and job is not None and _oom_killed(found, pod):
             successor = _with_more_memory(stage, job)
             if successor is not None:
                 if not (job.finished or job.ended):
                     # Before the Job controller retries it at the same memory.
-                    end[job.name] = f"{OOM_KILLED}: {pod.failure if pod else 'out of memory'}"
+                    end[job.name] = (pod.failure if pod else None) or f"{OOM_KILLED}: out of memory"
                 memory = successor.resources.limits["memory"] if successor.resources.limits else ""
                 events.append(
                     (
@@ -568,7 +588,8 @@ def plan(
                 and by_name[stage.name].phase == Phase.PENDING
                 and all(by_name[d].phase == Phase.SUCCEEDED for d in stage.depends_on)
             ):
-                start.append(StageStart(stage, by_name[stage.name].run))
+                planned = by_name[stage.name]
+                start.append(StageStart(_as_planned(stage, planned), planned.run))
                 continue
             if job is not None and not job.finished and job.suspended != spec.suspend:
                 set_suspend[job.name] = spec.suspend
@@ -717,6 +738,7 @@ def invalid(
         start_time=previous.start_time or now,
         completion_time=previous.completion_time or now,
         pipeline=previous.pipeline,
+        retries=previous.retries,
     )
 
 
@@ -814,15 +836,20 @@ def settle(
     return Plan(status=status, set_suspend=set_suspend, events=_transitions(previous, status))
 
 
-def retried(previous: VideoJobStatus, retries: int) -> Plan | None:
+def retried(previous: VideoJobStatus, retries: int) -> Plan:
     """The status a Failed VideoJob runs on from when its spec.retry is
     raised to ``retries``: each failed stage back to Pending, on to its next
     Job, with the one that failed in its history; the stages that succeeded
     keep their outputs, and what waited for the failed ones runs after them.
-    None when no stage failed (an InvalidSpec fails the same way again)."""
-    failed = [s.name for s in previous.stages if s.phase == Phase.FAILED]
-    if previous.phase != Phase.FAILED or not failed:
-        return None
+    When no stage failed (InvalidSpec: the same spec fails the same way), it
+    stays Failed, with the retry acted on and a Warning that says why."""
+    failed = [s.name for s in previous.stages if s.phase == Phase.FAILED and s.job_name]
+    if not failed:
+        words = f"retry {retries}: no stage failed, so nothing can run again; a new VideoJob can"
+        return Plan(
+            status=previous.model_copy(update={"retries": retries}),
+            events=[("Warning", "NothingToRetry", words)],
+        )
     stages = [
         StageStatus(
             name=s.name,

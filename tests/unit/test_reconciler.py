@@ -457,14 +457,16 @@ def test_a_stage_pending_past_its_pending_timeout_fails_with_that_reason() -> No
     assert running.end == {} and running.recheck_at is None
 
 
-def test_a_job_the_admission_refuses_counts_as_pending_since_it_started() -> None:
+def test_a_job_the_admission_refuses_is_pending_since_the_refusal_was_read() -> None:
     cfg = config.from_mapping({"stages": {"voice_gen": {"pendingTimeoutSeconds": 30}}})
-    refused = status.refused_pod("exceeded quota: no-pods")
-    outcome = reconciler.reconcile(
-        _snapshot(_at_voice(started="2026-11-22T05:59:00Z"), pods={"voice_gen": refused}), cfg
-    )
+    refused = status.refused_pod("exceeded quota: no-pods", "2026-11-22T05:59:00Z")
+    outcome = reconciler.reconcile(_snapshot(_at_voice(), pods={"voice_gen": refused}), cfg)
 
     assert "exceeded quota: no-pods" in outcome.end["cat-voice-gen"]
+    # A Job that has no pod for no known reason (its pod was just evicted, its
+    # replacement is yet to come) has no clock, however long ago it started.
+    podless = reconciler.reconcile(_snapshot(_at_voice()), cfg)
+    assert podless.end == {} and podless.recheck_at is None
 
 
 def test_an_oom_kill_ends_the_job_and_starts_the_next_with_more_memory() -> None:
@@ -473,7 +475,7 @@ def test_an_oom_kill_ends_the_job_and_starts_the_next_with_more_memory() -> None
 
     outcome = reconciler.reconcile(_snapshot(killed, pods={"voice_gen": OOM_POD}), cfg)
 
-    assert outcome.end == {"cat-voice-gen": "OOMKilled: " + OOM_POD.failure}
+    assert outcome.end == {"cat-voice-gen": OOM_POD.failure}
     (successor,) = outcome.create
     manifest = successor.manifest
     assert manifest["metadata"]["name"].startswith("cat-voice-gen-2-")
@@ -610,3 +612,47 @@ def test_a_retry_raised_while_running_is_only_recorded() -> None:
     outcome = reconciler.reconcile(_snapshot(spec={"prompt": "a cat", "retry": 3}), CONFIG)
 
     assert outcome.status["retries"] == 3
+
+
+def test_an_oom_kill_while_suspended_waits_and_resumes_with_the_memory_raised() -> None:
+    cfg = _oom_config()
+    killed = _at_voice(failed=1, backoff_limit=3, memory_limit="2Gi", ended="OOMKilled: x")
+    killed["voice_gen"] = dataclasses.replace(
+        killed["voice_gen"], finished="Failed", reason="DeadlineExceeded"
+    )
+    suspended = _snapshot(
+        killed, spec={"prompt": "a cat", "suspend": True}, pods={"voice_gen": OOM_POD}
+    )
+
+    held = reconciler.reconcile(suspended, cfg)
+
+    assert held.create == ()
+    voice = held.status["stages"][1]
+    assert (voice["phase"], voice["run"], voice["memoryLimit"]) == (Phase.PENDING, 1, "3Gi")
+    assert held.status["phase"] == Phase.SUSPENDED
+
+    resumed = reconciler.reconcile(_then(suspended, held, spec={"prompt": "a cat"}), cfg)
+
+    (successor,) = resumed.create
+    container = successor.manifest["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["memory"] == "3Gi"
+    assert successor.manifest["spec"]["backoffLimit"] == 2
+
+
+def test_a_retry_of_an_invalid_spec_is_acted_on_once_and_says_why_nothing_runs() -> None:
+    invalid = reconciler.reconcile(_snapshot(spec={"prompt": "a cat", "pipeline": "gone"}), CONFIG)
+    failed = reconciler.job_refused(_snapshot(), "script_gen", "spec.template: Invalid value")
+    assert failed.status["phase"] == Phase.FAILED
+    assert invalid.status["phase"] == Phase.PENDING  # waits for its pipeline
+
+    retried = reconciler.reconcile(
+        _then(_snapshot(), failed, spec={"prompt": "a cat", "retry": 1}), CONFIG
+    )
+
+    assert retried.status["phase"] == Phase.FAILED and retried.status["retries"] == 1
+    assert retried.create == ()
+    assert [reason for _, reason, _ in retried.events] == ["NothingToRetry"]
+    once_more = reconciler.reconcile(
+        _then(_snapshot(), retried, spec={"prompt": "a cat", "retry": 1}), CONFIG
+    )
+    assert once_more.patch == {} and once_more.events == ()

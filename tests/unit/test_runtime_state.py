@@ -305,11 +305,13 @@ async def test_periodic_survives_a_failing_round_and_stops_when_told() -> None:
 
 def test_a_refusal_is_known_only_while_the_job_has_no_pod() -> None:
     observed = Observed()
-    observed.refusal_seen("media", "cat-script-gen", "exceeded quota")
-    assert observed.refusal("media", "cat-script-gen") == "exceeded quota"
+    observed.refusal_seen("media", "cat-script-gen", "exceeded quota", "t1")
+    observed.refusal_seen("media", "cat-script-gen", "exceeded quota again", "t2")
+    # The newest words, since the first time they were read.
+    assert observed.refusal("media", "cat-script-gen") == ("exceeded quota again", "t1")
 
     observed.pod_seen("media", "cat-script-gen-x1", "cat-script-gen", "t", status.ObservedPod())
     assert observed.refusal("media", "cat-script-gen") is None
-    observed.refusal_seen("media", "cat-voice-gen", "denied by a webhook")
+    observed.refusal_seen("media", "cat-voice-gen", "denied by a webhook", "t1")
     observed.job_gone("media", "cat-voice-gen")
     assert observed.refusal("media", "cat-voice-gen") is None

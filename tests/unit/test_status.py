@@ -384,7 +384,9 @@ def test_an_image_that_cannot_be_pulled_shows_on_the_running_stage() -> None:
 
 
 def test_a_pod_the_admission_refuses_shows_on_the_running_stage() -> None:
-    refused = status.refused_pod('pods "x" is forbidden: exceeded quota: no-pods')
+    refused = status.refused_pod(
+        'pods "x" is forbidden: exceeded quota: no-pods', "2026-11-22T05:59:50Z"
+    )
 
     plan = _plan({"script_gen": _job("script_gen")}, pods={"script_gen": refused})
 

@@ -72,13 +72,18 @@ class Executed:
 
 
 def execute(kube: Kube, snapshot: Snapshot, outcome: Outcome) -> Executed:
-    """Apply an outcome: creates, suspend flips, failed Jobs' TTLs, the
-    status, its Events. Runs
-    in a worker thread; touches nothing but ``kube``."""
+    """Apply an outcome: Jobs ended, created, suspended or resumed, failed
+    Jobs' TTLs, the status, its Events. Runs in a worker thread; touches
+    nothing but ``kube``."""
     logger = log.bind(namespace=snapshot.namespace, videojob=snapshot.name)
     created: list[StageJob] = []
     written: dict[str, Any] | None = None
     try:
+        # Ends first: a stage's next Job (after an OOM kill) must never run
+        # beside the one it replaces, should the operator stop in between.
+        for job_name, why in outcome.end.items():
+            kube.end_job(snapshot.namespace, job_name, why)
+            logger.info("stage job ended", job=job_name, reason=why.partition(":")[0])
         for job in outcome.create:
             try:
                 answer = kube.create_job(job.manifest)
@@ -94,9 +99,6 @@ def execute(kube: Kube, snapshot: Snapshot, outcome: Outcome) -> Executed:
         for job_name, suspend in outcome.suspend.items():
             kube.set_job_suspend(snapshot.namespace, job_name, suspend)
             logger.info("stage job suspend set", job=job_name, suspend=suspend)
-        for job_name, why in outcome.end.items():
-            kube.end_job(snapshot.namespace, job_name, why)
-            logger.info("stage job ended", job=job_name, reason=why.partition(":")[0])
         for job_name, ttl in outcome.keep_failed.items():
             kube.set_job_ttl(snapshot.namespace, job_name, ttl)
             logger.info("failed stage job kept longer", job=job_name, ttl=ttl)
@@ -348,9 +350,10 @@ class Controller:
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
             log.warning("pod creation refusals not read", error=type(error).__name__)
             return
+        read_at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         for namespace, job_name, message in found:
             if self._observed.newest_pod(namespace, job_name) is None:
-                self._observed.refusal_seen(namespace, job_name, message)
+                self._observed.refusal_seen(namespace, job_name, message, read_at)
 
     async def _mind_artifacts(self, body: Mapping[str, Any]) -> None:
         """artifactRetention: a VideoJob gets the finalizer that makes its
@@ -522,7 +525,7 @@ class Controller:
         for stage, job in jobs.items():
             pod = self._observed.newest_pod(videojob.namespace, job.name)
             if pod is None and (refused := self._observed.refusal(videojob.namespace, job.name)):
-                pod = status.refused_pod(refused)
+                pod = status.refused_pod(*refused)
             if pod is not None:
                 pods[stage] = pod
         return Snapshot(

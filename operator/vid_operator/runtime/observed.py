@@ -46,17 +46,20 @@ class Observed:
         self._by_job: dict[ObjectKey, dict[str, tuple[str, ObservedPod]]] = {}
         """Job -> pod name -> (creationTimestamp, the pod)."""
         self._pipelines: dict[ObjectKey, KnownPipeline] = {}
-        self._refusals: dict[ObjectKey, str] = {}
+        self._refusals: dict[ObjectKey, tuple[str, str]] = {}
         """Job -> why the Job controller cannot create its pod (its latest
-        FailedCreate Event), while it has none."""
+        FailedCreate Event) and since when that is known, while it has none."""
 
-    def refusal_seen(self, namespace: str, job_name: str, message: str | None) -> None:
+    def refusal_seen(self, namespace: str, job_name: str, message: str | None, at: str) -> None:
+        """``at``: when it was read; a refusal read again keeps its first time."""
         if message is None:
             self._refusals.pop((namespace, job_name), None)
         else:
-            self._refusals[namespace, job_name] = message
+            known = self._refusals.get((namespace, job_name))
+            self._refusals[namespace, job_name] = (message, known[1] if known else at)
 
-    def refusal(self, namespace: str, job_name: str) -> str | None:
+    def refusal(self, namespace: str, job_name: str) -> tuple[str, str] | None:
+        """Why the Job has no pod, and since when the operator knows it."""
         return self._refusals.get((namespace, job_name))
 
     def pipeline_seen(self, namespace: str, name: str, pipeline: KnownPipeline) -> None:

@@ -125,16 +125,15 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
     retry = None
     if snapshot.spec is not None and retry_wanted(snapshot.spec, snapshot.status):
         retry = status.retried(previous, int(snapshot.spec["retry"]))
-    if retry is not None:
         previous = retry.status
-    elif previous.phase in FINISHED_PHASES or snapshot.spec is None:
+    if previous.phase in FINISHED_PHASES or snapshot.spec is None:
         settled = status.settle(
             previous, snapshot.generation, dict(snapshot.jobs), dict(snapshot.pods)
         )
         return _outcome(
             snapshot,
             settled.status,
-            events=settled.events,
+            events=[*(retry.events if retry else ()), *settled.events],
             suspend=settled.set_suspend,
             keep_failed=_kept_failed(previous, settled.status, config),
         )
@@ -308,6 +307,11 @@ def _stage_job(stage: str, manifest: dict[str, Any], now: str) -> StageJob:
 
 
 def _invalid(snapshot: Snapshot, previous: VideoJobStatus, message: str) -> Outcome:
+    retry = (snapshot.spec or {}).get("retry")
+    if isinstance(retry, int) and retry > previous.retries:
+        # Acted on: the spec that fails cannot change, so retrying it again
+        # (at every resync) would fail the same way.
+        previous = previous.model_copy(update={"retries": retry})
     now = _rfc3339(snapshot.now)
     failed = status.invalid(previous, snapshot.generation, message, now)
     return _outcome(snapshot, failed, events=(("Warning", "InvalidSpec", message),))
