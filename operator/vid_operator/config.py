@@ -137,8 +137,9 @@ class ArtifactRetention(CamelModel):
     delete: a short Job in the VideoJob's namespace deletes its prefix, with
     the stages' S3 credentials. delete puts a finalizer on each VideoJob (so
     the operator sees every deletion, also one made while it was down), which
-    the operator removes once the Job exists: uninstall the operator only
-    after setting this back to keep, or deletions wait for it."""
+    the operator removes once the VideoJob's stages have stopped and the Job
+    exists; VideoJobs made under delete keep it whatever this says later, so
+    uninstall the operator only once they are gone."""
     image: str = Field(default=f"{DEFAULT_IMAGE_REPOSITORY}/script-gen:0.1.0", min_length=1)
     """An image with the reference stages' runtime (any of theirs): the Job
     runs its vidop-artifacts-cleanup."""

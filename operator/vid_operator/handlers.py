@@ -11,7 +11,8 @@ VideoPipelines once at start-up instead (:meth:`~vid_operator.runtime.controller
 Only ``on.event`` handlers are used (and the controller's own resync loop,
 not a kopf timer), so kopf writes nothing of its own to the VideoJobs (no
 progress annotations, no finalizers): deleting a VideoJob is never blocked
-by the operator.
+by kopf. The one finalizer there is, the controller's own, is opt-in
+(``artifactRetention.policy: delete``).
 """
 
 from __future__ import annotations

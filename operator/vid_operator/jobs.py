@@ -136,6 +136,12 @@ def build_cleanup_job(owner: Owner, spec: VideoJobSpec, config: OperatorConfig) 
                 "enableServiceLinks": False,
                 "securityContext": _pod_security(),
                 "containers": [container],
+                # Its image comes from where the stages' do.
+                **(
+                    {"imagePullSecrets": [s.model_dump() for s in pull_secrets]}
+                    if (pull_secrets := config.stage_defaults.image_pull_secrets)
+                    else {}
+                ),
             },
         },
     }

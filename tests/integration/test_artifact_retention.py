@@ -6,6 +6,7 @@ S3 in test_artifacts_cleanup.py."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,7 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
         {
             "s3": {"credentialsSecret": None, "bucket": "videos", "endpointUrl": "http://s3:8333"},
             "artifactRetention": {"policy": "delete"},
+            "overridePolicy": {"allowedPodAnnotations": ["kwok.vidop.io/"]},
         },
     ) as running:
         yield running
@@ -92,3 +94,41 @@ def test_a_videojob_that_never_started_leaves_no_cleanup_job(
 
     assert get_videojob(cluster, namespace, "idle") is None
     assert _cleanup_jobs(cluster, namespace) == []
+
+
+def test_a_videojob_deleted_mid_stage_is_cleaned_up_after_its_stages_stop(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    long = {"script_gen": {"podAnnotations": {"kwok.vidop.io/run-time": "120s"}}}
+    cluster.apply(videojob_manifest("busy", stages=long), namespace)
+    wait_until("the finalizer", lambda: _has_finalizer(cluster, namespace, "busy"))
+    batch = client.BatchV1Api(cluster.api)
+    core = client.CoreV1Api(cluster.api)
+    wait_until(
+        "script_gen's pod to run",
+        lambda: any(
+            p.status.phase == "Running"
+            for p in core.list_namespaced_pod(namespace, label_selector="vidop.io/stage").items
+        ),
+    )
+
+    cluster.kubectl("delete", "videojob", "busy", "-n", namespace, "--wait=false")
+
+    # The stage Job is stopped (its pod goes) before the cleanup Job exists.
+    suspended_at: float | None = None
+    cleanup_at: float | None = None
+    running_then: list[str] = []
+    deadline = time.monotonic() + 60
+    while cleanup_at is None and time.monotonic() < deadline:
+        for job in batch.list_namespaced_job(namespace).items:
+            if job.metadata.labels.get("vidop.io/stage") and job.spec.suspend:
+                suspended_at = suspended_at or time.monotonic()
+            if job.metadata.labels.get("vidop.io/cleanup"):
+                cleanup_at = time.monotonic()
+                pods = core.list_namespaced_pod(namespace, label_selector="vidop.io/stage").items
+                running_then = [p.metadata.name for p in pods if p.status.phase == "Running"]
+        time.sleep(0.05)
+    assert suspended_at is not None and cleanup_at is not None
+    assert suspended_at <= cleanup_at
+    assert running_then == []
+    wait_until("the VideoJob to go", lambda: get_videojob(cluster, namespace, "busy") is None)

@@ -356,7 +356,7 @@ class StageTemplate(CamelModel):
     backoff_limit: int | None = Field(default=None, ge=0, le=20)
     """Retries of the stage's Job before the VideoJob fails."""
     active_deadline_seconds: int | None = Field(default=None, ge=1, le=604800)
-    """Wall-clock limit of the stage's Job, all retries included."""
+    """Wall-clock limit of each of the stage's Jobs, its retries included."""
     pending_timeout_seconds: int | None = Field(default=None, ge=1, le=604800)
     """Fail the stage (reason PendingTimeout, not retried) when its pod has
     not started this long after it was created: no node fits, no quota, the

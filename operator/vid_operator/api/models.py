@@ -140,7 +140,7 @@ class StageOverride(CamelModel):
     backoff_limit: int | None = Field(default=None, ge=0, le=20)
     """Retries of the stage's Job before the VideoJob fails."""
     active_deadline_seconds: int | None = Field(default=None, ge=1, le=604800)
-    """Wall-clock limit of the stage's Job, all retries included."""
+    """Wall-clock limit of each of the stage's Jobs, its retries included."""
     service_account_name: DNSSubdomain | None = None
     """Run the stage as this ServiceAccount of the VideoJob's namespace."""
     pod_annotations: dict[LabelKey, Annotated[str, Field(max_length=1024)]] | None = Field(
@@ -279,8 +279,8 @@ class StageStatus(CamelModel):
     job_name: str | None = None
     """The stage's Job."""
     attempts: int = 0
-    """Pods started for this stage so far (the first try and its retries),
-    over all of its Jobs."""
+    """Pods started for the stage's current Job so far (the first try and
+    its retries); its earlier Jobs' are in history."""
     run: int = Field(default=0, ge=0)
     """How many Jobs the stage had before its current one: each OOM kill
     that raised its memory, and each retry of the VideoJob that ran it

@@ -281,6 +281,9 @@ class Controller:
         else:
             observed = self._see_pod(body)
         owner = self._observed.owner_of(namespace, job_name)
+        if owner in self._finalizers_owed:
+            # A deleted VideoJob waits for its stage pods to go before its cleanup.
+            await self._mind_artifacts(self._finalizers_owed[owner])
         record = self._memories.get(owner) if owner else None
         if record is None:
             return
@@ -357,30 +360,44 @@ class Controller:
 
     async def _mind_artifacts(self, body: Mapping[str, Any]) -> None:
         """artifactRetention: a VideoJob gets the finalizer that makes its
-        deletion wait for the operator (policy delete), and a deleted one that
-        carries it gets its cleanup Job, then loses it, whatever the policy
-        says now: the finalizer is the promise made when it was created."""
+        deletion wait for the operator (policy delete). A deleted one that
+        carries it has its stage Jobs stopped, and once their pods are gone
+        (none may write after the cleanup) gets its cleanup Job, then loses
+        the finalizer, whatever the policy says now: the finalizer is the
+        promise made when it was created. What cannot be done yet waits in
+        ``_finalizers_owed`` for its stage pods' events or the resync."""
         meta = body["metadata"]
         uid, finalizers = str(meta["uid"]), list(meta.get("finalizers") or [])
+        namespace, name = str(meta["namespace"]), str(meta["name"])
         ours = naming.ARTIFACTS_FINALIZER in finalizers
         deleting = bool(meta.get("deletionTimestamp"))
+        logger = log.bind(namespace=namespace, videojob=name)
         if deleting and ours:
-            what = "artifacts cleanup"
+            stage_jobs = list(self._observed.jobs_of(uid).values())
+            running = [j.name for j in stage_jobs if not (j.finished or j.suspended)]
+            busy = running or any(
+                (pod := self._observed.newest_pod(namespace, j.name)) and not pod.finished
+                for j in stage_jobs
+            )
+            others = [f for f in finalizers if f != naming.ARTIFACTS_FINALIZER]
 
             def work() -> None:
+                for job_name in running:
+                    self._kube.set_job_suspend(namespace, job_name, True)
+                if busy:
+                    return
                 self._clean_up_after(body)
-                others = [f for f in finalizers if f != naming.ARTIFACTS_FINALIZER]
                 self._kube.set_videojob_finalizers(
-                    str(meta["namespace"]), str(meta["name"]), others, str(meta["resourceVersion"])
+                    namespace, name, others, str(meta["resourceVersion"])
                 )
 
         elif not (deleting or ours) and self._config.artifact_retention.policy == "delete":
-            what = "artifacts finalizer"
+            busy = False
 
             def work() -> None:
                 self._kube.set_videojob_finalizers(
-                    str(meta["namespace"]),
-                    str(meta["name"]),
+                    namespace,
+                    name,
                     [*finalizers, naming.ARTIFACTS_FINALIZER],
                     str(meta["resourceVersion"]),
                 )
@@ -390,22 +407,27 @@ class Controller:
             return
         try:
             await asyncio.to_thread(work)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
-            # A 409 means a newer version exists: its event brings it here.
-            log.warning(
-                f"{what} failed, will retry",
-                namespace=meta["namespace"],
-                videojob=meta["name"],
+        except Exception as error:
+            # Logged, and the resync tries again: it must not end in kopf,
+            # which retries no event handler. A 409 means a newer version
+            # exists, and its event brings it here.
+            logger.warning(
+                "artifacts finalizer not handled, will retry",
                 error=getattr(error, "status", None) or type(error).__name__,
             )
             self._finalizers_owed[uid] = body
             return
-        self._finalizers_owed.pop(uid, None)
+        if busy:
+            self._finalizers_owed[uid] = body  # until its stage pods are gone
+        else:
+            self._finalizers_owed.pop(uid, None)
 
     def _clean_up_after(self, body: Mapping[str, Any]) -> None:
         """Create the Job that deletes a deleted VideoJob's artifacts, if it
         may have any: it started, and in a bucket this operator writes to.
-        Runs in a worker thread."""
+        A Job the API server refuses is logged, not retried: the same Job
+        would be refused again, and the VideoJob must still go. Runs in a
+        worker thread."""
         meta = body["metadata"]
         logger = log.bind(namespace=meta["namespace"], videojob=meta["name"])
         try:
@@ -421,7 +443,11 @@ class Controller:
             name=str(meta["name"]), namespace=str(meta["namespace"]), uid=str(meta["uid"])
         )
         manifest = jobs.build_cleanup_job(owner, spec, self._config)
-        self._kube.create_job(manifest)
+        try:
+            self._kube.create_job(manifest)
+        except JobRejected as error:
+            logger.error("artifacts cleanup job refused; its artifacts stay", error=str(error))
+            return
         logger.info("artifacts cleanup job created", job=manifest["metadata"]["name"])
 
     def _see_pipeline(self, body: Mapping[str, Any]) -> KnownPipeline:

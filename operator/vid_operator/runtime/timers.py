@@ -1,7 +1,8 @@
 """Waiting, apart from deciding: keyed delayed calls and a periodic loop.
 
 The controller owns one :class:`DelayedCalls` for held-back progress writes,
-one for TTL deletions, and one :class:`Periodic` for the resync; each takes
+one for TTL deletions, one for the rechecks of stages' time limits, and one
+:class:`Periodic` for the resync; each takes
 the callback to run and knows nothing of what it does. Time comes from a
 :class:`Clock`, so tests drive it by hand.
 
