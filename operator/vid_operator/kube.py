@@ -8,9 +8,10 @@ the user flips ``spec.suspend``, a VideoPipeline's status when its verdict
 changes; and only where a stage fails in those ways: an end patch per stage
 Job the operator ends (a limit, an OOM kill), one create per OOM successor
 or retried stage; and only under ``artifactRetention.policy: delete``: the
-finalizer's patches and the cleanup Job's create. Reads come from the watches, except the one listing of stage
-Jobs, pods and VideoPipelines at start-up (:meth:`Kube.list_owned`) and the
-FailedCreate Events of a stage Job that has no pod
+finalizer's patches and the cleanup Job's create. Reads come from the
+watches, except the one listing of stage Jobs, pods and VideoPipelines at
+start-up (:meth:`Kube.list_owned`) and the FailedCreate Events of a stage Job
+that has no pod
 (:meth:`Kube.pod_creation_refusal`).
 """
 
