@@ -114,21 +114,25 @@ def test_a_videojob_deleted_mid_stage_is_cleaned_up_after_its_stages_stop(
 
     cluster.kubectl("delete", "videojob", "busy", "-n", namespace, "--wait=false")
 
-    # The stage Job is stopped (its pod goes) before the cleanup Job exists.
-    suspended_at: float | None = None
-    cleanup_at: float | None = None
+    # The stage Job is stopped (its pod goes) before the cleanup Job exists:
+    # rounds of listing, each one list of Jobs (and then of pods).
+    suspended_in: int | None = None
+    cleanup_in: int | None = None
     running_then: list[str] = []
     deadline = time.monotonic() + 60
-    while cleanup_at is None and time.monotonic() < deadline:
+    for round_ in range(100_000):
+        if cleanup_in is not None or time.monotonic() > deadline:
+            break
         for job in batch.list_namespaced_job(namespace).items:
             if job.metadata.labels.get("vidop.io/stage") and job.spec.suspend:
-                suspended_at = suspended_at or time.monotonic()
+                suspended_in = round_ if suspended_in is None else suspended_in
             if job.metadata.labels.get("vidop.io/cleanup"):
-                cleanup_at = time.monotonic()
-                pods = core.list_namespaced_pod(namespace, label_selector="vidop.io/stage").items
-                running_then = [p.metadata.name for p in pods if p.status.phase == "Running"]
-        time.sleep(0.05)
-    assert suspended_at is not None and cleanup_at is not None
-    assert suspended_at <= cleanup_at
+                cleanup_in = round_
+        if cleanup_in is not None:
+            pods = core.list_namespaced_pod(namespace, label_selector="vidop.io/stage").items
+            running_then = [p.metadata.name for p in pods if p.status.phase == "Running"]
+        time.sleep(0.02)
+    assert suspended_in is not None and cleanup_in is not None
+    assert suspended_in <= cleanup_in
     assert running_then == []
     wait_until("the VideoJob to go", lambda: get_videojob(cluster, namespace, "busy") is None)

@@ -219,10 +219,10 @@ class Controller:
         if event_type == "DELETED":
             self.forget(uid)
             return
-        await self._mind_artifacts(body)
         kept = keep(body)
         record = self._memories.recall(kept.namespace, kept.name, uid)
         record.videojob = kept
+        await self._mind_artifacts(body)
         written = record.written
         if (
             written is not None
@@ -254,6 +254,7 @@ class Controller:
         if seen is None:
             return
         owner, observed = seen
+        await self._stages_moved(owner)
         record = self._memories.get(owner)
         if record is None:
             return  # its VideoJob's own event (listed at start-up too) reconciles
@@ -281,9 +282,7 @@ class Controller:
         else:
             observed = self._see_pod(body)
         owner = self._observed.owner_of(namespace, job_name)
-        if owner in self._finalizers_owed:
-            # A deleted VideoJob waits for its stage pods to go before its cleanup.
-            await self._mind_artifacts(self._finalizers_owed[owner])
+        await self._stages_moved(owner)
         record = self._memories.get(owner) if owner else None
         if record is None:
             return
@@ -373,7 +372,17 @@ class Controller:
         deleting = bool(meta.get("deletionTimestamp"))
         logger = log.bind(namespace=namespace, videojob=name)
         if deleting and ours:
-            stage_jobs = list(self._observed.jobs_of(uid).values())
+            record = self._memories.get(uid)
+            if record is not None:
+                # A reconcile under way (it began before the deletion) would
+                # resume what is stopped here; the ones after it do nothing.
+                async with record.lock:
+                    pass
+            # Those created and not yet seen too.
+            stage_jobs = [
+                *self._observed.jobs_of(uid).values(),
+                *self._expectations.pending(uid).values(),
+            ]
             running = [j.name for j in stage_jobs if not (j.finished or j.suspended)]
             busy = running or any(
                 (pod := self._observed.newest_pod(namespace, j.name)) and not pod.finished
@@ -384,6 +393,7 @@ class Controller:
             def work() -> None:
                 for job_name in running:
                     self._kube.set_job_suspend(namespace, job_name, True)
+                    logger.info("stage job of a deleted videojob suspended", job=job_name)
                 if busy:
                     return
                 self._clean_up_after(body)
@@ -421,6 +431,12 @@ class Controller:
             self._finalizers_owed[uid] = body  # until its stage pods are gone
         else:
             self._finalizers_owed.pop(uid, None)
+
+    async def _stages_moved(self, owner: str | None) -> None:
+        """A stage Job or pod of ``owner`` changed: a deleted VideoJob may
+        have been waiting for its stages to stop before its cleanup."""
+        if owner in self._finalizers_owed:
+            await self._mind_artifacts(self._finalizers_owed[owner])
 
     def _clean_up_after(self, body: Mapping[str, Any]) -> None:
         """Create the Job that deletes a deleted VideoJob's artifacts, if it
