@@ -22,7 +22,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from vid_operator import contract
 from vidop_devcluster import DevCluster, localnode, localpod
+from vidop_devcluster.s3 import S3Server
 
 CRDS = Path(__file__).resolve().parents[1] / "crds"
 CRD_FILE = CRDS / "videojobs.vidop.io.yaml"
@@ -239,6 +241,21 @@ class LocalNodeProcess:
 
     def stop(self) -> None:
         _stop(self.process)
+
+
+def create_s3_secret(cluster: Cluster, namespace: str, s3: S3Server, name: str) -> None:
+    """The Secret stage pods read the S3 server's keys from (by reference)."""
+    environment = s3.environment()
+    client.CoreV1Api(cluster.api).create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "stringData": {
+                key: environment[key]
+                for key in (contract.ENV_S3_ACCESS_KEY, contract.ENV_S3_SECRET_KEY)
+            },
+        },
+    )
 
 
 def videojob_manifest(name: str, **spec: Any) -> dict[str, Any]:

@@ -143,6 +143,10 @@ class ArtifactRetention(CamelModel):
     image: str = Field(default=f"{DEFAULT_IMAGE_REPOSITORY}/script-gen:0.1.0", min_length=1)
     """An image with the reference stages' runtime (any of theirs): the Job
     runs its vidop-artifacts-cleanup."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the cleanup pod must match (it needs no GPU)."""
+    tolerations: list[Toleration] = Field(default_factory=list)
+    """Tolerations of the cleanup pod."""
 
 
 def _stage(name: str, **settings: Any) -> StageConfig:

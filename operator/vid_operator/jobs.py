@@ -136,12 +136,7 @@ def build_cleanup_job(owner: Owner, spec: VideoJobSpec, config: OperatorConfig) 
                 "enableServiceLinks": False,
                 "securityContext": _pod_security(),
                 "containers": [container],
-                # Its image comes from where the stages' do.
-                **(
-                    {"imagePullSecrets": [s.model_dump() for s in pull_secrets]}
-                    if (pull_secrets := config.stage_defaults.image_pull_secrets)
-                    else {}
-                ),
+                **_cleanup_placement(config),
             },
         },
     }
@@ -160,6 +155,22 @@ def _job(
     if config.finished_jobs.succeeded_ttl_seconds is not None:
         job_spec["ttlSecondsAfterFinished"] = config.finished_jobs.succeeded_ttl_seconds
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def _cleanup_placement(config: OperatorConfig) -> dict[str, Any]:
+    """Where the cleanup pod runs, and the pull secrets of the registry its
+    image comes from (the stages')."""
+    retention = config.artifact_retention
+    placement: dict[str, Any] = {}
+    if retention.node_selector:
+        placement["nodeSelector"] = dict(retention.node_selector)
+    if retention.tolerations:
+        placement["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in retention.tolerations
+        ]
+    if pull_secrets := config.stage_defaults.image_pull_secrets:
+        placement["imagePullSecrets"] = [secret.model_dump() for secret in pull_secrets]
+    return placement
 
 
 def _location(spec: VideoJobSpec, config: OperatorConfig) -> tuple[str, str]:

@@ -16,8 +16,14 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.support import Cluster, LocalNodeProcess, Operator, integrated_lufs, wait_until
-from vid_operator import contract
+from tests.support import (
+    Cluster,
+    LocalNodeProcess,
+    Operator,
+    create_s3_secret,
+    integrated_lufs,
+    wait_until,
+)
 from vidop_devcluster.s3 import S3Server
 
 pytestmark = pytest.mark.cluster
@@ -61,17 +67,7 @@ def operator(
 @pytest.fixture
 def videos(cluster: Cluster, namespace: str, s3: S3Server, operator: Operator) -> str:
     """A namespace with the S3 Secret the stage pods read their credentials from."""
-    environment = s3.environment()
-    client.CoreV1Api(cluster.api).create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": SECRET},
-            "stringData": {
-                key: environment[key]
-                for key in (contract.ENV_S3_ACCESS_KEY, contract.ENV_S3_SECRET_KEY)
-            },
-        },
-    )
+    create_s3_secret(cluster, namespace, s3, SECRET)
     return namespace
 
 

@@ -312,3 +312,22 @@ def test_the_cleanup_job_deletes_one_videojobs_prefix_as_hardened_as_a_stage() -
     assert pod["securityContext"] == stage_pod["securityContext"]
     assert container["securityContext"] == stage_pod["containers"][0]["securityContext"]
     assert pod["automountServiceAccountToken"] is False
+
+
+def test_the_cleanup_job_goes_where_it_is_told_with_the_stages_pull_secrets() -> None:
+    configured = config.from_mapping(
+        {
+            "artifactRetention": {
+                "nodeSelector": {"pool": "cpu"},
+                "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+            },
+            "stageDefaults": {"imagePullSecrets": [{"name": "registry-creds"}]},
+        }
+    )
+
+    pod = jobs.build_cleanup_job(OWNER, VideoJobSpec(prompt="x"), configured)["spec"]["template"]
+    spec = pod["spec"]
+
+    assert spec["nodeSelector"] == {"pool": "cpu"}
+    assert spec["tolerations"] == [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]
+    assert spec["imagePullSecrets"] == [{"name": "registry-creds"}]

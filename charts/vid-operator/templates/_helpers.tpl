@@ -48,6 +48,8 @@ finishedJobs:
 artifactRetention:
   policy: {{ .Values.artifactRetention.policy | toJson }}
   image: {{ .Values.artifactRetention.image | toJson }}
+  nodeSelector: {{ toJson .Values.artifactRetention.nodeSelector }}
+  tolerations: {{ toJson .Values.artifactRetention.tolerations }}
 gpu:
   resourceName: {{ .Values.gpu.resourceName | toJson }}
   nodeSelector: {{ toJson .Values.gpu.nodeSelector }}
