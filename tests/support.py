@@ -23,6 +23,7 @@ import yaml
 from kubernetes import client
 
 from vid_operator import contract
+from vid_operator.api.models import STAGE_NAMES
 from vidop_devcluster import DevCluster, localnode, localpod
 from vidop_devcluster.s3 import S3Server
 
@@ -241,6 +242,19 @@ class LocalNodeProcess:
 
     def stop(self) -> None:
         _stop(self.process)
+
+
+def on_the_local_node(
+    local_node: LocalNodeProcess, s3: S3Server, bucket: str, secret: str
+) -> dict[str, Any]:
+    """An operator configuration whose default pipeline runs every stage on
+    the local node (real processes), against ``s3``'s ``bucket`` with the
+    credentials in the Secret ``secret``."""
+    placement = local_node.placement()
+    return {
+        "s3": {"endpointUrl": s3.endpoint_url, "bucket": bucket, "credentialsSecret": secret},
+        "stages": {stage: placement for stage in STAGE_NAMES},
+    }
 
 
 def create_s3_secret(cluster: Cluster, namespace: str, s3: S3Server, name: str) -> None:

@@ -520,9 +520,11 @@ def plan(
     events: list[tuple[str, str, str]] = []
     stage_statuses: list[StageStatus] = []
     successors: dict[str, StageStart] = {}
+    current_jobs: dict[str, ObservedJob | None] = {}
     for stage in stages:
         old = old_stages.get(stage.name)
         job, pod = _current(jobs.get(stage.name), pods.get(stage.name), old)
+        current_jobs[stage.name] = job
         if job is not None and not (job.finished or job.ended or job.suspended):
             why, due = _overdue(stage, job, pod, moment)
             if why is not None:
@@ -577,7 +579,7 @@ def plan(
         }
     elif not done:
         for stage in stages:
-            job, _ = _current(jobs.get(stage.name), None, old_stages.get(stage.name))
+            job = current_jobs[stage.name]
             if spec.suspend:
                 pass
             elif stage.name in successors:

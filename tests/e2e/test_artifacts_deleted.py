@@ -15,6 +15,7 @@ from tests.support import (
     Operator,
     create_s3_secret,
     get_videojob,
+    on_the_local_node,
     running_operator,
     videojob_manifest,
     wait_for_phase,
@@ -26,7 +27,6 @@ pytestmark = pytest.mark.cluster
 
 SECRET = "vid-operator-s3"
 BUCKET = "e2e-retention"
-STAGES = ("script_gen", "voice_gen", "video_gen", "compositing")
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +37,10 @@ def operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:
     s3.create_bucket(BUCKET)
-    placement = local_node.placement()
-    with running_operator(
-        cluster,
-        tmp_path_factory.mktemp("operator"),
-        {
-            "s3": {"endpointUrl": s3.endpoint_url, "bucket": BUCKET, "credentialsSecret": SECRET},
-            "stages": {stage: placement for stage in STAGES},
-            "artifactRetention": {"policy": "delete", **placement},
-        },
-    ) as running:
+    configuration = on_the_local_node(local_node, s3, BUCKET, SECRET)
+    # The cleanup Job runs there too, as a real process.
+    configuration["artifactRetention"] = {"policy": "delete", **local_node.placement()}
+    with running_operator(cluster, tmp_path_factory.mktemp("operator"), configuration) as running:
         yield running
 
 

@@ -22,6 +22,7 @@ from tests.support import (
     Operator,
     create_s3_secret,
     integrated_lufs,
+    on_the_local_node,
     wait_until,
 )
 from vidop_devcluster.s3 import S3Server
@@ -48,14 +49,11 @@ def operator(
 ) -> Iterator[Operator]:
     cluster.install_videojob_crd()
     s3.create_bucket(BUCKET)
-    placement = local_node.placement()
     running = Operator(
         cluster,
         tmp_path_factory.mktemp("operator"),
         {
-            "s3": {"endpointUrl": s3.endpoint_url, "bucket": BUCKET, "credentialsSecret": SECRET},
-            # Every stage runs on the local node, which runs real processes.
-            "stages": {stage: placement for stage in STAGES},
+            **on_the_local_node(local_node, s3, BUCKET, SECRET),
             "priorityClasses": {"high": None, "low": None},
         },
     )

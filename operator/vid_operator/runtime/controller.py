@@ -378,11 +378,7 @@ class Controller:
                 # resume what is stopped here; the ones after it do nothing.
                 async with record.lock:
                     pass
-            # Those created and not yet seen too.
-            stage_jobs = [
-                *self._observed.jobs_of(uid).values(),
-                *self._expectations.pending(uid).values(),
-            ]
+            stage_jobs = list(self._stage_jobs(uid).values())
             running = [j.name for j in stage_jobs if not (j.finished or j.suspended)]
             busy = running or any(
                 (pod := self._observed.newest_pod(namespace, j.name)) and not pod.finished
@@ -460,11 +456,14 @@ class Controller:
         )
         manifest = jobs.build_cleanup_job(owner, spec, self._config)
         try:
-            self._kube.create_job(manifest)
+            created = self._kube.create_job(manifest)
         except JobRejected as error:
             logger.error("artifacts cleanup job refused; its artifacts stay", error=str(error))
             return
-        logger.info("artifacts cleanup job created", job=manifest["metadata"]["name"])
+        logger.info(
+            "artifacts cleanup job created" if created else "artifacts cleanup job already there",
+            job=manifest["metadata"]["name"],
+        )
 
     def _see_pipeline(self, body: Mapping[str, Any]) -> KnownPipeline:
         meta = body["metadata"]
@@ -553,16 +552,22 @@ class Controller:
         for key in [k for k in record.observed if k[1] == job_name]:
             del record.observed[key]
 
-    def _snapshot(self, record: VideoJobMemory, flush: bool) -> Snapshot:
-        """Read on the loop thread, under the VideoJob's lock."""
-        assert record.videojob is not None
-        videojob, uid = record.videojob, record.uid
+    def _stage_jobs(self, uid: str) -> dict[str, status.ObservedJob]:
+        """Stage -> the VideoJob's newest Job of it, those this operator
+        created and the watch has not shown yet included."""
         jobs = self._observed.jobs_of(uid)
         for stage, job in jobs.items():
             self._expectations.observe(uid, stage, job.run)
         for stage, job in self._expectations.pending(uid).items():
             if stage not in jobs or jobs[stage].run < job.run:
                 jobs[stage] = job
+        return jobs
+
+    def _snapshot(self, record: VideoJobMemory, flush: bool) -> Snapshot:
+        """Read on the loop thread, under the VideoJob's lock."""
+        assert record.videojob is not None
+        videojob, uid = record.videojob, record.uid
+        jobs = self._stage_jobs(uid)
         pods = {}
         for stage, job in jobs.items():
             pod = self._observed.newest_pod(videojob.namespace, job.name)

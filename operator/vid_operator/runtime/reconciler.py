@@ -173,6 +173,9 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
     create: tuple[StageJob, ...] = ()
     if plan.start:
         owner = jobs.Owner(name=snapshot.name, namespace=snapshot.namespace, uid=snapshot.uid)
+        by_name = {stage.name: stage for stage in stages}
+        # The stages before one that starts have all succeeded: their outputs.
+        outputs = {s.name: s.outputs for s in plan.status.stages}
         create = tuple(
             _stage_job(
                 start.stage.name,
@@ -182,7 +185,7 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
                     start.stage,
                     config,
                     start.run,
-                    cache_key=_cache_key(spec, start.stage, stages, plan),
+                    cache_key=cache.stage_key(spec, start.stage, by_name, outputs),
                 ),
                 now,
             )
@@ -288,15 +291,6 @@ def _kept_failed(
         for s in current.stages
         if s.phase == Phase.FAILED and s.job_name and before.get(s.name) != Phase.FAILED
     }
-
-
-def _cache_key(
-    spec: VideoJobSpec, stage: pipeline.Stage, stages: list[pipeline.Stage], plan: status.Plan
-) -> str | None:
-    """The stage's cache key, from the outputs of the stages before it, which
-    have all succeeded (it starts now)."""
-    outputs = {s.name: s.outputs for s in plan.status.stages}
-    return cache.stage_key(spec, stage, {s.name: s for s in stages}, outputs)
 
 
 def _stage_job(stage: str, manifest: dict[str, Any], now: str) -> StageJob:
