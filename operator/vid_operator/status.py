@@ -501,6 +501,59 @@ def _set_condition(
     )
 
 
+HEALTH_CONDITIONS = ("Ready", "Reconciling", "Stalled")
+"""The conditions tools read a resource's health from, with kstatus' meaning
+(sigs.k8s.io/cli-utils/pkg/kstatus, what Flux and cli-utils' apply --wait
+use): Reconciling=True is in progress, Stalled=True is failed, and with
+neither, Ready decides (True: current; False: in progress)."""
+
+
+def _health(
+    previous: list[Condition],
+    phase: Phase,
+    reason: str,
+    message: str,
+    now: str,
+    generation: int | None,
+) -> list[Condition]:
+    """Ready, Reconciling and Stalled for a VideoJob in ``phase``; ``reason``
+    and ``message`` say why it is where it is. A suspended VideoJob is
+    neither reconciling nor stalled, and not ready: kstatus reads it as in
+    progress, as it reads a suspended Job that has not started."""
+    ready = phase == Phase.SUCCEEDED
+    reconciling = phase in (Phase.PENDING, Phase.RUNNING)
+    stalled = phase == Phase.FAILED
+    return [
+        _set_condition(
+            previous,
+            "Ready",
+            ready,
+            "Succeeded" if ready else reason,
+            "the video is made" if ready else message,
+            now,
+            generation,
+        ),
+        _set_condition(
+            previous,
+            "Reconciling",
+            reconciling,
+            reason if reconciling else phase.value,
+            message if reconciling else "",
+            now,
+            generation,
+        ),
+        _set_condition(
+            previous,
+            "Stalled",
+            stalled,
+            reason if stalled else "NotStalled",
+            message if stalled else "",
+            now,
+            generation,
+        ),
+    ]
+
+
 def plan(
     spec: VideoJobSpec,
     generation: int | None,
@@ -646,6 +699,13 @@ def plan(
             now,
             generation,
         ),
+        *_health(
+            previous.conditions,
+            phase,
+            *_health_reason(phase, current, failed[0] if failed else None, waiting),
+            now,
+            generation,
+        ),
     ]
 
     outputs = previous.outputs
@@ -682,6 +742,24 @@ def plan(
     )
 
 
+def _health_reason(
+    phase: Phase, current: str | None, failed: StageStatus | None, waiting: list[StageStatus]
+) -> tuple[str, str]:
+    """The reason and message of the health conditions of a VideoJob in
+    ``phase`` that runs the pipeline."""
+    if failed is not None:
+        return failed.reason or "StageFailed", f"stage {failed.name}: {failed.message}"
+    if waiting:
+        return "PodUnschedulable", f"stage {waiting[0].name}: {waiting[0].message}"
+    if phase == Phase.RUNNING:
+        return "StageRunning", f"running {current}" if current else "starting its next stage"
+    if phase == Phase.SUSPENDED:
+        return "Suspended", "spec.suspend is true"
+    if phase == Phase.PENDING:
+        return "Pending", "no stage has started yet"
+    return "Succeeded", ""
+
+
 def _oom_killed(stage: StageStatus, pod: ObservedPod | None) -> bool:
     """The stage's last try ran out of memory: its Job failed that way, or
     its pod did and the Job has yet to retry it."""
@@ -705,19 +783,56 @@ def _video_outputs(summary: dict[str, Any]) -> VideoOutputs:
 
 
 def _transitions(previous: VideoJobStatus, current: VideoJobStatus) -> list[tuple[str, str, str]]:
-    """Events for what needs a person's attention: a stage that failed, and
-    the VideoJob failing. Progress is in the status (and each Job has the Job
-    controller's Events); an Event per transition was more writes than the
-    Jobs and the status together."""
+    """The Events ``kubectl describe`` shows for what changed between two
+    statuses: the VideoJob started, each stage's Job started (a new Job after
+    an OOM kill or a retry too) and succeeded, the VideoJob succeeded
+    (Normal); a stage failed and the VideoJob failed (Warning). Derived from
+    the statuses, not from what the operator did, so an Event whose status
+    write was held back comes with that write, and a restarted operator posts
+    none twice for what its status already says."""
     events = []
-    before = {s.name: s.phase for s in previous.stages}
+    if current.start_time and not previous.start_time:
+        events.append(("Normal", "Started", "VideoJob started"))
+    before = {s.name: s for s in previous.stages}
     for stage in current.stages:
-        if stage.phase == Phase.FAILED and before.get(stage.name) != Phase.FAILED:
+        old = before.get(stage.name)
+        if stage.job_name and stage.job_name != (old.job_name if old else None):
+            memory = f" with {stage.memory_limit} of memory" if stage.memory_limit else ""
+            events.append(
+                (
+                    "Normal",
+                    "StageStarted",
+                    f"stage {stage.name} started: Job {stage.job_name}{memory}",
+                )
+            )
+        if stage.phase == (old.phase if old else None):
+            continue
+        if stage.phase == Phase.SUCCEEDED:
+            took = _seconds_between(stage.start_time, stage.completion_time)
+            cached = " (result from the cache)" if stage.cached else ""
+            events.append(
+                ("Normal", "StageSucceeded", f"stage {stage.name} succeeded{took}{cached}")
+            )
+        elif stage.phase == Phase.FAILED:
             detail = f": {stage.message}" if stage.message else ""
             events.append(("Warning", "StageFailed", f"stage {stage.name} is Failed{detail}"))
-    if current.phase == Phase.FAILED and previous.phase != Phase.FAILED:
-        events.append(("Warning", "Failed", "VideoJob is Failed"))
+    if current.phase != previous.phase:
+        if current.phase == Phase.SUCCEEDED:
+            took = _seconds_between(current.start_time, current.completion_time)
+            video = current.outputs.video_uri if current.outputs else None
+            where = f": {video}" if video else ""
+            events.append(("Normal", "Succeeded", f"VideoJob succeeded{took}{where}"))
+        elif current.phase == Phase.FAILED:
+            events.append(("Warning", "Failed", "VideoJob is Failed"))
     return events
+
+
+def _seconds_between(start: str | None, end: str | None) -> str:
+    """' in 12 s' between two RFC 3339 times, or nothing when one is unknown."""
+    if not (start and end):
+        return ""
+    took = datetime.datetime.fromisoformat(end) - datetime.datetime.fromisoformat(start)
+    return f" in {took.total_seconds():.0f} s"
 
 
 def invalid(
@@ -736,6 +851,7 @@ def invalid(
         conditions=[
             _set_condition(previous.conditions, "Succeeded", False, reason, "", now, generation),
             _set_condition(previous.conditions, "Failed", True, reason, message, now, generation),
+            *_health(previous.conditions, Phase.FAILED, reason, message, now, generation),
         ],
         start_time=previous.start_time or now,
         completion_time=previous.completion_time or now,
@@ -750,13 +866,15 @@ def waiting_for_pipeline(
     """The status of a VideoJob whose VideoPipeline does not exist (yet: a
     GitOps tool may apply it after the VideoJob), with a Warning the first time."""
     reason = "PipelineNotFound"
+    phase = Phase.SUSPENDED if suspended else Phase.PENDING
     status = VideoJobStatus(
-        phase=Phase.SUSPENDED if suspended else Phase.PENDING,
+        phase=phase,
         observed_generation=generation,
         conditions=[
             _set_condition(
                 previous.conditions, "Succeeded", False, reason, message, now, generation
-            )
+            ),
+            *_health(previous.conditions, phase, reason, message, now, generation),
         ],
     )
     already = any(c.reason == reason for c in previous.conditions)
@@ -777,20 +895,20 @@ def pipeline_status(
         except pipeline.InvalidSpec as error:
             problem = str(error)
     ready = problem is None
-    condition_status = "True" if ready else "False"
-    old = next((c for c in previous.conditions if c.type == "Ready"), None)
+    reason = "Valid" if ready else "InvalidSpec"
+    message = "VideoJobs can run on it" if ready else (problem or "")[:MAX_INVALID_CHARS]
     return VideoPipelineStatus(
         conditions=[
-            Condition(
-                type="Ready",
-                status=condition_status,
-                reason="Valid" if ready else "InvalidSpec",
-                message="VideoJobs can run on it" if ready else (problem or "")[:MAX_INVALID_CHARS],
-                last_transition_time=(
-                    old.last_transition_time if old and old.status == condition_status else now
-                ),
-                observed_generation=generation,
-            )
+            _set_condition(previous.conditions, "Ready", ready, reason, message, now, generation),
+            _set_condition(
+                previous.conditions,
+                "Stalled",
+                not ready,
+                reason,
+                "" if ready else message,
+                now,
+                generation,
+            ),
         ],
         observed_generation=generation,
         stage_count=None if isinstance(spec, str) else len(spec.stages),
@@ -802,12 +920,14 @@ def settle(
     generation: int | None,
     jobs: dict[str, ObservedJob],
     pods: dict[str, ObservedPod],
+    now: str,
 ) -> Plan:
     """The plan for a VideoJob that has finished. Its phase, progress, outputs
     and times are final; only stages still running when another one failed
     move on (to Suspended, or to an end of their own), and whatever still runs
     is suspended. It needs no spec: the operator does not keep the spec of a
-    finished VideoJob in memory."""
+    finished VideoJob in memory. The health conditions are made again from
+    the phase, for VideoJobs that finished before the operator wrote them."""
     stage_statuses = [
         _stage_status(
             old.name,
@@ -825,12 +945,22 @@ def settle(
             for job in jobs.values()
             if not (job.finished or job.suspended or job.ended)
         }
+    failure = next((c for c in previous.conditions if c.type == "Failed"), None)
+    reason, message = (
+        (failure.reason, failure.message)
+        if previous.phase == Phase.FAILED and failure
+        else (previous.phase.value, "")
+    )
     status = previous.model_copy(
         update={
             "stages": stage_statuses,
             "conditions": [
-                c.model_copy(update={"observed_generation": generation})
-                for c in previous.conditions
+                *(
+                    c.model_copy(update={"observed_generation": generation})
+                    for c in previous.conditions
+                    if c.type not in HEALTH_CONDITIONS
+                ),
+                *_health(previous.conditions, previous.phase, reason, message, now, generation),
             ],
             "observed_generation": generation,
         }

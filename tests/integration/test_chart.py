@@ -339,6 +339,21 @@ def test_priority_classes_are_created_and_mapped_only_when_asked(cluster: Cluste
     assert _config(documents).priority_classes["high"] == "vid-operator-high"
 
 
+def test_the_argocd_health_check_is_rendered_from_its_lua_file_only_when_asked(
+    cluster: Cluster,
+) -> None:
+    key = "resource.customizations.health.vidop.io_VideoJob"
+
+    default = _render(cluster.bin_dir)
+    documents = _render(cluster.bin_dir, "argocd.healthCheckConfigMap=true")
+
+    assert not [d for d in default if d["metadata"]["name"].endswith("-argocd-health")]
+    (health,) = [
+        d for d in documents if d["metadata"]["name"] == "vidop-vid-operator-argocd-health"
+    ]
+    assert health["data"][key] == (CHART / "argocd" / "videojob-health.lua").read_text()
+
+
 def test_stage_values_reach_the_operator_configuration(cluster: Cluster) -> None:
     documents = _render(
         cluster.bin_dir, "stages.video_gen.gpus=4", "stages.video_gen.image=me/video:2"

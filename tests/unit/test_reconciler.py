@@ -100,6 +100,53 @@ def test_progress_alone_is_held_back_and_written_when_flushed() -> None:
     assert flushed.status["progress"] == "2/4"
 
 
+def test_each_start_and_success_posts_one_normal_event_with_the_write_that_says_it() -> None:
+    snapshot = _snapshot()
+    jobs: dict[str, status.ObservedJob] = {}
+
+    def step(*done: str, flush: bool = False, **pods: status.ObservedPod) -> reconciler.Outcome:
+        nonlocal snapshot
+        for stage in done:
+            jobs[stage] = dataclasses.replace(
+                jobs[stage], finished="Complete", finished_at="2026-11-22T06:00:42Z"
+            )
+        snapshot = dataclasses.replace(snapshot, jobs=dict(jobs), pods=pods, flush=flush)
+        outcome = reconciler.reconcile(snapshot, CONFIG)
+        jobs.update({job.stage: job.observed for job in outcome.create})
+        if not outcome.hold_back:
+            snapshot = _then(snapshot, outcome)
+        return outcome
+
+    def said(outcome: reconciler.Outcome) -> list[tuple[str, str]]:
+        assert all(kind == "Normal" for kind, _, _ in outcome.events)
+        return [(reason, message.split(":")[0]) for _, reason, message in outcome.events]
+
+    assert said(step()) == [
+        ("Started", "VideoJob started"),
+        ("StageStarted", "stage script_gen started"),
+    ]
+    assert said(step("script_gen")) == [
+        ("StageSucceeded", "stage script_gen succeeded in 42 s"),
+        ("StageStarted", "stage voice_gen started"),
+        ("StageStarted", "stage video_gen started"),
+    ]
+    held = step("voice_gen")
+    assert held.hold_back  # progress alone: its Event waits with it
+    assert said(step(flush=True)) == [("StageSucceeded", "stage voice_gen succeeded in 42 s")]
+    assert said(step("video_gen")) == [
+        ("StageSucceeded", "stage video_gen succeeded in 42 s"),
+        ("StageStarted", "stage compositing started"),
+    ]
+    summary = {"videoUri": "s3://b/cat.mp4"}
+    finished = step("compositing", compositing=status.ObservedPod(finished=True, summary=summary))
+    assert said(finished) == [
+        ("StageSucceeded", "stage compositing succeeded in 42 s"),
+        ("Succeeded", "VideoJob succeeded in 0 s"),
+    ]
+    assert finished.events[-1][2].endswith(": s3://b/cat.mp4")
+    assert step().events == ()  # and none twice
+
+
 CYCLE = KnownPipeline(
     generation=1,
     spec={
@@ -181,9 +228,12 @@ def test_a_videojob_waits_for_a_pipeline_that_does_not_exist_yet() -> None:
     waiting = reconciler.reconcile(first, CONFIG)
 
     assert waiting.create == () and waiting.status["phase"] == Phase.PENDING
-    (condition,) = waiting.status["conditions"]
-    assert condition["reason"] == "PipelineNotFound"
-    assert "waiting for VideoPipeline two" in condition["message"]
+    conditions = {c["type"]: c for c in waiting.status["conditions"]}
+    for kind, state in (("Succeeded", "False"), ("Reconciling", "True"), ("Ready", "False")):
+        assert conditions[kind]["status"] == state
+        assert conditions[kind]["reason"] == "PipelineNotFound"
+        assert "waiting for VideoPipeline two" in conditions[kind]["message"]
+    assert conditions["Stalled"]["status"] == "False"  # GitOps may apply it later
     assert [e[1] for e in waiting.events] == ["PipelineNotFound"]
     still = reconciler.reconcile(_then(first, waiting), CONFIG)
     assert still.events == () and still.patch == {}  # one Warning, one write

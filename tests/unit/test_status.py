@@ -292,7 +292,7 @@ def test_invalid_spec_is_final() -> None:
     assert (condition.reason, condition.status) == ("InvalidSpec", "True")
 
 
-def test_progress_posts_no_events_and_a_failure_posts_warnings() -> None:
+def test_a_failure_posts_warnings() -> None:
     running = _plan({"script_gen": _job("script_gen", "Complete")})
     failed = status.plan(
         VideoJobSpec(prompt="x"),
@@ -307,8 +307,8 @@ def test_progress_posts_no_events_and_a_failure_posts_warnings() -> None:
         NOW,
     )
 
-    assert running.events == []
     assert [(kind, reason) for kind, reason, _ in failed.events] == [
+        ("Normal", "StageStarted"),  # voice_gen's Job, first seen failed
         ("Warning", "StageFailed"),
         ("Warning", "Failed"),
     ]
@@ -396,3 +396,53 @@ def test_a_pod_the_admission_refuses_shows_on_the_running_stage() -> None:
         "PodCreationRefused: the Job controller cannot create its pod:"
         ' pods "x" is forbidden: exceeded quota: no-pods'
     )
+
+
+def _health(plan_status: VideoJobStatus) -> dict[str, tuple[str, str]]:
+    return {
+        c.type: (c.status, c.reason)
+        for c in plan_status.conditions
+        if c.type in status.HEALTH_CONDITIONS
+    }
+
+
+def test_health_conditions_follow_the_phase_as_kstatus_reads_them() -> None:
+    all_done = {n: _job(n, "Complete") for n in ("script_gen", "voice_gen", "video_gen")}
+    running = _plan({"script_gen": _job("script_gen")})
+    suspended = _plan({}, suspend=True)
+    succeeded = _plan({**all_done, "compositing": _job("compositing", "Complete")})
+    failed = _plan(
+        {"script_gen": _job("script_gen", "Failed", failed=4, reason="DeadlineExceeded")}
+    )
+    invalid = status.invalid(VideoJobStatus(), 1, "a cycle", NOW)
+
+    assert _health(running.status) == {
+        "Ready": ("False", "StageRunning"),
+        "Reconciling": ("True", "StageRunning"),
+        "Stalled": ("False", "NotStalled"),
+    }
+    assert _health(suspended.status) == {
+        "Ready": ("False", "Suspended"),
+        "Reconciling": ("False", "Suspended"),
+        "Stalled": ("False", "NotStalled"),
+    }
+    assert _health(succeeded.status) == {
+        "Ready": ("True", "Succeeded"),
+        "Reconciling": ("False", "Succeeded"),
+        "Stalled": ("False", "NotStalled"),
+    }
+    assert _health(failed.status)["Stalled"] == ("True", "DeadlineExceeded")
+    assert _health(failed.status)["Reconciling"] == ("False", "Failed")
+    assert _health(invalid)["Stalled"] == ("True", "InvalidSpec")
+    reconciling = next(c for c in running.status.conditions if c.type == "Reconciling")
+    assert reconciling.message == "running script_gen"
+
+
+def test_a_videojob_that_finished_before_health_conditions_gets_them_once() -> None:
+    old = VideoJobStatus(phase=Phase.SUCCEEDED, stages=[], progress="4/4")
+
+    settled = status.settle(old, 1, {}, {}, NOW)
+    again = status.settle(settled.status, 1, {}, {}, "2026-11-22T07:00:00Z")
+
+    assert _health(settled.status)["Ready"] == ("True", "Succeeded")
+    assert again.status == settled.status  # nothing more to write

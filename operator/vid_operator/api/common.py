@@ -112,8 +112,8 @@ class Condition(CamelModel):
     """A condition in the standard Kubernetes shape (metav1.Condition)."""
 
     type: str = Field(max_length=316)
-    """A VideoJob's Succeeded, Failed, Suspended or Unschedulable; a
-    VideoPipeline's Ready."""
+    """A VideoJob's Succeeded, Failed, Suspended, Unschedulable, Ready,
+    Reconciling or Stalled; a VideoPipeline's Ready or Stalled."""
     status: str = Field(pattern=r"^(True|False|Unknown)$")
     """True, False or Unknown."""
     reason: str = Field(max_length=1024)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -352,7 +352,18 @@ def _crd(
     short_names: list[str],
     printer_columns: list[dict[str, Any]],
     schema: dict[str, Any],
+    selectable_fields: Sequence[str] = (),
 ) -> dict[str, Any]:
+    version: dict[str, Any] = {
+        "name": models.VERSION,
+        "served": True,
+        "storage": True,
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": printer_columns,
+    }
+    if selectable_fields:
+        version["selectableFields"] = [{"jsonPath": path} for path in selectable_fields]
+    version["schema"] = {"openAPIV3Schema": schema}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -371,19 +382,13 @@ def _crd(
                 "shortNames": short_names,
                 "categories": ["all"],
             },
-            "versions": [
-                {
-                    "name": models.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": printer_columns,
-                    "schema": {"openAPIV3Schema": schema},
-                }
-            ],
+            "versions": [version],
         },
     }
 
+
+SELECTABLE_FIELDS = (".status.phase", ".spec.priority", ".spec.pipeline")
+"""VideoJob fields ``kubectl get --field-selector`` filters on."""
 
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
@@ -406,6 +411,9 @@ def custom_resource_definition() -> dict[str, Any]:
             {"name": "Prompt", "type": "string", "jsonPath": ".spec.prompt", "priority": 1},
         ],
         openapi_schema(),
+        # kubectl get vj --field-selector status.phase=Failed: the failed
+        # ones (the queues' dead letters), filtered by the API server.
+        SELECTABLE_FIELDS,
     )
 
 

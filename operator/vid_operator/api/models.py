@@ -342,7 +342,9 @@ class VideoJobStatus(CamelModel):
     stages: list[StageStatus] = Field(default_factory=list, max_length=MAX_STAGES)
     """One entry per stage of the pipeline."""
     conditions: list[Condition] = Field(default_factory=list, max_length=8)
-    """Succeeded, Failed, Suspended and Unschedulable, for kubectl wait."""
+    """Succeeded, Failed, Suspended and Unschedulable, for ``kubectl wait``;
+    Ready, Reconciling and Stalled with kstatus' meaning, for Flux, Argo CD
+    and ``kubectl wait --for=condition=Ready``."""
     observed_generation: int | None = None
     """The .metadata.generation the operator last acted on."""
     outputs: VideoOutputs | None = None

@@ -78,7 +78,8 @@ class VideoPipelineStatus(CamelModel):
     """What the operator found; written only through the status subresource."""
 
     conditions: list[Condition] = Field(default_factory=list, max_length=4)
-    """Ready: whether VideoJobs can run on it."""
+    """Ready: whether VideoJobs can run on it; Stalled (kstatus' failed):
+    that they cannot until it is fixed."""
     observed_generation: int | None = None
     """The .metadata.generation the operator last checked."""
     stage_count: int | None = None

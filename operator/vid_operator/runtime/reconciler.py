@@ -126,9 +126,10 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
     if snapshot.spec is not None and retry_wanted(snapshot.spec, snapshot.status):
         retry = status.retried(previous, int(snapshot.spec["retry"]))
         previous = retry.status
+    now = _rfc3339(snapshot.now)
     if previous.phase in FINISHED_PHASES or snapshot.spec is None:
         settled = status.settle(
-            previous, snapshot.generation, dict(snapshot.jobs), dict(snapshot.pods)
+            previous, snapshot.generation, dict(snapshot.jobs), dict(snapshot.pods), now
         )
         return _outcome(
             snapshot,
@@ -145,7 +146,6 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         spec = VideoJobSpec.model_validate(snapshot.spec)
     except ValueError as error:
         return _invalid(snapshot, previous, f"the spec does not parse: {error}")
-    now = _rfc3339(snapshot.now)
     try:
         kept = _pipeline_snapshot(spec, previous, snapshot.pipeline)
         if spec.pipeline is not None and kept is None:
@@ -199,14 +199,17 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
             spec, snapshot.generation, first.status, stages, observed_jobs, pods, now, kept
         )
         plan.end.update(first.end)
+        events += plan.events  # the stages started, from one status to the other
     # 6. A write that only reports progress (nothing started, nothing to flip,
-    #    no Event, same phase) waits for more to report, unless it is due now.
+    #    no Warning, same phase) waits for more to report, unless it is due
+    #    now. Its Normal Events (a stage succeeded) wait with it: they come
+    #    from the change of status, so the write that carries it posts them.
     progress_only = (
         not snapshot.flush
         and not create
         and not plan.set_suspend
         and not plan.end
-        and not events
+        and not any(kind == "Warning" for kind, _, _ in events)
         and bool(snapshot.status)
         and plan.status.phase == previous.phase
     )
