@@ -206,7 +206,14 @@ def main() -> int:
             probe.bind(("127.0.0.1", 0))
             liveness = f"http://127.0.0.1:{probe.getsockname()[1]}/healthz"
         operator = _start(
-            [sys.executable, "-m", "vid_operator", f"--liveness={liveness}"],
+            # No metrics port: nothing scrapes the demo, and a fixed one may be taken.
+            [
+                sys.executable,
+                "-m",
+                "vid_operator",
+                f"--liveness={liveness}",
+                "--metrics-bind-address=0",
+            ],
             root / "logs" / "operator.log",
             env={**os.environ, "KUBECONFIG": kubeconfig, "VIDOP_CONFIG": str(config_file)},
         )

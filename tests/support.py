@@ -129,17 +129,24 @@ class Operator:
         self.config.write_text(yaml.safe_dump({**KWOK_POLICY, **configuration}))
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.metrics_port = 0
 
     def start(self) -> None:
-        with socket_port() as port:
-            self.port = port
+        with socket_port() as port, socket_port() as metrics_port:
+            self.port, self.metrics_port = port, metrics_port
         env = {
             **os.environ,
             "KUBECONFIG": str(self.cluster.kubeconfig),
             "VIDOP_CONFIG": str(self.config),
         }
         self.process = _launch(
-            ["vid_operator", f"--liveness=http://127.0.0.1:{self.port}/healthz"], self.log, env
+            [
+                "vid_operator",
+                f"--liveness=http://127.0.0.1:{self.port}/healthz",
+                f"--metrics-bind-address=127.0.0.1:{self.metrics_port}",
+            ],
+            self.log,
+            env,
         )
         wait_until("the operator's liveness endpoint", self.alive, timeout=30)
 
@@ -154,6 +161,13 @@ class Operator:
                 return bool(response.status == 200)
         except OSError:
             return False
+
+    def metrics(self) -> str:
+        """What its metrics endpoint serves now (the Prometheus text format)."""
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as response:
+            return str(response.read().decode())
 
     def kill(self) -> None:
         assert self.process is not None

@@ -12,21 +12,24 @@ finalizer's patches and the cleanup Job's create. Reads come from the
 watches, except the one listing of stage Jobs, pods and VideoPipelines at
 start-up (:meth:`Kube.list_owned`) and the FailedCreate Events of a stage Job
 that has no pod
-(:meth:`Kube.pod_creation_refusal`).
+(:meth:`Kube.pod_creation_refusal`). Each request is counted
+(:class:`CountedApiClient`).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 import structlog
 from kubernetes import client, config
+from kubernetes.client import rest
 from kubernetes.client.exceptions import ApiException
 
-from vid_operator import naming
+from vid_operator import metrics, naming
 from vid_operator.api import models, pipelines
 
 log = structlog.get_logger("vid_operator")
@@ -52,13 +55,53 @@ _NOT_FOUND = 404
 _FORBIDDEN = 403
 
 
+def request_labels(method: str, url: str) -> tuple[str, str]:
+    """The verb and resource of a request, as the API server's audit log
+    names them: ``list``/``get``/``create``/``patch``/``delete``, and
+    ``jobs``, ``videojobs/status``, ... (never an object's name)."""
+    parts = urllib.parse.urlsplit(url).path.strip("/").split("/")
+    # /api/v1/... or /apis/GROUP/VERSION/..., then namespaces/NS/ if namespaced.
+    rest_of = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if rest_of[:1] == ["namespaces"] and len(rest_of) > 2:
+        rest_of = rest_of[2:]
+    resource = "/".join([rest_of[0], *rest_of[2:3]]) if rest_of else "?"
+    named = len(rest_of) > 1
+    verb = {
+        "GET": "get" if named else "list",
+        "POST": "create",
+        "PATCH": "patch",
+        "PUT": "update",
+        "DELETE": "delete",
+    }.get(method.upper(), method.lower())
+    return verb, resource
+
+
+class CountedApiClient(client.ApiClient):
+    """The API client with every request counted in
+    ``vidop_api_requests_total``: by the generated methods and by
+    :meth:`Kube._send_json` alike, all of which send through ``call_api``."""
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> rest.RESTResponse:
+        verb, resource = request_labels(method, url)
+        try:
+            response: rest.RESTResponse = super().call_api(method, url, *args, **kwargs)
+        except ApiException as error:
+            metrics.api_request(verb, resource, str(error.status or "<error>"))
+            raise
+        except Exception:
+            metrics.api_request(verb, resource, "<error>")  # no answer: unreachable, timed out
+            raise
+        metrics.api_request(verb, resource, str(response.status))
+        return response
+
+
 def api_client() -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the local kubeconfig."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    return CountedApiClient()
 
 
 def _status_message(error: ApiException) -> str:

@@ -2,8 +2,9 @@
 
 Sets up JSON logging through structlog (kopf's own log lines included), reads
 the configuration (``$VIDOP_CONFIG``) for the namespaces to serve, and runs
-kopf with the handlers of :mod:`vid_operator.handlers` and a liveness
-endpoint for the kubelet's probes.
+kopf with the handlers of :mod:`vid_operator.handlers`, a liveness
+endpoint for the kubelet's probes and, on a port of its own, the Prometheus
+metrics of :mod:`vid_operator.metrics`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import kopf
 import structlog
 
-from vid_operator import config
+from vid_operator import config, metrics
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -60,13 +61,27 @@ def main(argv: list[str] | None = None) -> int:
         default="http://0.0.0.0:8080/healthz",
         help="URL kopf serves the liveness probe on",
     )
+    parser.add_argument(
+        "--metrics-bind-address",
+        default=":8081",
+        help="HOST:PORT (or :PORT) to serve Prometheus metrics on at /metrics; 0 or empty: none",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
+    try:
+        bind = metrics.bind_address(args.metrics_bind_address)
+    except ValueError as error:
+        parser.error(f"--metrics-bind-address: {error}")
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
 
     from vid_operator import handlers  # noqa: F401  (registers the handlers)
 
     namespaces = config.load().watch_namespaces
+    if bind is not None:
+        metrics.serve(*bind)
+        structlog.get_logger("vid_operator").info(
+            "serving metrics", address=f"{bind[0]}:{bind[1]}", path="/metrics"
+        )
     kopf.run(
         standalone=True,  # one replica; no peering objects to create or watch
         clusterwide=not namespaces,

@@ -227,9 +227,17 @@ class OperatorProcess:
         self._profiler: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with socket.socket() as sock:
+        with socket.socket() as sock, socket.socket() as metrics_sock:
             sock.bind(("127.0.0.1", 0))
+            metrics_sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
+            # The operator serves its metrics, as deployed (none are scraped):
+            # on a free port, so that runs side by side do not collide.
+            metrics = (
+                [f"--metrics-bind-address=127.0.0.1:{metrics_sock.getsockname()[1]}"]
+                if self.program == ["-m", "vid_operator"]
+                else []
+            )
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -237,7 +245,12 @@ class OperatorProcess:
         }
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *self.program, f"--liveness=http://127.0.0.1:{port}/healthz"],
+                [
+                    sys.executable,
+                    *self.program,
+                    f"--liveness=http://127.0.0.1:{port}/healthz",
+                    *metrics,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -398,8 +398,107 @@ def test_operator_pod_is_hardened(cluster: Cluster) -> None:
     assert container["resources"]["limits"]["memory"]
 
 
+def _container(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container  # type: ignore[no-any-return]
+
+
+def test_metrics_are_served_on_their_own_port_behind_a_service(cluster: Cluster) -> None:
+    documents = _render(cluster.bin_dir)
+    container = _container(documents)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+
+    assert ports == {"health": 8080, "metrics": 8081}
+    assert "--metrics-bind-address=:8081" in container["args"]
+    (service,) = [d for d in documents if d["kind"] == "Service"]
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    # The Prometheus Operator's objects and the dashboard only when asked.
+    assert not [d for d in documents if d["kind"] in ("ServiceMonitor", "PodMonitor")]
+    assert not [d for d in documents if d["metadata"]["name"].endswith("-dashboard")]
+
+
+def test_metrics_off_means_no_port_no_service(cluster: Cluster) -> None:
+    documents = _render(cluster.bin_dir, "metrics.enabled=false")
+    container = _container(documents)
+
+    assert "--metrics-bind-address=0" in container["args"]
+    assert [p["name"] for p in container["ports"]] == ["health"]
+    assert not [d for d in documents if d["kind"] == "Service"]
+
+
+def test_service_and_pod_monitors_and_the_dashboard_when_asked(cluster: Cluster) -> None:
+    documents = _render(
+        cluster.bin_dir,
+        values={
+            "metrics": {
+                "serviceMonitor": {
+                    "enabled": True,
+                    "interval": "15s",
+                    "labels": {"release": "kps"},
+                },
+                "podMonitor": {"enabled": True, "labels": {"release": "kps"}},
+                "dashboard": {"enabled": True, "annotations": {"grafana_folder": "Operators"}},
+            }
+        },
+    )
+    (service,) = [d for d in documents if d["kind"] == "Service"]
+    (service_monitor,) = [d for d in documents if d["kind"] == "ServiceMonitor"]
+    (pod_monitor,) = [d for d in documents if d["kind"] == "PodMonitor"]
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    container_ports = {p["name"] for p in _container(documents)["ports"]}
+
+    assert service_monitor["apiVersion"] == pod_monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert service_monitor["metadata"]["labels"]["release"] == "kps"
+    selected = service_monitor["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
+    (endpoint,) = service_monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics" and endpoint["interval"] == "15s"
+    # vidop_videojobs{namespace=...} keeps its own namespace label.
+    assert endpoint["honorLabels"] is True
+    assert pod_monitor["metadata"]["labels"]["release"] == "kps"
+    assert pod_monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (pod_endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    assert pod_endpoint["port"] in container_ports and pod_endpoint["interval"] == "30s"
+    (dashboard,) = [d for d in documents if d["metadata"]["name"].endswith("-dashboard")]
+    assert dashboard["kind"] == "ConfigMap"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Operators"}
+    shipped = json.loads(dashboard["data"]["vid-operator.json"])
+    assert shipped == json.loads((CHART / "dashboards" / "vid-operator.json").read_text())
+
+
+def test_a_service_monitor_without_the_service_is_refused(cluster: Cluster) -> None:
+    result = _helm(
+        cluster.bin_dir,
+        "template",
+        "x",
+        str(CHART),
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.service.enabled=false",
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "metrics.serviceMonitor.enabled needs metrics.service.enabled" in result.stderr
+
+
 @pytest.mark.parametrize(
-    "sets", [(), ("watchNamespaces={default}",), ("priorityClasses.create=true", "crds.keep=false")]
+    "sets",
+    [
+        (),
+        ("watchNamespaces={default}",),
+        ("priorityClasses.create=true", "crds.keep=false", "metrics.dashboard.enabled=true"),
+    ],
 )
 def test_rendered_manifests_pass_server_side_dry_run(
     cluster: Cluster, namespace: str, sets: tuple[str, ...]
@@ -474,7 +573,13 @@ def test_the_charts_rbac_is_enough_to_run_a_videojob_and_no_more(
     log = tmp_path / "operator.log"
     with log.open("wb") as output:
         operator = subprocess.Popen(
-            [sys.executable, "-m", "vid_operator", "--liveness=http://127.0.0.1:0/healthz"],
+            [
+                sys.executable,
+                "-m",
+                "vid_operator",
+                "--liveness=http://127.0.0.1:0/healthz",
+                "--metrics-bind-address=0",
+            ],
             stdout=output,
             stderr=subprocess.STDOUT,
             env=env,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ import structlog
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from vid_operator import jobs, naming, pipeline, status
+from vid_operator import jobs, metrics, naming, pipeline, status
 from vid_operator.api import models, pipelines
 from vid_operator.config import OperatorConfig
 from vid_operator.kube import JobRejected, Kube, StatusRefused
@@ -198,8 +199,10 @@ class Controller:
 
     def start(self) -> None:
         self._resync.start()
+        metrics.count_videojobs_with(self._memories.count_by_phase)
 
     async def stop(self) -> None:
+        metrics.count_videojobs_with(None)
         await self._resync.stop()
         await self._held_writes.close()
         await self._ttl.close()
@@ -215,6 +218,7 @@ class Controller:
         self._finalizers_owed.pop(uid, None)
 
     async def videojob_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+        metrics.watch_event(models.PLURAL, event_type)
         uid = str(body["metadata"]["uid"])
         if event_type == "DELETED":
             self.forget(uid)
@@ -235,6 +239,7 @@ class Controller:
 
     async def job_event(self, event_type: str, body: Mapping[str, Any]) -> None:
         """A stage Job changed."""
+        metrics.watch_event("jobs", event_type)
         meta = body["metadata"]
         namespace, name = str(meta["namespace"]), str(meta["name"])
         if event_type == "DELETED":
@@ -271,6 +276,7 @@ class Controller:
 
     async def pod_event(self, event_type: str, body: Mapping[str, Any]) -> None:
         """A stage pod changed."""
+        metrics.watch_event("pods", event_type)
         meta = body["metadata"]
         namespace, name = str(meta["namespace"]), str(meta["name"])
         job_name = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
@@ -302,6 +308,7 @@ class Controller:
         """A VideoPipeline changed: its status, and the VideoJobs that wait for it.
         VideoJobs that started on it run the copy in their status, so nothing
         else changes for them."""
+        metrics.watch_event(pipelines.PLURAL, event_type)
         meta = body["metadata"]
         namespace, name = str(meta["namespace"]), str(meta["name"])
         if event_type == "DELETED":
@@ -497,6 +504,7 @@ class Controller:
         async with record.lock:
             if record.forgotten or record.videojob is None or record.videojob.deleting:
                 return True
+            started = time.perf_counter()
             try:
                 snapshot = self._snapshot(record, flush)
                 outcome = reconciler.reconcile(snapshot, self._config)
@@ -507,7 +515,9 @@ class Controller:
                 self._remember(record, snapshot, executed)
             except Exception:
                 log.exception("reconcile failed", namespace=record.namespace, videojob=record.name)
+                metrics.reconciled(time.perf_counter() - started, "internal")
                 return False
+            metrics.reconciled(time.perf_counter() - started, "api" if executed.failure else None)
             if executed.failure:
                 log.warning(
                     "reconcile failed, will retry",
@@ -599,7 +609,10 @@ class Controller:
 
     def _remember(self, record: VideoJobMemory, snapshot: Snapshot, executed: Executed) -> None:
         """Back on the loop: what was created and written, and the timers.
-        Nothing for a VideoJob deleted while its reconcile ran."""
+        Nothing for a VideoJob deleted while its reconcile ran, but the
+        metrics: what was written was written."""
+        if executed.written is not None:
+            metrics.status_written(snapshot.status, executed.written, snapshot.now)
         if record.forgotten:
             return
         for job in executed.created:

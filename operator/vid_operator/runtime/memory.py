@@ -11,7 +11,9 @@ this operator wrote (until the watch echoes it), and what the status needs of
 each Job and pod as of the last reconcile they led to.
 
 Concurrency: records are read and changed on the event loop thread only, by
-the controller; worker threads get frozen snapshots, never a record. A
+the controller (save :meth:`Memories.count_by_phase`, which the metrics
+endpoint's thread calls and which only reads); worker threads get frozen
+snapshots, never a record. A
 record's ``lock`` serialises that VideoJob's reconciles. A record that is
 forgotten while a reconcile waits for its lock is marked ``forgotten``, and the
 waiter then does nothing: a VideoJob that comes back under the same name has
@@ -25,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vid_operator.api.models import FINISHED_PHASES
+from vid_operator.api.models import FINISHED_PHASES, Phase
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,17 @@ class Memories:
             and record.videojob is not None
             and wanted_pipeline(record.videojob.spec, record.status) == pipeline
         ]
+
+    def count_by_phase(self) -> dict[tuple[str, str], int]:
+        """(namespace, phase) -> how many VideoJobs; one with no phase yet
+        is Pending. Read by the metrics endpoint's thread: the records are
+        copied in one step (no Python code runs meanwhile) before they are read."""
+        counts: dict[tuple[str, str], int] = {}
+        for record in list(self._records.values()):
+            if record.videojob is not None:
+                key = (record.namespace, str(record.status.get("phase") or Phase.PENDING))
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def __len__(self) -> int:
         return len(self._records)
