@@ -119,11 +119,19 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
 
 class Operator:
     """The operator as its own process, as it runs in a pod; its override
-    policy is :data:`KWOK_POLICY` unless ``configuration`` has one."""
+    policy is :data:`KWOK_POLICY` unless ``configuration`` has one, and
+    ``flags`` are added to its command line (e.g. ``--leader-elect``)."""
 
-    def __init__(self, cluster: Cluster, folder: Path, configuration: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        folder: Path,
+        configuration: dict[str, Any],
+        flags: tuple[str, ...] = (),
+    ) -> None:
         self.cluster = cluster
         self.folder = folder
+        self.flags = flags
         self.log = folder / "operator.log"
         self.config = folder / "config.yaml"
         self.config.write_text(yaml.safe_dump({**KWOK_POLICY, **configuration}))
@@ -144,6 +152,7 @@ class Operator:
                 "vid_operator",
                 f"--liveness=http://127.0.0.1:{self.port}/healthz",
                 f"--metrics-bind-address=127.0.0.1:{self.metrics_port}",
+                *self.flags,
             ],
             self.log,
             env,

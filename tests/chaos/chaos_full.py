@@ -4,13 +4,16 @@ A few hundred VideoJobs applied over two minutes, among them retried and
 non-retryable failures, disrupted pods, a dependency cycle and rounds of
 hostile input; the operator killed with SIGKILL at random moments and started
 again after a random pause; kube-apiserver restarted once in the middle. Then
-every invariant of :mod:`tests.chaos.invariants`. Its name keeps ``pytest
+every invariant of :mod:`tests.chaos.invariants`. The same again with two
+operators electing a leader on the chart's default timings, the leader killed
+at each of those moments. Its name keeps ``pytest
 tests`` from collecting it: it runs for several minutes. Set
 ``VIDOP_CHAOS_SEED`` to replay another sequence of moments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 
 from tests.chaos.harness import ChaosPlan, ChaosRun, prepare
 from tests.support import Cluster
+from vid_operator import leader
 
 pytestmark = pytest.mark.cluster
 
@@ -47,6 +51,19 @@ def test_nothing_is_lost_under_sustained_chaos(
     prepare(cluster)
 
     report = ChaosRun(cluster, namespace, tmp_path, FULL, cluster.dev).run()
+
+    print(report.describe())
+    assert not report.violations, report.describe()
+
+
+@pytest.mark.timeout(1800)
+def test_nothing_is_lost_when_the_leader_is_killed_again_and_again(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    prepare(cluster)
+    plan = dataclasses.replace(FULL, leader_election=leader.Timings())
+
+    report = ChaosRun(cluster, namespace, tmp_path, plan, cluster.dev).run()
 
     print(report.describe())
     assert not report.violations, report.describe()

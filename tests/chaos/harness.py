@@ -5,16 +5,22 @@ Called by ``test_chaos_short.py`` (``make test``) and ``chaos_full.py``
 :mod:`tests.chaos.workload` is applied, a second thread kills the operator
 with SIGKILL at the plan's moments and starts it again (timing how soon its
 liveness endpoint answers), and restarts kube-apiserver once (etcd keeps the
-data). Watches record every Job and VideoJob event throughout; at the end
+data). Under a plan with ``leader_election``, two operators run with
+``--leader-elect`` and each kill hits the one that leads; the killed one
+comes back as a standby, as its Deployment would start it, and one of the
+two must lead again within the lease duration (timed), never both at once.
+Watches record every Job and VideoJob event throughout; at the end
 :mod:`tests.chaos.invariants` judges the record. The result is a
 :class:`ChaosReport`: the violations (none, if all is well) and a summary.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +32,7 @@ import urllib3
 from tests.benchmarks.rawapi import ApiError, RawApi, Seen, Watcher
 from tests.chaos import invariants, workload
 from tests.support import Cluster, Operator
-from vid_operator import config, naming, pipeline
+from vid_operator import config, leader, naming, pipeline
 from vid_operator.api.models import VideoJobSpec
 from vidop_devcluster import DevCluster, nodes
 
@@ -78,6 +84,8 @@ class ChaosPlan:
     ready_seconds: float = 10.0
     """How soon a restarted operator must answer on its liveness endpoint."""
     seed: int = 6
+    leader_election: leader.Timings | None = None
+    """Two operators electing a leader on these timings, not one alone."""
 
 
 @dataclass
@@ -138,7 +146,16 @@ class ChaosRun:
             oom_count=plan.oom,
             pull_count=plan.pull,
         )
-        self.operator = Operator(cluster, folder, OPERATOR_CONFIG)
+        self.operators = [
+            Operator(cluster, folder, OPERATOR_CONFIG)
+            if plan.leader_election is None
+            else _replica(cluster, folder / name, namespace, plan.leader_election)
+            for name in (["operator"] if plan.leader_election is None else ["a", "b"])
+        ]
+        self.failovers: list[float] = []
+        """Seconds from killing the leader to another replica leading."""
+        self.lost_leases = 0
+        """Leaders that exited on their own, having lost the Lease (restarted)."""
         self.record = invariants.Record()
         self.violations: list[str] = []
         self.summary: dict[str, Any] = {}
@@ -211,13 +228,64 @@ class ChaosRun:
                 self._restart_apiserver()
 
     def _kill_and_restart(self) -> None:
-        if self.operator.process is None or self.operator.process.poll() is not None:
-            self.violations.append("the operator had exited on its own before a kill")
-        self.operator.kill()
-        time.sleep(self.rng.uniform(*self.plan.down_seconds))
+        self._check_running("before a kill")
+        timings = self.plan.leader_election
+        victim = self.operators[0] if timings is None else self._leader()
+        victim.kill()
+        killed = time.monotonic()
+        restart_at = killed + self.rng.uniform(*self.plan.down_seconds)
+        took_over: float | None = None
+        # Under leader election the survivor may take over while the victim
+        # is down (polled every 0.2 s), or later, with the victim back as a
+        # new candidate.
+        while timings is not None and took_over is None and time.monotonic() < restart_at:
+            if self._leading():
+                took_over = time.monotonic()
+            time.sleep(0.2)
+        time.sleep(max(0.0, restart_at - time.monotonic()))
         begun = time.monotonic()
-        self.operator.start()
+        victim.start()
         self.readiness.append(round(time.monotonic() - begun, 2))
+        if timings is not None:
+            if took_over is None:
+                self._leader()
+                took_over = time.monotonic()
+            self.failovers.append(round(took_over - killed, 1))
+
+    def _check_running(self, when: str) -> None:
+        """Every operator still runs; under leader election, one that exited
+        on a lost Lease is started again (as a Deployment would) and counted."""
+        for operator in self.operators:
+            if operator.process is not None and operator.process.poll() is None:
+                continue
+            if (
+                self.plan.leader_election is not None
+                and operator.process is not None
+                and operator.process.returncode == 1
+                and "leadership lost" in operator.log.read_text(errors="replace")
+            ):
+                self.lost_leases += 1
+                operator.start()
+                continue
+            self.violations.append(f"an operator had exited on its own {when}")
+
+    def _leader(self) -> Operator:
+        """The one replica that leads, once one does (polled every 0.2 s)."""
+        timings = self.plan.leader_election
+        assert timings is not None
+        deadline = time.monotonic() + timings.lease_duration + 2 * timings.retry_period + 5
+        while not (leading := self._leading()):
+            if time.monotonic() > deadline:
+                raise TimeoutError("no replica took the Lease within the lease duration")
+            time.sleep(0.2)
+        return leading[0]
+
+    def _leading(self) -> list[Operator]:
+        """The replicas that say they lead: one at most, or it is a violation."""
+        leading = [o for o in self.operators if _leads(o)]
+        if len(leading) > 1 and "two replicas led at once" not in self.violations:
+            self.violations.append("two replicas led at once")
+        return leading
 
     def _restart_apiserver(self) -> None:
         if self.dev is None:
@@ -258,7 +326,8 @@ class ChaosRun:
         ]
         for watcher in watchers:
             watcher.start()
-        self.operator.start()
+        for operator in self.operators:
+            operator.start()
         self.readiness.append(round(time.monotonic() - begun, 2))
         submitter = threading.Thread(target=self._guarded(self._submit_all), args=(begun,))
         submitter.start()
@@ -277,9 +346,9 @@ class ChaosRun:
         final_videojobs = self._list_into(VIDEOJOBS, self._on_videojob)
         for watcher in watchers:
             watcher.stop()
-        if self.operator.process is None or self.operator.process.poll() is not None:
-            self.violations.append("the operator had exited on its own by the end")
-        self.operator.stop()
+        self._check_running("by the end")
+        for operator in self.operators:
+            operator.stop()
         self._judge(final_videojobs)
         self.summary.update(
             {
@@ -293,6 +362,14 @@ class ChaosRun:
                 "job events seen": len(self.record.jobs),
                 "videojob events seen": len(self.record.videojobs),
                 "operator readiness seconds (start, then each restart)": self.readiness,
+                **(
+                    {
+                        "failover seconds (leader killed to another leading)": self.failovers,
+                        "leaders that exited on a lost Lease": self.lost_leases,
+                    }
+                    if self.plan.leader_election
+                    else {}
+                ),
                 "watch reconnects": sum(w.reconnects for w in watchers),
             }
         )
@@ -345,8 +422,43 @@ class ChaosRun:
                 self.violations.append(
                     f"the operator answered on its liveness endpoint {seconds} s after a restart"
                 )
-        self.violations += unhandled_errors(self.operator.log)
+        timings = self.plan.leader_election
+        for seconds in self.failovers if timings else []:
+            if seconds > timings.lease_duration + 2 * timings.retry_period + 2:
+                self.violations.append(f"a standby took over {seconds} s after the leader died")
+        for operator in self.operators:
+            self.violations += unhandled_errors(operator.log)
         self.violations += healthy(self.raw)
+
+
+def _replica(cluster: Cluster, folder: Path, namespace: str, timings: leader.Timings) -> Operator:
+    """One of two operators electing a leader on a Lease in ``namespace``."""
+    folder.mkdir(parents=True)
+    return Operator(
+        cluster,
+        folder,
+        OPERATOR_CONFIG,
+        (
+            "--leader-elect",
+            f"--leader-elect-namespace={namespace}",
+            f"--leader-elect-lease-duration={timings.lease_duration}",
+            f"--leader-elect-renew-deadline={timings.renew_deadline}",
+            f"--leader-elect-retry-period={timings.retry_period}",
+        ),
+    )
+
+
+def _leads(operator: Operator) -> bool:
+    """What the operator's health endpoint says: it holds the Lease."""
+    if operator.process is None or operator.process.poll() is not None:
+        return False
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{operator.port}/healthz", timeout=2
+        ) as answer:
+            return bool(json.load(answer)["leading"])
+    except OSError:
+        return False
 
 
 # What an exception that escaped the operator's own handling leaves in its log.

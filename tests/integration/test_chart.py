@@ -88,9 +88,9 @@ def _verbs(
     "" for a ClusterRole): the verbs its rules grant on each resource of ``group``."""
     granted: dict[str, dict[str, set[str]]] = {}
     for role in (d for d in documents if d["kind"] == kind):
-        verbs = granted.setdefault(role["metadata"].get("namespace", ""), {})
         for rule in role["rules"]:
             if group in rule["apiGroups"] or "*" in rule["apiGroups"]:
+                verbs = granted.setdefault(role["metadata"].get("namespace", ""), {})
                 for resource in rule["resources"]:
                     verbs.setdefault(resource, set()).update(rule["verbs"])
     return granted
@@ -145,7 +145,11 @@ def test_default_install_is_cluster_wide_with_the_built_in_gpu_placement(cluster
     documents = _render(cluster.bin_dir)
 
     assert ("ClusterRole", None) in _kinds(documents)
-    assert not [d for d in documents if d["kind"] in ("Role", "PriorityClass")]
+    assert not [d for d in documents if d["kind"] == "PriorityClass"]
+    # The one Role: the leader election's, in the release's namespace.
+    assert [d["metadata"]["namespace"] for d in documents if d["kind"] == "Role"] == [
+        "vid-operator"
+    ]
     configured = _config(documents)
     assert configured.watch_namespaces == []
     assert configured.gpu.node_selector == {"nvidia.com/gpu.present": "true"}
@@ -323,6 +327,12 @@ def test_namespace_mode_has_roles_only_in_the_watched_namespaces(cluster: Cluste
     kinds = _kinds(documents)
     assert not [k for k in kinds if k[0].startswith("Cluster")]
     assert ("Role", "media") in kinds and ("Role", "batch-a") in kinds
+    for group in ("vidop.io", "batch", ""):
+        assert sorted(_verbs(documents, "Role", group)) == ["batch-a", "media"]
+    # The release's namespace gets the leader election's Lease, nothing else.
+    assert _verbs(documents, "Role", "coordination.k8s.io") == {
+        "vid-operator": {"leases": {"get", "update", "create"}}
+    }
     assert ("RoleBinding", "media") in kinds and ("RoleBinding", "batch-a") in kinds
     assert _config(documents).watch_namespaces == ["media", "batch-a"]
 
@@ -380,6 +390,56 @@ def test_finished_job_ttls_reach_the_operator_configuration(cluster: Cluster) ->
     ).finished_jobs
 
     assert (kept.succeeded_ttl_seconds, kept.failed_ttl_seconds) == (None, 60)
+
+
+def test_two_replicas_with_leader_election_by_default(cluster: Cluster) -> None:
+    documents = _render(cluster.bin_dir)
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (budget,) = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
+    (role,) = [d for d in documents if d["kind"] == "Role"]
+
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--leader-elect" in container["args"]
+    assert "--leader-elect-lease-name=vidop-vid-operator" in container["args"]
+    (namespace,) = [e for e in container["env"] if e["name"] == "VIDOP_POD_NAMESPACE"]
+    assert namespace["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    # Read and renewed by name; create cannot be limited to one.
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["vidop-vid-operator"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+
+
+def test_one_replica_without_leader_election(cluster: Cluster) -> None:
+    documents = _render(cluster.bin_dir, "leaderElection.enabled=false", "replicaCount=1")
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [a for a in container["args"] if a.startswith("--leader-elect")]
+    assert not [d for d in documents if d["kind"] in ("PodDisruptionBudget", "Role")]
+
+    both = _helm(
+        cluster.bin_dir,
+        "template",
+        "x",
+        str(CHART),
+        "--set",
+        "leaderElection.enabled=false",
+        check=False,
+    )
+    assert both.returncode != 0
+    assert "replicaCount above 1 needs leaderElection.enabled" in both.stderr
 
 
 def test_operator_pod_is_hardened(cluster: Cluster) -> None:
@@ -498,6 +558,8 @@ def test_a_service_monitor_without_the_service_is_refused(cluster: Cluster) -> N
         (),
         ("watchNamespaces={default}",),
         ("priorityClasses.create=true", "crds.keep=false", "metrics.dashboard.enabled=true"),
+        ("leaderElection.enabled=false", "replicaCount=1"),
+        ("podDisruptionBudget.minAvailable=50%",),
     ],
 )
 def test_rendered_manifests_pass_server_side_dry_run(
@@ -552,6 +614,15 @@ def operator_identity(cluster: Cluster, namespace: str, tmp_path: Path) -> Itera
     kubeconfig.write_text(yaml.safe_dump(admin))
     (configmap,) = [d for d in wanted if d["kind"] == "ConfigMap"]
     (tmp_path / "config.yaml").write_text(configmap["data"]["config.yaml"])
+    # The Deployment's arguments (leader election on, as by default), but
+    # for the liveness and metrics ports: other operators run on this host.
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = [
+        a for a in container["args"] if not a.startswith(("--liveness=", "--metrics-bind-address="))
+    ]
+    args.append("--metrics-bind-address=0")
+    (tmp_path / "args.json").write_text(json.dumps(args))
     yield f"system:serviceaccount:{namespace}:{account}"
 
 
@@ -569,17 +640,14 @@ def test_the_charts_rbac_is_enough_to_run_a_videojob_and_no_more(
         **os.environ,
         "KUBECONFIG": str(tmp_path / "operator.kubeconfig"),
         "VIDOP_CONFIG": str(tmp_path / "config.yaml"),
+        "VIDOP_POD_NAMESPACE": namespace,  # the chart's downward API
     }
+    args = json.loads((tmp_path / "args.json").read_text())
+    assert "--leader-elect" in args
     log = tmp_path / "operator.log"
     with log.open("wb") as output:
         operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vid_operator",
-                "--liveness=http://127.0.0.1:0/healthz",
-                "--metrics-bind-address=0",
-            ],
+            [sys.executable, "-m", "vid_operator", "--liveness=http://127.0.0.1:0/healthz", *args],
             stdout=output,
             stderr=subprocess.STDOUT,
             env=env,
@@ -631,6 +699,13 @@ def test_the_charts_rbac_is_enough_to_run_a_videojob_and_no_more(
         assert not can(verb, "videopipelines.vidop.io", "-n", namespace)  # spec belongs to git
     assert not can("update", "videopipelines.vidop.io", "--subresource=status", "-n", namespace)
     assert not can("list", "videopipelines.vidop.io", "-n", "default")
+    # The Lease: its own, in the release's namespace (here the watched one).
+    lease = "leases.coordination.k8s.io/vidop-vid-operator"
+    assert can("update", lease, "-n", namespace)
+    assert not can("update", "leases.coordination.k8s.io/kube-scheduler", "-n", namespace)
+    assert not can("delete", lease, "-n", namespace)
+    assert not can("list", "leases.coordination.k8s.io", "-n", namespace)
+    assert not can("create", "leases.coordination.k8s.io", "-n", "default")
 
 
 def test_install_upgrade_and_uninstall(cluster: Cluster, namespace: str) -> None:
@@ -665,7 +740,7 @@ def test_install_upgrade_and_uninstall(cluster: Cluster, namespace: str) -> None
         "90s",
     )
     deployment = apps.read_namespaced_deployment(f"{release}-vid-operator", namespace)
-    assert deployment.status.ready_replicas == 1  # on a kwok node
+    assert deployment.status.ready_replicas == 2  # on kwok nodes
     before = deployment.spec.template.metadata.annotations["checksum/config"]
 
     _helm(
