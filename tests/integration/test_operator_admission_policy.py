@@ -541,3 +541,40 @@ def test_the_operator_runs_its_videojobs_with_the_policy_in_force(
     log = operator.log.read_text()
     assert "ValidatingAdmissionPolicy" not in log and "denied request" not in log, log
 
+
+@pytest.mark.parametrize(
+    ("values", "policy", "roles"),
+    [
+        ({}, True, True),
+        ({"admissionPolicy": {"enabled": False}}, False, True),
+        ({"rbac": {"aggregateToDefaultRoles": False}}, True, False),
+    ],
+)
+def test_the_policy_and_the_tenant_roles_are_rendered_unless_turned_off(
+    cluster: Cluster, values: dict[str, Any], policy: bool, roles: bool
+) -> None:
+    rendered = subprocess.run(
+        [str(cluster.bin_dir / "helm"), "template", "vidop", str(CHART), "-n", "media", "-f-"],
+        input=yaml.safe_dump(values),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    policies = [d for d in documents if d["kind"] == "ValidatingAdmissionPolicy"]
+    bindings = [d for d in documents if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    aggregated = sorted(
+        d["metadata"]["name"]
+        for d in documents
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] != "vidop-vid-operator"
+    )
+
+    assert len(policies) == len(bindings) == int(policy)
+    if policy:
+        (condition,) = policies[0]["spec"]["matchConditions"]
+        expected = "'system:serviceaccount:media:vidop-vid-operator'"
+        assert condition["expression"] == f"request.userInfo.username == {expected}"
+        assert bindings[0]["spec"]["validationActions"] == ["Deny"]
+        assert bindings[0]["spec"]["policyName"] == policies[0]["metadata"]["name"]
+    assert aggregated == (["vidop-vid-operator-edit", "vidop-vid-operator-view"] if roles else [])
