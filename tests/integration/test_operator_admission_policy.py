@@ -1,0 +1,580 @@
+"""The chart's ValidatingAdmissionPolicy on the operator's own rights, on the
+real API server with the chart's ServiceAccount token and cluster-wide RBAC:
+what a leaked token (or a bug) could do with those rights is refused, naming
+the policy, and everything the operator itself writes still goes through,
+shown by running the operator under that token to each of its Job writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from tests.support import Cluster, Operator, get_videojob, wait_for_phase, wait_until
+from vid_operator import config as operator_config
+from vid_operator import jobs, kube, naming, pipeline
+from vid_operator.api.models import VideoJobSpec
+from vid_operator.api.pipelines import VideoPipelineSpec
+
+pytestmark = pytest.mark.cluster
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "vid-operator"
+FAILED_TTL = 604800  # the chart's finishedJobs.failedTtlSeconds
+PULL_LIMIT = 4
+
+
+@dataclasses.dataclass
+class Installed:
+    """The chart's cluster-wide RBAC and policy for one release, and the
+    operator's identity."""
+
+    release: str
+    policy: str
+    kubeconfig: Path
+    api: client.ApiClient
+    configuration: dict[str, Any]
+
+
+def _render(cluster: Cluster, release: str, namespace: str) -> list[dict[str, Any]]:
+    values = {
+        "s3": {"credentialsSecret": ""},
+        "stageDefaults": {"imagePullTimeoutSeconds": PULL_LIMIT},
+        "overridePolicy": {"allowedPodAnnotations": ["kwok.vidop.io/"]},
+        "artifactRetention": {"policy": "delete"},
+        "admissionPolicy": {"stageServiceAccounts": ["renderer"]},
+    }
+    rendered = subprocess.run(
+        [str(cluster.bin_dir / "helm"), "template", release, str(CHART), "-n", namespace, "-f-"],
+        input=yaml.safe_dump(values),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+@pytest.fixture
+def installed(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Installed]:
+    """The release's cluster-wide RBAC, ServiceAccount, CRDs and admission
+    policy applied, in force, and removed afterwards (they are cluster-scoped)."""
+    release = f"p{namespace[-6:]}"
+    documents = _render(cluster, release, namespace)
+    wanted = [d for d in documents if d["kind"] not in ("Deployment", "ConfigMap")]
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "List", "items": wanted},
+        None,
+        "--server-side",
+        "--force-conflicts",
+    )
+    (policy,) = [d["metadata"]["name"] for d in wanted if d["kind"] == "ValidatingAdmissionPolicy"]
+    (account,) = [d["metadata"]["name"] for d in wanted if d["kind"] == "ServiceAccount"]
+    (configmap,) = [d for d in documents if d["kind"] == "ConfigMap"]
+    configuration = yaml.safe_load(configmap["data"]["config.yaml"])
+    # Cluster-wide rights, but this operator serves only the test's namespace.
+    configuration["watchNamespaces"] = [namespace]
+    kubeconfig = cluster.kubeconfig_of(namespace, account, tmp_path / "operator.kubeconfig")
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
+    )
+    found = Installed(release, policy, kubeconfig, api, configuration)
+    # A new policy (and binding) takes a moment to be in force: until a
+    # known-bad Job is refused by it (not by RBAC, also still settling).
+    bad = _stage_job(namespace)
+    bad["spec"]["template"]["spec"]["hostPID"] = True
+    wait_until(
+        "the policy to be in force",
+        lambda: f"ValidatingAdmissionPolicy '{policy}'" in (_refusal(found, bad) or ""),
+        timeout=30,
+    )
+    try:
+        yield found
+    finally:
+        api.close()
+        cluster.kubectl(
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy,"
+            "clusterrolebinding,clusterrole",
+            "-l",
+            f"app.kubernetes.io/instance={release}",
+            "--wait=false",
+        )
+
+
+def _stage_job(namespace: str, uid: str = "0000-test") -> dict[str, Any]:
+    """A stage Job exactly as the operator builds it."""
+    configured = operator_config.OperatorConfig()
+    spec = VideoJobSpec.model_validate({"prompt": "a cat"})
+    (stage, *_) = pipeline.resolve(spec, configured)
+    return jobs.build_stage_job(jobs.Owner("cat", namespace, uid), spec, stage, configured)
+
+
+def _refusal(installed: Installed, job: dict[str, Any]) -> str | None:
+    """The API server's message when it refuses a server-side dry-run create
+    of ``job`` with the operator's token; None when it admits it."""
+    try:
+        client.BatchV1Api(installed.api).create_namespaced_job(
+            job["metadata"]["namespace"], job, dry_run="All"
+        )
+    except client.ApiException as error:
+        return str(error.body)
+    return None
+
+
+def _changed(namespace: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    job = _stage_job(namespace)
+    change(job)
+    return job
+
+
+def _pod(job: dict[str, Any]) -> dict[str, Any]:
+    pod: dict[str, Any] = job["spec"]["template"]["spec"]
+    return pod
+
+
+def _container(job: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = _pod(job)["containers"][0]
+    return container
+
+
+def test_what_a_leaked_token_would_create_is_refused_and_the_operators_jobs_are_not(
+    cluster: Cluster, namespace: str, installed: Installed
+) -> None:
+    # The issue's example: a Job in kube-system as one of its accounts, with
+    # the host's filesystem and processes. RBAC alone allows it.
+    attack = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "escape", "namespace": "kube-system"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": "clusterrole-aggregation-controller",
+                    "hostPID": True,
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "busybox",
+                            "volumeMounts": [{"name": "host", "mountPath": "/host"}],
+                        }
+                    ],
+                    "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+                }
+            }
+        },
+    }
+    refusals = {
+        "in kube-system": (attack, "control-plane namespaces"),
+        "a stage Job in kube-node-lease": (
+            _changed("kube-node-lease", lambda job: None),
+            "control-plane namespaces",
+        ),
+        "without the managed-by label": (
+            _changed(namespace, lambda job: job["metadata"]["labels"].pop(naming.MANAGED_BY_LABEL)),
+            "app.kubernetes.io/managed-by",
+        ),
+        "without the VideoJob ownerReference": (
+            _changed(namespace, lambda job: job["metadata"].pop("ownerReferences")),
+            "controller ownerReference to a VideoJob",
+        ),
+        "owned by something else": (
+            _changed(
+                namespace,
+                lambda job: job["metadata"]["ownerReferences"][0].update(
+                    apiVersion="apps/v1", kind="Deployment"
+                ),
+            ),
+            "controller ownerReference to a VideoJob",
+        ),
+        "with host PID": (
+            _changed(namespace, lambda job: _pod(job).update(hostPID=True)),
+            "no host namespaces",
+        ),
+        "with the host network": (
+            _changed(namespace, lambda job: _pod(job).update(hostNetwork=True)),
+            "no host namespaces",
+        ),
+        "with a hostPath volume": (
+            _changed(
+                namespace,
+                lambda job: _pod(job)["volumes"].append(
+                    {"name": "host", "hostPath": {"path": "/var/run"}}
+                ),
+            ),
+            "never hostPath",
+        ),
+        "with an added capability": (
+            _changed(
+                namespace,
+                lambda job: _container(job)["securityContext"]["capabilities"].update(
+                    add=["SYS_ADMIN"]
+                ),
+            ),
+            "every capability dropped",
+        ),
+        "with privilege escalation": (
+            _changed(
+                namespace,
+                lambda job: _container(job)["securityContext"].update(
+                    allowPrivilegeEscalation=True
+                ),
+            ),
+            "no privilege escalation",
+        ),
+        "as root": (
+            _changed(namespace, lambda job: _pod(job)["securityContext"].update(runAsUser=0)),
+            "stage securityContext",
+        ),
+        "with an init container": (
+            _changed(
+                namespace,
+                lambda job: _pod(job).update(initContainers=[dict(_container(job), name="init")]),
+            ),
+            "one container",
+        ),
+        "on a node of its choosing": (
+            _changed(namespace, lambda job: _pod(job).update(nodeName="kwok-cpu-0")),
+            "nodeName",
+        ),
+        "with a token it did not ask for": (
+            _changed(namespace, lambda job: _pod(job).update(automountServiceAccountToken=True)),
+            "mounts no token",
+        ),
+        "as a ServiceAccount the platform did not list": (
+            _changed_pipeline_job(namespace, lambda pod: pod.update(serviceAccountName="admin")),
+            "(one of renderer)",
+        ),
+        "the cleanup Job with another image": (
+            _cleanup_job(installed, namespace, "registry.example/anything:1"),
+            "artifacts cleanup Job",
+        ),
+    }
+    for case, (job, words) in refusals.items():
+        message = _refusal(installed, job)
+        assert message is not None, f"admitted: a Job {case}"
+        assert f"ValidatingAdmissionPolicy '{installed.policy}'" in message, (case, message)
+        assert words in message, (case, message)
+
+    # What the operator builds is admitted: a stage Job (also one whose
+    # pipeline gives it a ServiceAccount and every volume kind a stage may
+    # have) and the artifacts cleanup Job.
+    assert _refusal(installed, _stage_job(namespace)) is None
+    assert _refusal(installed, _cleanup_job(installed, namespace)) is None
+    assert _refusal(installed, _pipeline_job(namespace)) is None
+    # Other users are not the policy's business.
+    admin = _changed(namespace, lambda job: _pod(job).update(hostPID=True))
+    client.BatchV1Api(cluster.api).create_namespaced_job(namespace, admin, dry_run="All")
+
+
+def _changed_pipeline_job(
+    namespace: str, change: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    job = _pipeline_job(namespace)
+    change(_pod(job))
+    return job
+
+
+def _cleanup_job(installed: Installed, namespace: str, image: str | None = None) -> dict[str, Any]:
+    """The artifacts cleanup Job as the operator builds it (with ``image``
+    instead of the configured one, if given)."""
+    configured = operator_config.from_mapping(installed.configuration)
+    spec = VideoJobSpec.model_validate({"prompt": "a cat"})
+    job = jobs.build_cleanup_job(jobs.Owner("cat", namespace, "0000-test"), spec, configured)
+    if image is not None:
+        _container(job)["image"] = image
+    return job
+
+
+def _pipeline_job(namespace: str) -> dict[str, Any]:
+    """A stage Job of a VideoPipeline that names a ServiceAccount, pull
+    secrets and every volume kind a stage may have."""
+    source = pipeline.pipeline_source(
+        "models",
+        VideoPipelineSpec.model_validate(
+            {
+                "stages": [
+                    {
+                        "name": "render",
+                        "image": "registry.example/render:1",
+                        "serviceAccountName": "renderer",
+                        "imagePullSecrets": [{"name": "pull"}],
+                        "volumes": [
+                            {"name": "models", "persistentVolumeClaim": {"claimName": "models"}},
+                            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
+                            {"name": "settings", "configMap": {"name": "settings"}},
+                            {"name": "keys", "secret": {"secretName": "keys"}},
+                            {
+                                "name": "tmp",
+                                "ephemeral": {
+                                    "volumeClaimTemplate": {
+                                        "spec": {
+                                            "accessModes": ["ReadWriteOnce"],
+                                            "resources": {"requests": {"storage": "1Gi"}},
+                                        }
+                                    }
+                                },
+                            },
+                        ],
+                        "volumeMounts": [{"name": "models", "mountPath": "/models"}],
+                    }
+                ]
+            }
+        ),
+    )
+    spec = VideoJobSpec.model_validate({"prompt": "a cat", "pipeline": "models"})
+    configured = operator_config.OperatorConfig()
+    (stage,) = pipeline.resolve(spec, configured, source)
+    return jobs.build_stage_job(jobs.Owner("cat", namespace, "0000-test"), spec, stage, configured)
+
+
+def test_the_operator_changes_only_what_it_changes_of_a_job_and_a_videojob(
+    cluster: Cluster, namespace: str, installed: Installed
+) -> None:
+    cluster.apply(
+        {
+            "apiVersion": "vidop.io/v1alpha1",
+            "kind": "VideoJob",
+            "metadata": {"name": "cat"},
+            "spec": {"prompt": "a cat", "suspend": True},
+        },
+        namespace,
+    )
+    videojob = get_videojob(cluster, namespace, "cat")
+    assert videojob is not None
+    uid = videojob["metadata"]["uid"]
+    writes = kube.Kube(installed.api)
+    job = _stage_job(namespace, uid)
+    job["spec"]["suspend"] = True
+    name = job["metadata"]["name"]
+    assert writes.create_job(job) is not None
+    batch = client.BatchV1Api(installed.api)
+
+    def refused(patch: dict[str, Any]) -> str:
+        with pytest.raises(client.ApiException) as caught:
+            batch.patch_namespaced_job(name, namespace, patch)
+        assert f"ValidatingAdmissionPolicy '{installed.policy}'" in str(caught.value.body)
+        return str(caught.value.body)
+
+    # A suspended Job's pod template may change (its scheduling directives):
+    # not by the operator, which never does.
+    assert "spec.suspend" in refused(
+        {"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": "x"}}}}}
+    )
+    assert "spec.suspend" in refused({"spec": {"parallelism": 4}})
+    assert "spec.suspend" in refused({"spec": {"activeDeadlineSeconds": 86400}})
+    assert "vidop.io/ended" in refused({"metadata": {"labels": {naming.MANAGED_BY_LABEL: "me"}}})
+    assert "vidop.io/ended" in refused({"metadata": {"annotations": {"example.com/x": "y"}}})
+    assert "vidop.io/ended" in refused({"metadata": {"ownerReferences": None}})
+
+    # Each write of vid_operator.kube: suspend and resume, a longer TTL, the end.
+    writes.set_job_suspend(namespace, name, False)
+    writes.set_job_suspend(namespace, name, True)
+    writes.set_job_ttl(namespace, name, FAILED_TTL)
+    writes.end_job(namespace, name, "PendingTimeout: a test")
+    seen = client.BatchV1Api(cluster.api).read_namespaced_job(name, namespace)
+    assert seen.spec.ttl_seconds_after_finished == FAILED_TTL
+    assert seen.spec.active_deadline_seconds == 1
+    assert seen.metadata.annotations[naming.ENDED_ANNOTATION] == "PendingTimeout: a test"
+
+    # Jobs that are not the operator's are not its to change.
+    other = client.BatchV1Api(cluster.api).create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "teams-own"},
+            "spec": {
+                "suspend": True,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "busybox"}],
+                    }
+                },
+            },
+        },
+    )
+    with pytest.raises(client.ApiException) as caught:
+        batch.patch_namespaced_job(other.metadata.name, namespace, {"spec": {"suspend": False}})
+    assert "only its own Jobs" in str(caught.value.body)
+
+    # A VideoJob: its finalizer, nothing else.
+    custom = client.CustomObjectsApi(installed.api)
+    with pytest.raises(client.ApiException) as caught:
+        custom.patch_namespaced_custom_object(
+            "vidop.io",
+            "v1alpha1",
+            namespace,
+            "videojobs",
+            "cat",
+            {"metadata": {"labels": {"team": "someone-else"}}},
+        )
+    assert "finalizer vidop.io/artifacts" in str(caught.value.body)
+    writes.set_videojob_finalizers(
+        namespace, "cat", [naming.ARTIFACTS_FINALIZER], videojob["metadata"]["resourceVersion"]
+    )
+    now = get_videojob(cluster, namespace, "cat")
+    assert now is not None and now["metadata"]["finalizers"] == [naming.ARTIFACTS_FINALIZER]
+    writes.set_videojob_finalizers(namespace, "cat", [], now["metadata"]["resourceVersion"])
+
+    # Events: about a VideoJob, yes; about anything else, no.
+    core = client.CoreV1Api(installed.api)
+    about = {"apiVersion": "v1", "kind": "Pod", "name": "x", "namespace": namespace}
+    with pytest.raises(client.ApiException) as caught:
+        core.create_namespaced_event(
+            namespace,
+            {
+                "metadata": {"generateName": "x."},
+                "involvedObject": about,
+                "reason": "R",
+                "message": "m",
+                "type": "Normal",
+            },
+            dry_run="All",
+        )
+    assert "only about VideoJobs and VideoPipelines" in str(caught.value.body)
+    events_before = len(core.list_namespaced_event(namespace).items)
+    writes.post_event(videojob, "Normal", "Checked", "by the admission policy test")
+    assert len(core.list_namespaced_event(namespace).items) == events_before + 1
+
+
+def test_the_operator_runs_its_videojobs_with_the_policy_in_force(
+    cluster: Cluster, namespace: str, installed: Installed, tmp_path: Path
+) -> None:
+    as_operator = dataclasses.replace(cluster, kubeconfig=installed.kubeconfig)
+    operator = Operator(as_operator, tmp_path, installed.configuration)
+    batch = client.BatchV1Api(cluster.api)
+
+    def videojob(name: str, spec: dict[str, Any]) -> None:
+        cluster.apply(
+            {
+                "apiVersion": "vidop.io/v1alpha1",
+                "kind": "VideoJob",
+                "metadata": {"name": name},
+                "spec": {"prompt": "a cat", **spec},
+            },
+            namespace,
+        )
+
+    def job(name: str) -> Any:
+        try:
+            return batch.read_namespaced_job(name, namespace)
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    operator.start()
+    try:
+        # Succeeds: every create, status patch, Event and the finalizer.
+        videojob("fine", {})
+        wait_for_phase(cluster, namespace, "fine", "Succeeded")
+        # A failing stage: its Job is kept longer (the TTL patch).
+        fails = {"podAnnotations": {"kwok.vidop.io/exit-code": "1"}, "backoffLimit": 0}
+        videojob("fails", {"stages": {"script_gen": fails}})
+        wait_for_phase(cluster, namespace, "fails", "Failed")
+        wait_until(
+            "the failed Job's longer TTL",
+            lambda: job("fails-script-gen").spec.ttl_seconds_after_finished == FAILED_TTL,
+        )
+        # An image that cannot be pulled: its Job is ended (the end patch).
+        stuck = {"podAnnotations": {"kwok.vidop.io/waiting-reason": "ErrImagePull"}}
+        videojob("stuck", {"stages": {"script_gen": stuck}})
+        wait_for_phase(cluster, namespace, "stuck", "Failed", timeout=PULL_LIMIT + 40)
+        ended = job("stuck-script-gen")
+        assert ended.spec.active_deadline_seconds == 1
+        assert ended.metadata.annotations[naming.ENDED_ANNOTATION].startswith("ErrImagePull")
+        # Suspended and resumed while a stage runs (the suspend patches).
+        slow = {"podAnnotations": {"kwok.vidop.io/run-time": "30s"}}
+        videojob("paused", {"stages": {"script_gen": slow}})
+        wait_until("the stage Job", lambda: job("paused-script-gen"))
+        cluster.kubectl(
+            "patch",
+            "vj",
+            "paused",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec":{"suspend":true}}',
+        )
+        wait_until("the Job suspended", lambda: job("paused-script-gen").spec.suspend)
+        cluster.kubectl(
+            "patch",
+            "vj",
+            "paused",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec":{"suspend":false}}',
+        )
+        wait_until("the Job resumed", lambda: not job("paused-script-gen").spec.suspend)
+        # Deleted (artifactRetention delete): the stages still running are
+        # suspended, each gets its cleanup Job, then loses the finalizer.
+        cluster.kubectl("delete", "vj", "--all", "-n", namespace, "--wait=false")
+        wait_until(
+            "the VideoJobs gone",
+            lambda: (
+                not client.CustomObjectsApi(cluster.api)
+                .list_namespaced_custom_object("vidop.io", "v1alpha1", namespace, "videojobs")
+                .get("items")
+            ),
+        )
+        cleanups = batch.list_namespaced_job(
+            namespace, label_selector=f"{naming.CLEANUP_LABEL}=true"
+        ).items
+        assert sorted(j.metadata.labels[naming.VIDEOJOB_LABEL] for j in cleanups) == [
+            "fails",
+            "fine",
+            "paused",
+            "stuck",
+        ]
+    finally:
+        operator.stop()
+    log = operator.log.read_text()
+    assert "ValidatingAdmissionPolicy" not in log and "denied request" not in log, log
+
+
+@pytest.mark.parametrize(
+    ("values", "policy", "roles"),
+    [
+        ({}, True, True),
+        ({"admissionPolicy": {"enabled": False}}, False, True),
+        ({"rbac": {"aggregateToDefaultRoles": False}}, True, False),
+    ],
+)
+def test_the_policy_and_the_tenant_roles_are_rendered_unless_turned_off(
+    cluster: Cluster, values: dict[str, Any], policy: bool, roles: bool
+) -> None:
+    rendered = subprocess.run(
+        [str(cluster.bin_dir / "helm"), "template", "vidop", str(CHART), "-n", "media", "-f-"],
+        input=yaml.safe_dump(values),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    policies = [d for d in documents if d["kind"] == "ValidatingAdmissionPolicy"]
+    bindings = [d for d in documents if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    aggregated = sorted(
+        d["metadata"]["name"]
+        for d in documents
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] != "vidop-vid-operator"
+    )
+
+    assert len(policies) == len(bindings) == int(policy)
+    if policy:
+        (condition,) = policies[0]["spec"]["matchConditions"]
+        expected = "'system:serviceaccount:media:vidop-vid-operator'"
+        assert condition["expression"] == f"request.userInfo.username == {expected}"
+        assert bindings[0]["spec"]["validationActions"] == ["Deny"]
+        assert bindings[0]["spec"]["policyName"] == policies[0]["metadata"]["name"]
+    assert aggregated == (["vidop-vid-operator-edit", "vidop-vid-operator-view"] if roles else [])
