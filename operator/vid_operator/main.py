@@ -1,6 +1,7 @@
 """The operator's entry point: ``vid-operator`` (``python -m vid_operator``).
 
-Sets up JSON logging through structlog (kopf's own log lines included), reads
+Sets up logging through structlog (kopf's own log lines included: JSON, or
+readable lines with ``--log-format=console``), reads
 the configuration (``$VIDOP_CONFIG``) for the namespaces to serve, and runs
 kopf with the handlers of :mod:`vid_operator.handlers` and a liveness
 endpoint for the kubelet's probes.
@@ -17,9 +18,17 @@ import structlog
 
 from vid_operator import config
 
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """One JSON object per line on stdout, for ours and kopf's messages alike."""
+
+def configure_logging(level: int = logging.INFO, log_format: str = "json") -> None:
+    """One JSON object per line on stdout (``console``: one readable line), for
+    ours and kopf's messages alike."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -38,8 +47,11 @@ def configure_logging(level: int = logging.INFO) -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
+                *(
+                    [structlog.dev.ConsoleRenderer(colors=False)]
+                    if log_format == "console"
+                    else [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+                ),
             ],
         )
     )
@@ -60,9 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         default="http://0.0.0.0:8080/healthz",
         help="URL kopf serves the liveness probe on",
     )
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--verbose", action="store_true", help="debug logging (--log-level=debug)")
+    parser.add_argument("--log-level", choices=list(LOG_LEVELS), default="info")
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        default="json",
+        help="json: one object per line; console: readable lines",
+    )
     args = parser.parse_args(argv)
-    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
+    configure_logging(
+        logging.DEBUG if args.verbose else LOG_LEVELS[args.log_level], args.log_format
+    )
 
     from vid_operator import handlers  # noqa: F401  (registers the handlers)
 
