@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export VIDOP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
 .PHONY: help venv tools system-deps cluster-up cluster-down cluster-status demo test test-unit \
-        test-integration lint crds controlplane-gomod clean bench chaos
+        test-integration lint crds chart controlplane-gomod clean bench chaos
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +67,10 @@ crds: venv ## Regenerate crds/ and the chart's CRD template from the pydantic mo
 	$(BIN)/python -m vid_operator.api.crd videojobs > crds/videojobs.vidop.io.yaml
 	$(BIN)/python -m vid_operator.api.crd videopipelines > crds/videopipelines.vidop.io.yaml
 	$(BIN)/python -m vid_operator.api.crd --chart > charts/vid-operator/templates/crd.yaml
+
+chart: venv ## Regenerate the chart's values.schema.json and its README's values table
+	$(BIN)/python hack/chart_values.py schema
+	$(BIN)/python hack/chart_values.py readme
 
 controlplane-gomod: ## Regenerate hack/controlplane/go.mod for K8S_VERSION (default: the current one)
 	hack/controlplane/gen-gomod.sh $${K8S_VERSION:-$$(awk '$$1 == "k8s.io/kubernetes" {print $$2}' hack/controlplane/go.mod)}

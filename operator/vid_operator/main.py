@@ -1,6 +1,7 @@
 """The operator's entry point: ``vid-operator`` (``python -m vid_operator``).
 
-Sets up JSON logging through structlog (kopf's own log lines included), reads
+Sets up logging through structlog (kopf's own log lines included: JSON, or
+readable lines with ``--log-format=console``), reads
 the configuration (``$VIDOP_CONFIG``) for the namespaces to serve, and runs
 kopf with the handlers of :mod:`vid_operator.handlers`, a liveness
 endpoint for the kubelet's probes and, on a port of its own, the Prometheus
@@ -37,9 +38,17 @@ from vid_operator import config, kube, leader, metrics
 
 log = structlog.get_logger("vid_operator")
 
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """One JSON object per line on stdout, for ours and kopf's messages alike."""
+
+def configure_logging(level: int = logging.INFO, log_format: str = "json") -> None:
+    """One JSON object per line on stdout (``console``: one readable line), for
+    ours and kopf's messages alike."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -58,8 +67,11 @@ def configure_logging(level: int = logging.INFO) -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
+                *(
+                    [structlog.dev.ConsoleRenderer(colors=False)]
+                    if log_format == "console"
+                    else [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+                ),
             ],
         )
     )
@@ -85,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         default=":8081",
         help="HOST:PORT (or :PORT) to serve Prometheus metrics on at /metrics; 0 or empty: none",
     )
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--verbose", action="store_true", help="debug logging (--log-level=debug)")
+    parser.add_argument("--log-level", choices=list(LOG_LEVELS), default="info")
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        default="json",
+        help="json: one object per line; console: readable lines",
+    )
     election = parser.add_argument_group("leader election (off unless --leader-elect)")
     election.add_argument(
         "--leader-elect",
@@ -127,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         except ValueError as error:
             parser.error(str(error))
-    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
+    configure_logging(
+        logging.DEBUG if args.verbose else LOG_LEVELS[args.log_level], args.log_format
+    )
 
     from vid_operator import handlers  # noqa: F401  (registers the handlers)
 

@@ -9,20 +9,19 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hack import chart_values
 from kubernetes import client
-from pydantic import BaseModel
 
 from tests.support import Cluster, wait_until
 from vid_operator import config
 from vid_operator.api import crd
-from vid_operator.api.common import OverridableField
-from vid_operator.api.models import STAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "vid-operator"
@@ -123,23 +122,83 @@ def test_chart_version_follows_the_package() -> None:
     assert chart["version"] == chart["appVersion"] == package
 
 
-def test_values_schema_follows_the_configuration_model() -> None:
-    """The schema names every field the operator's configuration has where the
-    chart passes it through, so a new field cannot be refused by helm, nor a
-    removed one accepted."""
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    properties = schema["properties"]
+def test_every_configuration_field_of_the_values_reaches_the_configuration_file(
+    cluster: Cluster,
+) -> None:
+    """values.schema.json takes every field of these models (it is generated
+    from them); the template must pass each one on, or a value helm accepts
+    would be dropped."""
+    (configmap,) = [d for d in _render(cluster.bin_dir) if d["kind"] == "ConfigMap"]
+    rendered = yaml.safe_load(configmap["data"]["config.yaml"])
 
-    def aliases(model: type[BaseModel]) -> set[str]:
-        return {field.alias or name for name, field in model.model_fields.items()}
+    for key, model in chart_values.PASS_THROUGH.items():
+        fields = {field.alias or name for name, field in model.model_fields.items()}
+        assert set(rendered[key]) == fields, key
 
-    assert set(schema["definitions"]["stage"]["properties"]) == aliases(config.StageConfig)
-    assert set(properties["stages"]["properties"]) == set(STAGE_NAMES)
-    assert set(properties["stageDefaults"]["properties"]) == aliases(config.StageDefaults)
-    assert set(properties["overridePolicy"]["properties"]) == aliases(config.OverridePolicy)
-    assert set(properties["s3"]["properties"]) == aliases(config.S3Config)
-    enum = properties["overridePolicy"]["properties"]["allowedFields"]["items"]["enum"]
-    assert enum == [field.value for field in OverridableField]
+
+def test_notes_example_is_a_valid_videojob_and_name_the_outputs(
+    cluster: Cluster, namespace: str
+) -> None:
+    installed = _helm(
+        cluster.bin_dir,
+        "install",
+        "vidop",
+        str(CHART),
+        "--dry-run=client",
+        "--namespace",
+        namespace,
+        "--set",
+        f"watchNamespaces={{{namespace}}}",
+    )
+    notes = installed.stdout.split("NOTES:", 1)[1]
+    example = re.search(r"kubectl apply -n (\S+) -f - <<EOF\n(.*?)\n\s*EOF", notes, re.DOTALL)
+    assert example, notes
+    crds = [d for d in _render(cluster.bin_dir) if d["kind"] == "CustomResourceDefinition"]
+    cluster.apply({"apiVersion": "v1", "kind": "List", "items": crds}, None, "--server-side")
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
+    )
+
+    videojob = yaml.safe_load(textwrap.dedent(example[2]))
+    applied = cluster.apply(videojob, example[1], "--dry-run=server", check=False)
+
+    assert example[1] == namespace
+    assert applied.returncode == 0, applied.stderr
+    assert f"kubectl create secret generic vid-operator-s3 -n {namespace}" in notes
+    assert f"kubectl wait vj/{videojob['metadata']['name']}" in notes
+    assert "{.status.outputs.videoUri}" in notes
+    assert "s3://vid-operator/videojobs/<namespace>/<name>/<uid>/" in notes
+
+
+def test_operator_pod_values_reach_the_deployment(cluster: Cluster) -> None:
+    values = {
+        "priorityClassName": "system-cluster-critical",
+        "podLabels": {"team": "video", "app.kubernetes.io/name": "not-the-selector"},
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+            }
+        ],
+        "extraArgs": ["--verbose"],
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+        "logLevel": "warning",
+        "logFormat": "console",
+    }
+    (deployment,) = [
+        d for d in _render(cluster.bin_dir, values=values) if d["kind"] == "Deployment"
+    ]
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+
+    assert pod["metadata"]["labels"] == {**selector, "team": "video"}
+    assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+    (spread,) = pod["spec"]["topologySpreadConstraints"]
+    assert spread["labelSelector"] == {"matchLabels": selector}
+    assert container["args"][1:] == ["--log-level=warning", "--log-format=console", "--verbose"]
+    assert container["env"][-1] == {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}
 
 
 def test_crd_template_is_the_generated_one() -> None:
