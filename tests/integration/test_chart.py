@@ -197,7 +197,7 @@ def test_operator_pod_values_reach_the_deployment(cluster: Cluster) -> None:
     assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
     (spread,) = pod["spec"]["topologySpreadConstraints"]
     assert spread["labelSelector"] == {"matchLabels": selector}
-    assert container["args"][1:] == ["--log-level=warning", "--log-format=console", "--verbose"]
+    assert container["args"][-3:] == ["--log-level=warning", "--log-format=console", "--verbose"]
     assert container["env"][-1] == {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}
 
 
