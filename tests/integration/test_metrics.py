@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import Cluster, Operator, running_operator, wait_for_phase
+from tests.support import Cluster, Operator, running_operator, videojob_manifest, wait_for_phase
 from vid_operator import config
 
 pytestmark = pytest.mark.cluster
@@ -55,12 +55,7 @@ def _value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def _videojob(name: str, **stages: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "vidop.io/v1alpha1",
-        "kind": "VideoJob",
-        "metadata": {"name": name},
-        "spec": {"prompt": "a cat surfing", "stages": stages},
-    }
+    return videojob_manifest(name, stages=stages)
 
 
 def _stage(videojob: dict[str, Any], name: str) -> dict[str, Any]:

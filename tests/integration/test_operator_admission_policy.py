@@ -7,6 +7,7 @@ shown by running the operator under that token to each of its Job writes."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -494,28 +495,13 @@ def test_the_operator_runs_its_videojobs_with_the_policy_in_force(
         slow = {"podAnnotations": {"kwok.vidop.io/run-time": "30s"}}
         videojob("paused", {"stages": {"script_gen": slow}})
         wait_until("the stage Job", lambda: job("paused-script-gen"))
-        cluster.kubectl(
-            "patch",
-            "vj",
-            "paused",
-            "-n",
-            namespace,
-            "--type=merge",
-            "-p",
-            '{"spec":{"suspend":true}}',
-        )
-        wait_until("the Job suspended", lambda: job("paused-script-gen").spec.suspend)
-        cluster.kubectl(
-            "patch",
-            "vj",
-            "paused",
-            "-n",
-            namespace,
-            "--type=merge",
-            "-p",
-            '{"spec":{"suspend":false}}',
-        )
-        wait_until("the Job resumed", lambda: not job("paused-script-gen").spec.suspend)
+        for suspend in (True, False):
+            patch = json.dumps({"spec": {"suspend": suspend}})
+            cluster.kubectl("patch", "vj", "paused", "-n", namespace, "--type=merge", "-p", patch)
+            wait_until(
+                f"the Job's suspend to be {suspend}",
+                lambda wanted=suspend: job("paused-script-gen").spec.suspend is wanted,
+            )
         # Deleted (artifactRetention delete): the stages still running are
         # suspended, each gets its cleanup Job, then loses the finalizer.
         cluster.kubectl("delete", "vj", "--all", "-n", namespace, "--wait=false")
