@@ -27,7 +27,9 @@ from vid_operator.api.models import STAGE_NAMES
 from vidop_devcluster import DevCluster, localnode, localpod
 from vidop_devcluster.s3 import S3Server
 
-CRDS = Path(__file__).resolve().parents[1] / "crds"
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "vid-operator"
+CRDS = ROOT / "crds"
 CRD_FILE = CRDS / "videojobs.vidop.io.yaml"
 PIPELINE_CRD_FILE = CRDS / "videopipelines.vidop.io.yaml"
 
@@ -295,6 +297,33 @@ def create_s3_secret(cluster: Cluster, namespace: str, s3: S3Server, name: str) 
     )
 
 
+def render_chart(
+    bin_dir: Path,
+    *sets: str,
+    release: str = "vidop",
+    namespace: str = "vid-operator",
+    values: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The chart's manifests as ``helm template`` renders them, with
+    ``--set`` for each of ``sets`` and ``values`` as a values file."""
+    args = [str(bin_dir / "helm"), "template", release, str(CHART), "--namespace", namespace]
+    for value in sets:
+        args += ["--set", value]
+    if values is not None:
+        args += ["--values", "-"]
+    result = subprocess.run(
+        args,
+        input=None if values is None else yaml.safe_dump(values),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"helm template failed ({result.returncode}):\n{result.stderr}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
 def videojob_manifest(name: str, **spec: Any) -> dict[str, Any]:
     """A VideoJob to apply: a prompt, and ``spec``'s fields."""
     return {
@@ -303,6 +332,16 @@ def videojob_manifest(name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"prompt": "a cat surfing", **spec},
     }
+
+
+def kwok_videojob(name: str, run_time: str = "200ms", **spec: Any) -> dict[str, Any]:
+    """A VideoJob of the default pipeline whose stages kwok runs for
+    ``run_time`` each, unless ``spec``'s stages say otherwise."""
+    stages = spec.pop("stages", {})
+    for stage in STAGE_NAMES:
+        annotations = stages.setdefault(stage, {}).setdefault("podAnnotations", {})
+        annotations.setdefault("kwok.vidop.io/run-time", run_time)
+    return videojob_manifest(name, stages=stages, **spec)
 
 
 def get_videojob(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:

@@ -155,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     namespaces = config.load().watch_namespaces
     if bind is not None:
         metrics.serve(*bind)
-        structlog.get_logger("vid_operator").info(
-            "serving metrics", address=f"{bind[0]}:{bind[1]}", path="/metrics"
-        )
+        log.info("serving metrics", address=f"{bind[0]}:{bind[1]}", path="/metrics")
     if timings is not None:
         elector = leader.LeaseElector(
             kube.api_client(),

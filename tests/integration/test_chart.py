@@ -19,12 +19,11 @@ import yaml
 from hack import chart_values
 from kubernetes import client
 
-from tests.support import Cluster, wait_until
+from tests.support import CHART, Cluster, render_chart, wait_until
 from vid_operator import config
 from vid_operator.api import crd
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "vid-operator"
 
 
 def _helm(
@@ -44,19 +43,6 @@ def _helm(
     if check and result.returncode != 0:
         pytest.fail(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
-
-
-def _render(
-    bin_dir: Path,
-    *sets: str,
-    namespace: str = "vid-operator",
-    values: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    args = ["template", "vidop", str(CHART), "--namespace", namespace]
-    for value in sets:
-        args += ["--set", value]
-    rendered = _helm(bin_dir, *args, values=values).stdout
-    return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
 def _apply_videojob(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
@@ -128,7 +114,7 @@ def test_every_configuration_field_of_the_values_reaches_the_configuration_file(
     """values.schema.json takes every field of these models (it is generated
     from them); the template must pass each one on, or a value helm accepts
     would be dropped."""
-    (configmap,) = [d for d in _render(cluster.bin_dir) if d["kind"] == "ConfigMap"]
+    (configmap,) = [d for d in render_chart(cluster.bin_dir) if d["kind"] == "ConfigMap"]
     rendered = yaml.safe_load(configmap["data"]["config.yaml"])
 
     for key, model in chart_values.PASS_THROUGH.items():
@@ -153,7 +139,7 @@ def test_notes_example_is_a_valid_videojob_and_name_the_outputs(
     notes = installed.stdout.split("NOTES:", 1)[1]
     example = re.search(r"kubectl apply -n (\S+) -f - <<EOF\n(.*?)\n\s*EOF", notes, re.DOTALL)
     assert example, notes
-    crds = [d for d in _render(cluster.bin_dir) if d["kind"] == "CustomResourceDefinition"]
+    crds = [d for d in render_chart(cluster.bin_dir) if d["kind"] == "CustomResourceDefinition"]
     cluster.apply({"apiVersion": "v1", "kind": "List", "items": crds}, None, "--server-side")
     cluster.kubectl(
         "wait", "--for=condition=Established", "crd/videojobs.vidop.io", "--timeout=30s"
@@ -187,7 +173,7 @@ def test_operator_pod_values_reach_the_deployment(cluster: Cluster) -> None:
         "logFormat": "console",
     }
     (deployment,) = [
-        d for d in _render(cluster.bin_dir, values=values) if d["kind"] == "Deployment"
+        d for d in render_chart(cluster.bin_dir, values=values) if d["kind"] == "Deployment"
     ]
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
@@ -208,7 +194,7 @@ def test_crd_template_is_the_generated_one() -> None:
 
 
 def test_default_install_is_cluster_wide_with_the_built_in_gpu_placement(cluster: Cluster) -> None:
-    documents = _render(cluster.bin_dir)
+    documents = render_chart(cluster.bin_dir)
 
     assert ("ClusterRole", None) in _kinds(documents)
     assert not [d for d in documents if d["kind"] == "PriorityClass"]
@@ -232,7 +218,7 @@ def test_default_install_is_cluster_wide_with_the_built_in_gpu_placement(cluster
 
 
 def test_default_configuration_has_the_secure_override_policy(cluster: Cluster) -> None:
-    configured = _config(_render(cluster.bin_dir))
+    configured = _config(render_chart(cluster.bin_dir))
 
     policy = configured.override_policy
     assert set(policy.allowed_fields) == {
@@ -293,7 +279,7 @@ def test_policy_and_stage_default_values_reach_the_operator_configuration(
         },
     }
 
-    configured = _config(_render(cluster.bin_dir, values=values))
+    configured = _config(render_chart(cluster.bin_dir, values=values))
 
     policy = configured.override_policy
     assert policy.allowed_fields == ["image", "resources"]
@@ -314,7 +300,9 @@ def test_policy_and_stage_default_values_reach_the_operator_configuration(
     assert video.image == "ghcr.io/vid-operator/video-gen:0.1.0"  # built-in default kept
 
     # An empty list is no fields at all (not the default's five).
-    nothing = _config(_render(cluster.bin_dir, values={"overridePolicy": {"allowedFields": []}}))
+    nothing = _config(
+        render_chart(cluster.bin_dir, values={"overridePolicy": {"allowedFields": []}})
+    )
     assert nothing.override_policy.allowed_fields == []
 
 
@@ -375,7 +363,7 @@ def test_override_policy_and_stage_typos_are_refused_by_the_schema(
 def test_rbac_reads_videopipelines_and_writes_only_their_status(
     cluster: Cluster, sets: tuple[str, ...], kind: str, where: list[str]
 ) -> None:
-    granted = _verbs(_render(cluster.bin_dir, *sets), kind, "vidop.io")
+    granted = _verbs(render_chart(cluster.bin_dir, *sets), kind, "vidop.io")
 
     assert sorted(granted) == sorted(where)
     for verbs in granted.values():
@@ -388,7 +376,7 @@ def test_rbac_reads_videopipelines_and_writes_only_their_status(
 
 
 def test_namespace_mode_has_roles_only_in_the_watched_namespaces(cluster: Cluster) -> None:
-    documents = _render(cluster.bin_dir, "watchNamespaces={media,batch-a}")
+    documents = render_chart(cluster.bin_dir, "watchNamespaces={media,batch-a}")
 
     kinds = _kinds(documents)
     # Nothing cluster-wide for the operator: the only ClusterRoles are the
@@ -408,7 +396,7 @@ def test_namespace_mode_has_roles_only_in_the_watched_namespaces(cluster: Cluste
 
 
 def test_priority_classes_are_created_and_mapped_only_when_asked(cluster: Cluster) -> None:
-    documents = _render(cluster.bin_dir, "priorityClasses.create=true")
+    documents = render_chart(cluster.bin_dir, "priorityClasses.create=true")
 
     classes = {d["metadata"]["name"]: d["value"] for d in documents if d["kind"] == "PriorityClass"}
     assert classes == {
@@ -424,8 +412,8 @@ def test_the_argocd_health_check_is_rendered_from_its_lua_file_only_when_asked(
 ) -> None:
     key = "resource.customizations.health.vidop.io_VideoJob"
 
-    default = _render(cluster.bin_dir)
-    documents = _render(cluster.bin_dir, "argocd.healthCheckConfigMap=true")
+    default = render_chart(cluster.bin_dir)
+    documents = render_chart(cluster.bin_dir, "argocd.healthCheckConfigMap=true")
 
     assert not [d for d in default if d["metadata"]["name"].endswith("-argocd-health")]
     (health,) = [
@@ -435,7 +423,7 @@ def test_the_argocd_health_check_is_rendered_from_its_lua_file_only_when_asked(
 
 
 def test_stage_values_reach_the_operator_configuration(cluster: Cluster) -> None:
-    documents = _render(
+    documents = render_chart(
         cluster.bin_dir, "stages.video_gen.gpus=4", "stages.video_gen.image=me/video:2"
     )
 
@@ -448,11 +436,11 @@ def test_stage_values_reach_the_operator_configuration(cluster: Cluster) -> None
 
 
 def test_finished_job_ttls_reach_the_operator_configuration(cluster: Cluster) -> None:
-    default = _config(_render(cluster.bin_dir)).finished_jobs
+    default = _config(render_chart(cluster.bin_dir)).finished_jobs
     assert (default.succeeded_ttl_seconds, default.failed_ttl_seconds) == (3600, 604800)
 
     kept = _config(
-        _render(
+        render_chart(
             cluster.bin_dir,
             "finishedJobs.succeededTtlSeconds=null",
             "finishedJobs.failedTtlSeconds=60",
@@ -463,7 +451,7 @@ def test_finished_job_ttls_reach_the_operator_configuration(cluster: Cluster) ->
 
 
 def test_two_replicas_with_leader_election_by_default(cluster: Cluster) -> None:
-    documents = _render(cluster.bin_dir)
+    documents = render_chart(cluster.bin_dir)
     (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     (budget,) = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
@@ -490,7 +478,7 @@ def test_two_replicas_with_leader_election_by_default(cluster: Cluster) -> None:
 
 
 def test_one_replica_without_leader_election(cluster: Cluster) -> None:
-    documents = _render(cluster.bin_dir, "leaderElection.enabled=false", "replicaCount=1")
+    documents = render_chart(cluster.bin_dir, "leaderElection.enabled=false", "replicaCount=1")
     (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
 
@@ -513,7 +501,7 @@ def test_one_replica_without_leader_election(cluster: Cluster) -> None:
 
 
 def test_operator_pod_is_hardened(cluster: Cluster) -> None:
-    (deployment,) = [d for d in _render(cluster.bin_dir) if d["kind"] == "Deployment"]
+    (deployment,) = [d for d in render_chart(cluster.bin_dir) if d["kind"] == "Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
 
@@ -535,7 +523,7 @@ def _container(documents: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_metrics_are_served_on_their_own_port_behind_a_service(cluster: Cluster) -> None:
-    documents = _render(cluster.bin_dir)
+    documents = render_chart(cluster.bin_dir)
     container = _container(documents)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
 
@@ -554,7 +542,7 @@ def test_metrics_are_served_on_their_own_port_behind_a_service(cluster: Cluster)
 
 
 def test_metrics_off_means_no_port_no_service(cluster: Cluster) -> None:
-    documents = _render(cluster.bin_dir, "metrics.enabled=false")
+    documents = render_chart(cluster.bin_dir, "metrics.enabled=false")
     container = _container(documents)
 
     assert "--metrics-bind-address=0" in container["args"]
@@ -563,7 +551,7 @@ def test_metrics_off_means_no_port_no_service(cluster: Cluster) -> None:
 
 
 def test_service_and_pod_monitors_and_the_dashboard_when_asked(cluster: Cluster) -> None:
-    documents = _render(
+    documents = render_chart(
         cluster.bin_dir,
         values={
             "metrics": {
@@ -635,7 +623,7 @@ def test_a_service_monitor_without_the_service_is_refused(cluster: Cluster) -> N
 def test_rendered_manifests_pass_server_side_dry_run(
     cluster: Cluster, namespace: str, sets: tuple[str, ...]
 ) -> None:
-    documents = _render(cluster.bin_dir, *sets, namespace=namespace)
+    documents = render_chart(cluster.bin_dir, *sets, namespace=namespace)
 
     result = cluster.apply(
         {"apiVersion": "v1", "kind": "List", "items": documents},
@@ -651,7 +639,7 @@ def test_rendered_manifests_pass_server_side_dry_run(
 def operator_identity(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[str]:
     """The chart's namespace-mode RBAC, ServiceAccount and configuration
     installed for `namespace`, and a kubeconfig holding that account's token."""
-    documents = _render(
+    documents = render_chart(
         cluster.bin_dir,
         f"watchNamespaces={{{namespace}}}",
         "s3.credentialsSecret=",

@@ -17,8 +17,8 @@ from kubernetes import client
 from tests.support import (
     Cluster,
     Operator,
+    kwok_videojob,
     running_operator,
-    videojob_manifest,
     videopipeline,
     wait_for_phase,
     wait_until,
@@ -37,16 +37,6 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
         {"s3": {"credentialsSecret": None, "bucket": "videos"}},
     ) as running:
         yield running
-
-
-def _on_kwok(name: str, run_time: str = "200ms", **spec: Any) -> dict[str, Any]:
-    """A VideoJob whose stages kwok runs for ``run_time``, unless ``spec``'s
-    stages say more."""
-    stages = spec.pop("stages", {})
-    for stage in STAGES:
-        annotations = stages.setdefault(stage, {}).setdefault("podAnnotations", {})
-        annotations.setdefault("kwok.vidop.io/run-time", run_time)
-    return videojob_manifest(name, stages=stages, **spec)
 
 
 def _kstatus(cluster: Cluster, namespace: str, kind: str) -> dict[str, str]:
@@ -72,13 +62,13 @@ def test_kstatus_reads_every_phase_right(
 ) -> None:
     exit_2 = {"podAnnotations": {"kwok.vidop.io/exit-code": "2"}}
     for manifest in (
-        _on_kwok("succeeds"),
-        _on_kwok("fails", stages={"script_gen": exit_2}),
-        _on_kwok("runs", run_time="1h"),
-        _on_kwok("suspended", suspend=True),
-        _on_kwok("waits-for-its-pipeline", pipeline="not-applied-yet"),
+        kwok_videojob("succeeds"),
+        kwok_videojob("fails", stages={"script_gen": exit_2}),
+        kwok_videojob("runs", run_time="1h"),
+        kwok_videojob("suspended", suspend=True),
+        kwok_videojob("waits-for-its-pipeline", pipeline="not-applied-yet"),
         # Allowed by the schema, refused by the platform's override policy.
-        _on_kwok("invalid", stages={"script_gen": {"image": "docker.io/someone/else:1"}}),
+        kwok_videojob("invalid", stages={"script_gen": {"image": "docker.io/someone/else:1"}}),
     ):
         cluster.apply(manifest, namespace)
     cluster.apply(videopipeline("ready", {"name": "only", "image": "platform/only:1"}), namespace)
@@ -142,7 +132,7 @@ def test_kstatus_reads_every_phase_right(
 def test_describe_shows_a_videojob_start_each_stage_and_its_success_once(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    cluster.apply(_on_kwok("narrated"), namespace)
+    cluster.apply(kwok_videojob("narrated"), namespace)
     wait_for_phase(cluster, namespace, "narrated", "Succeeded")
 
     def posted() -> list[Any]:

@@ -12,12 +12,11 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
 
-from tests.support import Cluster, Operator, videojob_manifest, wait_for_phase, wait_until
+from tests.support import Cluster, Operator, kwok_videojob, wait_for_phase, wait_until
 from vid_operator import leader
 from vid_operator.api.models import STAGE_NAMES
 
@@ -71,13 +70,6 @@ def _started(replica: Operator) -> bool:
     return STARTED in replica.log.read_text()
 
 
-def _videojob(name: str) -> dict[str, Any]:
-    annotations = {"kwok.vidop.io/run-time": "3s"}
-    return videojob_manifest(
-        name, stages={stage: {"podAnnotations": annotations} for stage in STAGE_NAMES}
-    )
-
-
 def test_the_standby_takes_over_when_the_leader_is_killed(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
@@ -90,7 +82,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         second.start()  # its health endpoint answers while it stands by
         names = [f"ha-{index}" for index in range(6)]
         for name in names:
-            cluster.apply(_videojob(name), namespace)
+            cluster.apply(kwok_videojob(name, run_time="3s"), namespace)
         batch = client.BatchV1Api(cluster.api)
         wait_until(
             "the leader to create stage Jobs",

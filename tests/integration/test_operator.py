@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.support import Cluster, Operator, wait_until
+from tests.support import Cluster, Operator, kwok_videojob, wait_until
 from vid_operator import config
 from vidop_devcluster import nodes
 
@@ -54,19 +54,6 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     running.stop()
 
 
-def _videojob(name: str, run_time: str = "200ms", **spec: Any) -> dict[str, Any]:
-    stages = spec.pop("stages", {})
-    for stage in STAGES:
-        annotations = stages.setdefault(stage, {}).setdefault("podAnnotations", {})
-        annotations.setdefault("kwok.vidop.io/run-time", run_time)
-    return {
-        "apiVersion": "vidop.io/v1alpha1",
-        "kind": "VideoJob",
-        "metadata": {"name": name},
-        "spec": {"prompt": "a cat surfing", "stages": stages, **spec},
-    }
-
-
 def _apply(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> None:
     cluster.apply(manifest, namespace)
 
@@ -106,7 +93,7 @@ def _stage_status(videojob: dict[str, Any], stage: str) -> dict[str, Any]:
 def test_happy_path_runs_the_dag_and_kubectl_wait_sees_it(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    _apply(cluster, namespace, _videojob("cat-surfing", run_time="1s"))
+    _apply(cluster, namespace, kwok_videojob("cat-surfing", run_time="1s"))
 
     cluster.kubectl(
         "wait",
@@ -146,7 +133,7 @@ def test_happy_path_runs_the_dag_and_kubectl_wait_sees_it(
 def test_gpu_stage_lands_on_a_gpu_node_with_its_limits(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    _apply(cluster, namespace, _videojob("gpu", stages={"video_gen": {"gpus": 2}}))
+    _apply(cluster, namespace, kwok_videojob("gpu", stages={"video_gen": {"gpus": 2}}))
     _wait_phase(cluster, namespace, "gpu", "Succeeded")
 
     core = client.CoreV1Api(cluster.api)
@@ -162,7 +149,7 @@ def test_retryable_failure_is_retried_to_backoff_limit_then_fails_the_job(
     _apply(
         cluster,
         namespace,
-        _videojob(
+        kwok_videojob(
             "flaky",
             stages={
                 "voice_gen": {"backoffLimit": 1, "podAnnotations": {"kwok.vidop.io/exit-code": "1"}}
@@ -198,7 +185,7 @@ def test_an_out_of_memory_kill_is_named_with_the_limit(
     _apply(
         cluster,
         namespace,
-        _videojob("oom", stages={"voice_gen": {"backoffLimit": 0, "podAnnotations": oom}}),
+        kwok_videojob("oom", stages={"voice_gen": {"backoffLimit": 0, "podAnnotations": oom}}),
     )
 
     failed = _wait_phase(cluster, namespace, "oom", "Failed")
@@ -217,7 +204,7 @@ def test_a_crash_is_named_by_its_exit_code(
     _apply(
         cluster,
         namespace,
-        _videojob("crash", stages={"script_gen": {"backoffLimit": 0, "podAnnotations": crash}}),
+        kwok_videojob("crash", stages={"script_gen": {"backoffLimit": 0, "podAnnotations": crash}}),
     )
 
     failed = _wait_phase(cluster, namespace, "crash", "Failed")
@@ -232,7 +219,9 @@ def test_an_image_that_cannot_be_pulled_shows_on_the_stage(
 ) -> None:
     stuck = {"kwok.vidop.io/waiting-reason": "ImagePullBackOff"}
     _apply(
-        cluster, namespace, _videojob("no-image", stages={"script_gen": {"podAnnotations": stuck}})
+        cluster,
+        namespace,
+        kwok_videojob("no-image", stages={"script_gen": {"podAnnotations": stuck}}),
     )
 
     def stuck_stage() -> dict[str, Any] | None:
@@ -261,7 +250,7 @@ def test_a_pod_the_admission_refuses_is_named_on_the_stage(
         },
         namespace,
     )
-    _apply(cluster, namespace, _videojob("refused"))
+    _apply(cluster, namespace, kwok_videojob("refused"))
 
     def refused_stage() -> dict[str, Any] | None:
         stages = _get(cluster, namespace, "refused").get("status", {}).get("stages", [])
@@ -283,7 +272,7 @@ def test_invalid_input_exit_code_fails_at_once(
     _apply(
         cluster,
         namespace,
-        _videojob(
+        kwok_videojob(
             "bad-input",
             stages={
                 "script_gen": {
@@ -305,7 +294,7 @@ def test_finished_stage_jobs_get_a_ttl_and_a_failed_one_a_longer_one(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
     stages = {"voice_gen": {"podAnnotations": {"kwok.vidop.io/exit-code": "2"}}}
-    _apply(cluster, namespace, _videojob("kept-for-logs", stages=stages))
+    _apply(cluster, namespace, kwok_videojob("kept-for-logs", stages=stages))
 
     _wait_phase(cluster, namespace, "kept-for-logs", "Failed")
 
@@ -324,7 +313,7 @@ def test_deleting_a_videojob_mid_stage_removes_its_jobs_and_pods(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
     core = client.CoreV1Api(cluster.api)
-    _apply(cluster, namespace, _videojob("cancel-me", run_time="1h"))
+    _apply(cluster, namespace, kwok_videojob("cancel-me", run_time="1h"))
     wait_until(
         "the first stage's pod to run",
         lambda: any(p.status.phase == "Running" for p in core.list_namespaced_pod(namespace).items),
@@ -341,7 +330,7 @@ def test_deleting_a_videojob_mid_stage_removes_its_jobs_and_pods(
 def test_operator_killed_mid_pipeline_finishes_with_one_job_per_stage(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    _apply(cluster, namespace, _videojob("survivor", run_time="2s"))
+    _apply(cluster, namespace, kwok_videojob("survivor", run_time="2s"))
     (first,) = wait_until("the first stage Job", lambda: _jobs(cluster, namespace))
 
     operator.kill()
@@ -375,10 +364,10 @@ def test_a_cycle_only_the_operator_can_see_fails_as_invalid_spec_and_others_go_o
             },
         },
     )
-    loop = _videojob("loop")
+    loop = kwok_videojob("loop")
     loop["spec"] = {"prompt": "a loop", "pipeline": "loop"}
     _apply(cluster, namespace, loop)
-    _apply(cluster, namespace, _videojob("fine"))
+    _apply(cluster, namespace, kwok_videojob("fine"))
 
     failed = _wait_phase(cluster, namespace, "loop", "Failed")
     _wait_phase(cluster, namespace, "fine", "Succeeded")
@@ -399,7 +388,7 @@ def test_a_253_character_name_runs_to_success(
 ) -> None:
     name = "a" * 240 + "-long-name-x"
     name = name + "z" * (253 - len(name))
-    _apply(cluster, namespace, _videojob(name))
+    _apply(cluster, namespace, kwok_videojob(name))
 
     _wait_phase(cluster, namespace, name, "Succeeded")
 
@@ -409,19 +398,19 @@ def test_a_253_character_name_runs_to_success(
 def test_suspend_holds_the_pipeline_and_resume_finishes_it(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    _apply(cluster, namespace, _videojob("paused", suspend=True))
+    _apply(cluster, namespace, kwok_videojob("paused", suspend=True))
     _wait_phase(cluster, namespace, "paused", "Suspended")
     assert not _jobs(cluster, namespace)
 
-    _apply(cluster, namespace, _videojob("paused", suspend=False))
+    _apply(cluster, namespace, kwok_videojob("paused", suspend=False))
 
     _wait_phase(cluster, namespace, "paused", "Succeeded")
 
 
-def test_ttl_deletes_a_finished_videojob(
+def test_ttl_deletes_a_finishedkwok_videojob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    _apply(cluster, namespace, _videojob("short-lived", ttlSecondsAfterFinished=2))
+    _apply(cluster, namespace, kwok_videojob("short-lived", ttlSecondsAfterFinished=2))
 
     def gone() -> bool:
         return (
@@ -440,7 +429,7 @@ def test_unschedulable_stage_says_so_until_a_gpu_node_appears(
     _apply(
         cluster,
         namespace,
-        _videojob("waiting", stages={"video_gen": {"nodeSelector": {label: "h100"}}}),
+        kwok_videojob("waiting", stages={"video_gen": {"nodeSelector": {label: "h100"}}}),
     )
 
     def waiting_message() -> str | None:
@@ -472,13 +461,15 @@ def test_unschedulable_stage_says_so_until_a_gpu_node_appears(
     )
 
 
-def test_a_stage_past_its_deadline_fails_the_videojob(
+def test_a_stage_past_its_deadline_fails_thekwok_videojob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
     _apply(
         cluster,
         namespace,
-        _videojob("too-slow", run_time="1h", stages={"script_gen": {"activeDeadlineSeconds": 2}}),
+        kwok_videojob(
+            "too-slow", run_time="1h", stages={"script_gen": {"activeDeadlineSeconds": 2}}
+        ),
     )
 
     failed = _wait_phase(cluster, namespace, "too-slow", "Failed")
@@ -493,7 +484,7 @@ def test_a_disrupted_pod_is_retried_without_counting_as_a_failure(
     _apply(
         cluster,
         namespace,
-        _videojob("evicted", run_time="5s", stages={"script_gen": {"backoffLimit": 0}}),
+        kwok_videojob("evicted", run_time="5s", stages={"script_gen": {"backoffLimit": 0}}),
     )
 
     def running_pod() -> Any:
@@ -535,10 +526,10 @@ def test_suspend_mid_run_suspends_the_running_job_and_resume_finishes(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
     batch = client.BatchV1Api(cluster.api)
-    _apply(cluster, namespace, _videojob("pause-me", run_time="3s"))
+    _apply(cluster, namespace, kwok_videojob("pause-me", run_time="3s"))
     wait_until("the first stage Job", lambda: _jobs(cluster, namespace))
 
-    _apply(cluster, namespace, _videojob("pause-me", run_time="3s", suspend=True))
+    _apply(cluster, namespace, kwok_videojob("pause-me", run_time="3s", suspend=True))
 
     _wait_phase(cluster, namespace, "pause-me", "Suspended")
     wait_until(
@@ -557,7 +548,7 @@ def test_suspend_mid_run_suspends_the_running_job_and_resume_finishes(
     )
     assert len(batch.list_namespaced_job(namespace).items) == 1
 
-    _apply(cluster, namespace, _videojob("pause-me", run_time="3s", suspend=False))
+    _apply(cluster, namespace, kwok_videojob("pause-me", run_time="3s", suspend=False))
 
     _wait_phase(cluster, namespace, "pause-me", "Succeeded")
 
@@ -573,7 +564,7 @@ def test_stage_summaries_become_outputs_and_priority_picks_the_class(
     _apply(
         cluster,
         namespace,
-        _videojob(
+        kwok_videojob(
             "outputs",
             priority="high",
             stages={
@@ -600,11 +591,11 @@ def test_stage_summaries_become_outputs_and_priority_picks_the_class(
 def test_a_new_videojob_of_a_deleted_ones_name_runs_afresh(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    _apply(cluster, namespace, _videojob("again"))
+    _apply(cluster, namespace, kwok_videojob("again"))
     old = _wait_phase(cluster, namespace, "again", "Succeeded")
 
     cluster.kubectl("delete", "videojob", "again", "-n", namespace, "--wait=false")
-    _apply(cluster, namespace, _videojob("again"))
+    _apply(cluster, namespace, kwok_videojob("again"))
 
     new = _wait_phase(cluster, namespace, "again", "Succeeded")
     assert new["metadata"]["uid"] != old["metadata"]["uid"]
@@ -615,7 +606,7 @@ def test_a_new_videojob_of_a_deleted_ones_name_runs_afresh(
 def test_gitops_reapply_finds_no_conflict_and_no_drift(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    manifest = json.dumps(_videojob("from-git"))
+    manifest = json.dumps(kwok_videojob("from-git"))
     gitops = ["--server-side", "--field-manager=argocd-controller", "-n", namespace, "-f", "-"]
     cluster.kubectl("apply", *gitops, input=manifest)
     _wait_phase(cluster, namespace, "from-git", "Succeeded")
@@ -651,7 +642,7 @@ def test_a_hostile_stage_summary_is_left_out_and_the_videojob_still_finishes(
         stages = {
             "script_gen": {"podAnnotations": {"kwok.vidop.io/termination-message": summary}},
         }
-        _apply(cluster, namespace, _videojob(f"summary-{case}", stages=stages))
+        _apply(cluster, namespace, kwok_videojob(f"summary-{case}", stages=stages))
 
     for case, (_, words) in HOSTILE_SUMMARIES.items():
         done = _wait_phase(cluster, namespace, f"summary-{case}", "Succeeded", timeout=120)
@@ -669,7 +660,7 @@ def test_a_hostile_stage_summary_is_left_out_and_the_videojob_still_finishes(
     }
     cluster.apply(quota, namespace)
     time.sleep(1)
-    _apply(cluster, namespace, _videojob("after-quota"))
+    _apply(cluster, namespace, kwok_videojob("after-quota"))
     time.sleep(3)
     assert not any(j.metadata.name.startswith("after-quota") for j in _jobs(cluster, namespace))
     client.CoreV1Api(cluster.api).delete_namespaced_resource_quota("no-jobs", namespace)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,14 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.support import Cluster, Operator, get_videojob, wait_for_phase, wait_until
+from tests.support import (
+    Cluster,
+    Operator,
+    get_videojob,
+    render_chart,
+    wait_for_phase,
+    wait_until,
+)
 from vid_operator import config as operator_config
 from vid_operator import jobs, kube, naming, pipeline
 from vid_operator.api.models import VideoJobSpec
@@ -25,7 +31,6 @@ from vid_operator.api.pipelines import VideoPipelineSpec
 
 pytestmark = pytest.mark.cluster
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "vid-operator"
 FAILED_TTL = 604800  # the chart's finishedJobs.failedTtlSeconds
 PULL_LIMIT = 4
 
@@ -50,15 +55,7 @@ def _render(cluster: Cluster, release: str, namespace: str) -> list[dict[str, An
         "artifactRetention": {"policy": "delete"},
         "admissionPolicy": {"stageServiceAccounts": ["renderer"]},
     }
-    rendered = subprocess.run(
-        [str(cluster.bin_dir / "helm"), "template", release, str(CHART), "-n", namespace, "-f-"],
-        input=yaml.safe_dump(values),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+    return render_chart(cluster.bin_dir, release=release, namespace=namespace, values=values)
 
 
 @pytest.fixture
@@ -539,15 +536,7 @@ def test_the_operator_runs_its_videojobs_with_the_policy_in_force(
 def test_the_policy_and_the_tenant_roles_are_rendered_unless_turned_off(
     cluster: Cluster, values: dict[str, Any], policy: bool, roles: bool
 ) -> None:
-    rendered = subprocess.run(
-        [str(cluster.bin_dir / "helm"), "template", "vidop", str(CHART), "-n", "media", "-f-"],
-        input=yaml.safe_dump(values),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    documents = render_chart(cluster.bin_dir, namespace="media", values=values)
     policies = [d for d in documents if d["kind"] == "ValidatingAdmissionPolicy"]
     bindings = [d for d in documents if d["kind"] == "ValidatingAdmissionPolicyBinding"]
     aggregated = sorted(

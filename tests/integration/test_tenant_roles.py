@@ -8,19 +8,14 @@ the clusterrole-aggregation controller."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
-from tests.support import Cluster, get_videojob, wait_until
+from tests.support import Cluster, get_videojob, render_chart, wait_until
 
 pytestmark = pytest.mark.cluster
-
-CHART = Path(__file__).resolve().parents[2] / "charts" / "vid-operator"
 
 
 @pytest.fixture
@@ -29,14 +24,7 @@ def release(cluster: Cluster, namespace: str) -> Iterator[str]:
     ``namespace``, with a stand-in for each of the operator's own objects
     there (Deployment, ConfigMap, leader Lease); removed afterwards."""
     name = f"t{namespace[-6:]}"
-    rendered = subprocess.run(
-        [str(cluster.bin_dir / "helm"), "template", name, str(CHART), "-n", namespace],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    documents = [d for d in yaml.safe_load_all(rendered) if d]
+    documents = render_chart(cluster.bin_dir, release=name, namespace=namespace)
     aggregated = [
         d
         for d in documents
