@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 
 from vid_operator.api.common import (
     CamelModel,
+    DNSSubdomain,
     LabelKey,
     LocalObjectReference,
     OverridableField,
@@ -149,6 +150,42 @@ class ArtifactRetention(CamelModel):
     """Tolerations of the cleanup pod."""
 
 
+class Kueue(CamelModel):
+    """Admission of stage Jobs by Kueue (kueue.x-k8s.io), for clusters that
+    run it: quotas per team, cohorts that borrow, fair sharing, preemption."""
+
+    enabled: bool = False
+    """A VideoJob with a queue name (spec.queueName, else the defaults
+    below) has its stage Jobs created suspended with Kueue's queue-name
+    label, and Kueue starts them; the operator reads their Workloads to say
+    why they wait, and suspends them through the Workload (spec.active).
+    Needs Kueue installed (its CRDs and its Job integration)."""
+    default_queue_name: DNSSubdomain | None = None
+    """The LocalQueue of VideoJobs without spec.queueName in namespaces not
+    in namespaceQueueNames; none: their stage Jobs do not go through Kueue."""
+    namespace_queue_names: dict[str, DNSSubdomain] = Field(default_factory=dict)
+    """Namespace -> the LocalQueue of its VideoJobs without spec.queueName."""
+    workload_priority_classes: dict[Priority, str | None] = Field(
+        default_factory=lambda: dict.fromkeys(Priority)
+    )
+    """WorkloadPriorityClass per VideoJob priority (Kueue's queue order and
+    preemption); None leaves Kueue's default (the pods' PriorityClass)."""
+
+
+class Queueing(CamelModel):
+    """How VideoJobs wait their turn: the operator's own cap on VideoJobs
+    running at once, Kueue, or both (the cap first)."""
+
+    max_running: int | None = Field(default=None, ge=1)
+    """The most VideoJobs running at once in the cluster (the namespaces
+    served); beyond it VideoJobs are Queued, high priority first, then first
+    come first served. None: no cap."""
+    max_running_per_namespace: int | None = Field(default=None, ge=1)
+    """The most VideoJobs running at once in one namespace, so one tenant's
+    flood does not hold every slot. None: no cap per namespace."""
+    kueue: Kueue = Kueue()
+
+
 def _stage(name: str, **settings: Any) -> StageConfig:
     return StageConfig(
         image=f"{DEFAULT_IMAGE_REPOSITORY}/{name.replace('_', '-')}:0.1.0",
@@ -209,6 +246,7 @@ class OperatorConfig(CamelModel):
         }
     )
     """PriorityClass per VideoJob priority; None leaves the cluster default."""
+    queueing: Queueing = Queueing()
     watch_namespaces: list[str] = Field(default_factory=list)
     """Namespaces to serve; empty serves the whole cluster."""
 

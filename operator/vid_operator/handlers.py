@@ -22,7 +22,7 @@ from typing import Any
 import kopf
 import structlog
 
-from vid_operator import config, naming
+from vid_operator import config, naming, queueing
 from vid_operator.api import models, pipelines
 from vid_operator.kube import Kube, api_client
 from vid_operator.runtime.controller import Controller
@@ -94,3 +94,13 @@ async def job_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
 @kopf.on.event("", "v1", "pods", labels=OWNED)
 async def pod_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     await memo["controller"].pod_event(type, body)
+
+
+async def workload_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    await memo["controller"].workload_event(type, body)
+
+
+# Kueue's Workloads are watched only where the configuration says Kueue runs:
+# elsewhere their API does not exist, and the chart grants no right to it.
+if config.load().queueing.kueue.enabled:
+    kopf.on.event(queueing.KUEUE_GROUP, queueing.KUEUE_VERSION, "workloads")(workload_changed)

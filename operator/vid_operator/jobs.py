@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from vid_operator import contract, naming
+from vid_operator import contract, naming, queueing
 from vid_operator.api import models
 from vid_operator.api.models import VideoJobSpec
 from vid_operator.config import OperatorConfig
@@ -304,13 +304,15 @@ def build_stage_job(
         pod_spec["terminationGracePeriodSeconds"] = stage.termination_grace_period_seconds
     if priority_class := config.priority_classes.get(spec.priority):
         pod_spec["priorityClassName"] = priority_class
+    queued = queueing.kueue_labels(spec, owner.namespace, config)
     job_spec: dict[str, Any] = {
         "backoffLimit": stage.backoff_limit,
         "podFailurePolicy": pod_failure_policy(),
         # With a podFailurePolicy a replacement pod starts only once the old
         # one is fully gone, so two never run side by side.
         "podReplacementPolicy": "Failed",
-        "suspend": spec.suspend,
+        # Kueue admits a Job by resuming it: created suspended, it waits for that.
+        "suspend": spec.suspend or bool(queued),
         "template": {
             "metadata": {
                 # The operator's labels last: they are how it finds its pods.
@@ -325,7 +327,7 @@ def build_stage_job(
     metadata = {
         "name": naming.stage_job_name(owner.name, stage.name, run),
         "namespace": owner.namespace,
-        "labels": {**labels, naming.RUN_LABEL: str(run)} if run else labels,
+        "labels": {**queued, **labels, **({naming.RUN_LABEL: str(run)} if run else {})},
         "ownerReferences": [owner_reference(owner)],
     }
     return _job(metadata, job_spec, config)

@@ -29,7 +29,7 @@ from kubernetes import client, config
 from kubernetes.client import rest
 from kubernetes.client.exceptions import ApiException
 
-from vid_operator import metrics, naming
+from vid_operator import metrics, naming, queueing
 from vid_operator.api import models, pipelines
 
 log = structlog.get_logger("vid_operator")
@@ -202,6 +202,21 @@ class Kube:
         try:
             self._batch.patch_namespaced_job(
                 name, namespace, {"spec": {"suspend": suspend}}, _request_timeout=_TIMEOUT_SECONDS
+            )
+        except ApiException as error:
+            if error.status != _NOT_FOUND:
+                raise
+
+    def set_workload_active(self, namespace: str, name: str, active: bool) -> None:
+        """Stop (false) or requeue (true) a Kueue Workload: Kueue owns its
+        Job's spec.suspend and would undo a change made there."""
+        path = f"/apis/{queueing.KUEUE_GROUP}/{queueing.KUEUE_VERSION}/namespaces/{namespace}"
+        try:
+            self._send_json(
+                "PATCH",
+                f"{path}/workloads/{name}",
+                {"spec": {"active": active}},
+                content_type="application/merge-patch+json",
             )
         except ApiException as error:
             if error.status != _NOT_FOUND:

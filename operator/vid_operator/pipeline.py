@@ -146,6 +146,7 @@ def resolve(
             f" (it has {', '.join(source.stages)})"
         )
     check_bucket(spec, config)
+    check_queue(spec, config)
     stages = {
         name: _resolve(name, template, spec.stages.get(name), config, source)
         for name, template in source.stages.items()
@@ -161,6 +162,17 @@ def check_bucket(spec: VideoJobSpec, config: OperatorConfig) -> None:
         raise InvalidSpec(
             f"spec.output.bucket: {bucket} is not a bucket this operator writes to"
             f" (allowed: {', '.join(allowed)})"
+        )
+
+
+def check_queue(spec: VideoJobSpec, config: OperatorConfig) -> None:
+    """InvalidSpec when the VideoJob names a Kueue queue and this operator
+    does not use Kueue: its stage Jobs would run unqueued, which is not
+    what its author asked for."""
+    if spec.queue_name is not None and not config.queueing.kueue.enabled:
+        raise InvalidSpec(
+            f"spec.queueName: {spec.queue_name} is a Kueue LocalQueue, but this operator"
+            " is not configured for Kueue (queueing.kueue.enabled)"
         )
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from vid_operator import contract, naming, pipeline
+from vid_operator import contract, naming, pipeline, queueing
 from vid_operator.api.common import Condition, Resources, quantity_value
 from vid_operator.api.models import (
     MAX_STAGE_HISTORY,
@@ -70,6 +71,22 @@ class ObservedJob:
     """Its stage container's memory limit."""
     ended: str | None = None
     """Why the operator ended it (``Reason: words``), if it did."""
+    queue_name: str | None = None
+    """The Kueue LocalQueue that admits it (Kueue resumes it), if any."""
+
+
+@dataclass(frozen=True)
+class ObservedWorkload:
+    """What the status needs of the Kueue Workload of a stage Job (see
+    :func:`observe_workload`)."""
+
+    name: str
+    active: bool = True
+    """spec.active: false stops the Job (the operator's way to suspend it)."""
+    admitted: bool = False
+    message: str | None = None
+    """Why it is not admitted, in Kueue's words (its QuotaReserved or
+    Evicted condition)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,8 @@ class Plan:
     start: list[StageStart] = field(default_factory=list)
     set_suspend: dict[str, bool] = field(default_factory=dict)
     """Job name -> the value its spec.suspend must take."""
+    set_active: dict[str, bool] = field(default_factory=dict)
+    """Kueue Workload name -> the value its spec.active must take."""
     end: dict[str, str] = field(default_factory=dict)
     """Job name -> why the operator ends it (``Reason: words``)."""
     events: list[tuple[str, str, str]] = field(default_factory=list)
@@ -186,6 +205,27 @@ def observe_job(job: Mapping[str, Any]) -> ObservedJob:
         backoff_limit=int(spec.get("backoffLimit") or 0),
         memory_limit=str(limits["memory"]) if "memory" in limits else None,
         ended=(meta.get("annotations") or {}).get(naming.ENDED_ANNOTATION),
+        queue_name=(meta.get("labels") or {}).get(queueing.QUEUE_NAME_LABEL),
+    )
+
+
+def observe_workload(workload: Mapping[str, Any]) -> ObservedWorkload:
+    """Reduce a Kueue Workload to whether it runs and why not."""
+    admitted = _condition_of(workload, "Admitted") is not None
+    message = None
+    if not admitted:
+        for condition in (workload.get("status") or {}).get("conditions") or []:
+            kind, state = condition.get("type"), condition.get("status")
+            if (kind == "QuotaReserved" and state == "False") or (
+                kind == "Evicted" and state == "True"
+            ):
+                message = (condition.get("message") or "").strip() or None
+                break
+    return ObservedWorkload(
+        name=str(workload["metadata"]["name"]),
+        active=(workload.get("spec") or {}).get("active", True) is not False,
+        admitted=admitted,
+        message=message[:MAX_FAILURE_CHARS] if message else None,
     )
 
 
@@ -285,9 +325,12 @@ def _stage_status(
     previous: StageStatus | None,
     *,
     memory: bool = False,
+    workload: ObservedWorkload | None = None,
+    gpus: int = 0,
 ) -> StageStatus:
-    """One stage's status from its current Job and pod; ``memory``: show the
-    Job's memory limit (the stage raises it after OOM kills)."""
+    """One stage's status from its current Job, pod and (with Kueue)
+    Workload; ``memory``: show the Job's memory limit (the stage raises it
+    after OOM kills); ``gpus``: how many it asks for, to say why it waits."""
     job, pod = _current(job, pod, previous)
     run, history = (previous.run, list(previous.history)) if previous else (0, [])
     if job is None:
@@ -341,6 +384,14 @@ def _stage_status(
             message += f": {pod.failure}"
         if job.message:
             message += f" ({job.message})"
+    elif job.suspended and job.queue_name and not (workload and not workload.active):
+        # Kueue resumes it once its Workload is admitted (a preempted one
+        # is suspended again and waits anew, its failures uncounted).
+        phase = Phase.QUEUED
+        said = workload.message if workload else None
+        message = f"waiting for quota in LocalQueue {job.queue_name}: " + (
+            said or "Kueue has not admitted its Workload yet"
+        )
     elif job.suspended:
         phase = Phase.SUSPENDED
     elif job.finished == "Complete":
@@ -350,7 +401,7 @@ def _stage_status(
     else:
         phase = Phase.RUNNING
         if pod and pod.unschedulable:
-            message = f"waiting for a node: {pod.unschedulable}"
+            message = unschedulable_in_words(pod.unschedulable, gpus)
         elif pod and pod.waiting:
             message, reason = pod.waiting, pod.cause
     outputs = pod.summary if pod and pod.summary else (previous.outputs if previous else None)
@@ -372,6 +423,31 @@ def _stage_status(
         history=history[-MAX_STAGE_HISTORY:],
         cached=_cached(outputs) if phase == Phase.SUCCEEDED else None,
     )
+
+
+def unschedulable_in_words(said: str, gpus: int) -> str:
+    """Why a stage's pod waits for a node, what the user needs to know first,
+    then the scheduler's own words: "0/4 nodes are available: 1 Insufficient
+    nvidia.com/gpu, 3 node(s) were unschedulable. preemption: ..." says that
+    no node has the GPU free."""
+    short = sorted(set(_INSUFFICIENT.findall(said.partition("preemption:")[0])))
+    gpu = next((r for r in short if "gpu" in r.lower()), None)
+    if gpu is not None:
+        count = f"{gpus} free" if gpus else "a free"
+        first = f"waiting for a GPU: no schedulable node has {count} {gpu}"
+    elif short:
+        first = f"waiting for a node: no schedulable node has enough free {', '.join(short)}"
+    elif "node affinity/selector" in said:
+        first = "waiting for a node: no node matches its node selector or affinity"
+    elif "untolerated taint" in said:
+        first = "waiting for a node: every fitting node has a taint it does not tolerate"
+    else:
+        first = "waiting for a node"
+    return f"{first} ({said})"
+
+
+# "3 Insufficient nvidia.com/gpu" in the scheduler's FailedScheduling message.
+_INSUFFICIENT = re.compile(r"\d+ Insufficient ([\w./-]*\w)")
 
 
 def _earlier(stage: StageStatus, reason: str | None) -> StageRun:
@@ -521,7 +597,7 @@ def _health(
     neither reconciling nor stalled, and not ready: kstatus reads it as in
     progress, as it reads a suspended Job that has not started."""
     ready = phase == Phase.SUCCEEDED
-    reconciling = phase in (Phase.PENDING, Phase.RUNNING)
+    reconciling = phase in (Phase.PENDING, Phase.QUEUED, Phase.RUNNING)
     stalled = phase == Phase.FAILED
     return [
         _set_condition(
@@ -563,9 +639,15 @@ def plan(
     pods: dict[str, ObservedPod],
     now: str,
     snapshot: PipelineSnapshot | None = None,
+    *,
+    workloads: Mapping[str, ObservedWorkload] | None = None,
+    turn: queueing.Turn | None = None,
 ) -> Plan:
     """The status the VideoJob should have and the actions that lead there;
-    ``snapshot`` is the VideoPipeline it runs, kept in the status."""
+    ``snapshot`` is the VideoPipeline it runs, kept in the status;
+    ``workloads`` the Kueue Workloads of its stage Jobs, by stage; ``turn``
+    where it stands in the operator's queue, while it may not run."""
+    workloads = workloads or {}
     moment = datetime.datetime.fromisoformat(now)
     old_stages = {s.name: s for s in previous.stages}
     end: dict[str, str] = {}
@@ -585,7 +667,15 @@ def plan(
                 job = dataclasses.replace(job, ended=why)
             elif due is not None:
                 dues.append(due)
-        found = _stage_status(stage.name, job, pod, old, memory=stage.on_oom is not None)
+        found = _stage_status(
+            stage.name,
+            job,
+            pod,
+            old,
+            memory=stage.on_oom is not None,
+            workload=workloads.get(stage.name),
+            gpus=stage.gpus,
+        )
         if stage.on_oom is not None and job is not None and _oom_killed(found, pod):
             successor = _with_more_memory(stage, job)
             if successor is not None:
@@ -622,18 +712,17 @@ def plan(
 
     start: list[StageStart] = []
     set_suspend: dict[str, bool] = {}
+    set_active: dict[str, bool] = {}
     if failed:
         # The VideoJob has failed: stop the stages still running (GPU hours);
         # the Jobs being ended finish on their own.
-        set_suspend = {
-            job.name: True
-            for job in jobs.values()
-            if not (job.finished or job.suspended or job.ended) and job.name not in end
-        }
+        set_suspend, set_active = _stopped(jobs, workloads, end)
     elif not done:
+        # Held: suspended by its spec, or waiting for the operator's cap.
+        held = spec.suspend or turn is not None
         for stage in stages:
             job = current_jobs[stage.name]
-            if spec.suspend:
+            if held:
                 pass
             elif stage.name in successors:
                 start.append(successors[stage.name])
@@ -646,8 +735,15 @@ def plan(
                 planned = by_name[stage.name]
                 start.append(StageStart(_as_planned(stage, planned), planned.run))
                 continue
-            if job is not None and not job.finished and job.suspended != spec.suspend:
-                set_suspend[job.name] = spec.suspend
+            if job is None or job.finished:
+                continue
+            workload = workloads.get(stage.name)
+            if job.queue_name is None and job.suspended != held:
+                set_suspend[job.name] = held
+            elif job.queue_name is not None and workload and workload.active == held:
+                # Kueue owns spec.suspend of its Jobs: they stop and wait
+                # again through their Workload.
+                set_active[workload.name] = not held
 
     if failed:
         phase, current = Phase.FAILED, failed[0].name
@@ -655,13 +751,32 @@ def plan(
         phase, current = Phase.SUCCEEDED, None
     elif spec.suspend:
         phase, current = Phase.SUSPENDED, None
+    elif turn is not None:
+        phase, current = Phase.QUEUED, None
     else:
         running = [s.name for s in stage_statuses if s.phase == Phase.RUNNING]
         running += [s.stage.name for s in start]
-        phase = Phase.RUNNING if running or jobs else Phase.PENDING
-        current = ",".join(running) or None
+        queued = [s.name for s in stage_statuses if s.phase == Phase.QUEUED]
+        if running:
+            phase = Phase.RUNNING
+        elif queued:
+            phase = Phase.QUEUED
+        else:
+            phase = Phase.RUNNING if jobs else Phase.PENDING
+        current = ",".join(running or queued) or None
 
-    waiting = [s for s in stage_statuses if s.message and s.message.startswith("waiting")]
+    waiting = [
+        s
+        for s in stage_statuses
+        if s.phase == Phase.RUNNING and s.message and s.message.startswith("waiting")
+    ]
+    waiting_for_quota = [s for s in stage_statuses if s.phase == Phase.QUEUED]
+    queued_reason, queued_message = "NotQueued", ""
+    if phase == Phase.QUEUED and turn is not None:
+        queued_reason, queued_message = "ConcurrencyLimit", turn.message
+    elif phase == Phase.QUEUED:
+        first = waiting_for_quota[0]
+        queued_reason, queued_message = "WaitingForQuota", f"stage {first.name}: {first.message}"
     conditions = [
         _set_condition(
             previous.conditions,
@@ -699,10 +814,23 @@ def plan(
             now,
             generation,
         ),
+        _set_condition(
+            previous.conditions,
+            "Queued",
+            phase == Phase.QUEUED,
+            queued_reason,
+            queued_message,
+            now,
+            generation,
+        ),
         *_health(
             previous.conditions,
             phase,
-            *_health_reason(phase, current, failed[0] if failed else None, waiting),
+            *(
+                (queued_reason, queued_message)
+                if phase == Phase.QUEUED
+                else _health_reason(phase, current, failed[0] if failed else None, waiting)
+            ),
             now,
             generation,
         ),
@@ -731,11 +859,13 @@ def plan(
         pipeline=snapshot,
         # A raise of spec.retry before a failure has nothing to retry.
         retries=previous.retries if failed else max(previous.retries, spec.retry),
+        queue_position=turn.position if turn is not None and phase == Phase.QUEUED else None,
     )
     return Plan(
         status=status,
         start=start,
         set_suspend=set_suspend,
+        set_active=set_active,
         end=end,
         events=events + _transitions(previous, status),
         recheck_at=min(dues, default=None) if not failed else None,
@@ -921,6 +1051,7 @@ def settle(
     jobs: dict[str, ObservedJob],
     pods: dict[str, ObservedPod],
     now: str,
+    workloads: Mapping[str, ObservedWorkload] | None = None,
 ) -> Plan:
     """The plan for a VideoJob that has finished. Its phase, progress, outputs
     and times are final; only stages still running when another one failed
@@ -935,16 +1066,14 @@ def settle(
             pods.get(old.name),
             old,
             memory=old.memory_limit is not None,
+            workload=(workloads or {}).get(old.name),
         )
         for old in previous.stages
     ]
     set_suspend: dict[str, bool] = {}
+    set_active: dict[str, bool] = {}
     if previous.phase == Phase.FAILED:
-        set_suspend = {
-            job.name: True
-            for job in jobs.values()
-            if not (job.finished or job.suspended or job.ended)
-        }
+        set_suspend, set_active = _stopped(jobs, workloads or {}, {})
     failure = next((c for c in previous.conditions if c.type == "Failed"), None)
     reason, message = (
         (failure.reason, failure.message)
@@ -965,7 +1094,33 @@ def settle(
             "observed_generation": generation,
         }
     )
-    return Plan(status=status, set_suspend=set_suspend, events=_transitions(previous, status))
+    return Plan(
+        status=status,
+        set_suspend=set_suspend,
+        set_active=set_active,
+        events=_transitions(previous, status),
+    )
+
+
+def _stopped(
+    jobs: Mapping[str, ObservedJob],
+    workloads: Mapping[str, ObservedWorkload],
+    end: Mapping[str, str],
+) -> tuple[dict[str, bool], dict[str, bool]]:
+    """What stops the stage Jobs of a failed VideoJob that still run (GPU
+    hours): suspend for the operator's own, an inactive Workload for those
+    Kueue admits (it would resume a Job suspended behind its back). Jobs
+    being ended (``end``) finish on their own."""
+    suspend, active = {}, {}
+    for stage, job in jobs.items():
+        if job.finished or job.ended or job.name in end:
+            continue
+        workload = workloads.get(stage)
+        if job.queue_name is None and not job.suspended:
+            suspend[job.name] = True
+        elif job.queue_name is not None and workload is not None and workload.active:
+            active[workload.name] = False
+    return suspend, active
 
 
 def retried(previous: VideoJobStatus, retries: int) -> Plan:

@@ -17,6 +17,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from vid_operator import metrics
+from vid_operator.api.models import Phase
 from vid_operator.kube import request_labels
 from vid_operator.runtime.memory import Memories, keep
 
@@ -226,7 +227,7 @@ def test_videojobs_by_phase_are_counted_from_memory_at_scrape_time() -> None:
     assert counts[("team-b", "Failed")] == 1
     # Every phase of every namespace, zeros included.
     assert counts[("team-b", "Running")] == 0
-    assert len(counts) == 2 * 5
+    assert len(counts) == 2 * len(Phase)
 
 
 def test_request_labels_name_the_resource_never_the_object() -> None:

@@ -154,7 +154,9 @@ def test_an_unschedulable_pod_is_reported_in_plain_words_and_clears() -> None:
     )
 
     script = waiting.status.stages[0]
-    assert script.message == f"waiting for a node: {reason}"
+    assert script.message == (
+        f"waiting for a GPU: no schedulable node has a free nvidia.com/gpu ({reason})"
+    )
     unschedulable = next(c for c in waiting.status.conditions if c.type == "Unschedulable")
     assert unschedulable.status == "True"
 

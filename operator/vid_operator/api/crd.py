@@ -407,6 +407,12 @@ def custom_resource_definition() -> dict[str, Any]:
             _AGE,
             {"name": "Pipeline", "type": "string", "jsonPath": ".spec.pipeline", "priority": 1},
             {"name": "Priority", "type": "string", "jsonPath": ".spec.priority", "priority": 1},
+            {
+                "name": "Position",
+                "type": "integer",
+                "jsonPath": ".status.queuePosition",
+                "priority": 1,
+            },
             {"name": "Retries", "type": "integer", "jsonPath": ".status.retries", "priority": 1},
             {"name": "Prompt", "type": "string", "jsonPath": ".spec.prompt", "priority": 1},
         ],

@@ -194,7 +194,13 @@ class VideoJobSpec(CamelModel):
     voice: str = Field(default="en", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+-]+$")
     """Narration voice, e.g. en or en-us."""
     priority: Priority = Priority.DEFAULT
-    """high, default or low: the PriorityClass of the stage pods."""
+    """high, default or low: the PriorityClass of the stage pods, the
+    VideoJob's place in the operator's queue (high first) and, with Kueue,
+    the WorkloadPriorityClass of its stage Jobs."""
+    queue_name: DNSSubdomain | None = None
+    """The Kueue LocalQueue of this namespace that admits the stage Jobs;
+    absent: the operator's default for the namespace, if any. Only where
+    the operator is configured for Kueue."""
     suspend: bool = False
     """true pauses the job: running stage Jobs are suspended and no new stage starts."""
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=31536000)
@@ -240,6 +246,9 @@ class Phase(enum.StrEnum):
     """Where a VideoJob or a stage stands."""
 
     PENDING = "Pending"
+    QUEUED = "Queued"
+    """Waiting its turn: for the operator's cap on running VideoJobs, or,
+    for a stage, for Kueue to admit its Job."""
     RUNNING = "Running"
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
@@ -275,7 +284,8 @@ class StageStatus(CamelModel):
     name: str
     """Stage name."""
     phase: Phase = Phase.PENDING
-    """Pending, Running, Suspended, Succeeded or Failed."""
+    """Pending, Queued (its Job waits for Kueue), Running, Suspended,
+    Succeeded or Failed."""
     job_name: str | None = None
     """The stage's Job."""
     attempts: int = 0
@@ -334,7 +344,7 @@ class VideoJobStatus(CamelModel):
     """What the operator observed; written only through the status subresource."""
 
     phase: Phase = Phase.PENDING
-    """Pending, Running, Suspended, Succeeded or Failed."""
+    """Pending, Queued, Running, Suspended, Succeeded or Failed."""
     stage: str | None = None
     """The stage(s) running now, or the one that failed."""
     progress: str | None = None
@@ -342,7 +352,7 @@ class VideoJobStatus(CamelModel):
     stages: list[StageStatus] = Field(default_factory=list, max_length=MAX_STAGES)
     """One entry per stage of the pipeline."""
     conditions: list[Condition] = Field(default_factory=list, max_length=8)
-    """Succeeded, Failed, Suspended and Unschedulable, for ``kubectl wait``;
+    """Succeeded, Failed, Suspended, Unschedulable and Queued, for ``kubectl wait``;
     Ready, Reconciling and Stalled with kstatus' meaning, for Flux, Argo CD
     and ``kubectl wait --for=condition=Ready``."""
     observed_generation: int | None = None
@@ -359,3 +369,6 @@ class VideoJobStatus(CamelModel):
     retries: int = 0
     """The spec.retry the operator last acted on: how many times the
     VideoJob was run again from its failed stages."""
+    queue_position: int | None = Field(default=None, ge=1)
+    """While Queued for the operator's cap: how many VideoJobs start before
+    it, plus one (refreshed at least every 30 s)."""

@@ -31,7 +31,7 @@ import structlog
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from vid_operator import jobs, metrics, naming, pipeline, status
+from vid_operator import jobs, metrics, naming, pipeline, queueing, status
 from vid_operator.api import models, pipelines
 from vid_operator.config import OperatorConfig
 from vid_operator.kube import JobRejected, Kube, StatusRefused
@@ -39,6 +39,7 @@ from vid_operator.runtime import reconciler
 from vid_operator.runtime.expectations import Expectations
 from vid_operator.runtime.memory import Memories, VideoJobMemory, keep, wanted_pipeline
 from vid_operator.runtime.observed import KnownPipeline, Observed
+from vid_operator.runtime.queue import Queue, Starts
 from vid_operator.runtime.reconciler import Outcome, Snapshot, StageJob
 from vid_operator.runtime.timers import Clock, DelayedCalls, LoopClock, Periodic
 
@@ -100,6 +101,9 @@ def execute(kube: Kube, snapshot: Snapshot, outcome: Outcome) -> Executed:
         for job_name, suspend in outcome.suspend.items():
             kube.set_job_suspend(snapshot.namespace, job_name, suspend)
             logger.info("stage job suspend set", job=job_name, suspend=suspend)
+        for workload, active in outcome.activate.items():
+            kube.set_workload_active(snapshot.namespace, workload, active)
+            logger.info("kueue workload active set", workload=workload, active=active)
         for job_name, ttl in outcome.keep_failed.items():
             kube.set_job_ttl(snapshot.namespace, job_name, ttl)
             logger.info("failed stage job kept longer", job=job_name, ttl=ttl)
@@ -156,6 +160,14 @@ class Controller:
         """VideoJob uid -> its newest body, while adding or removing the
         artifacts finalizer failed (the resync tries again)."""
         self._resync = Periodic(RESYNC_SECONDS, self.resync, clock)
+        self._queue = Queue(
+            config.queueing,
+            self._memories,
+            self._observed,
+            self._stage_jobs,
+            Starts(EXPECTATION_TIMEOUT, time.monotonic),
+        )
+        self._wake_queue: DelayedCalls[str] = DelayedCalls(self._start_next, clock)
 
     async def load(self, selector: str) -> None:
         """List the stage Jobs and pods that exist (once, at start-up, before
@@ -180,6 +192,19 @@ class Controller:
                 )
             return found
 
+        def listing_queued() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            videojobs: list[dict[str, Any]] = []
+            workloads: list[dict[str, Any]] = []
+            for namespace in namespaces:
+                if self._queue.enabled:
+                    videojobs += self._kube.list_owned(
+                        f"{models.GROUP}/{models.VERSION}", models.PLURAL, namespace, ""
+                    )
+                if self._config.queueing.kueue.enabled:
+                    kueue = f"{queueing.KUEUE_GROUP}/{queueing.KUEUE_VERSION}"
+                    workloads += self._kube.list_owned(kueue, "workloads", namespace, "")
+            return videojobs, workloads
+
         jobs, pods = await asyncio.to_thread(listing)
         for job in jobs:
             self._see_job(job)
@@ -190,6 +215,15 @@ class Controller:
         found = await asyncio.to_thread(listing_pipelines)
         for body in found:
             self._see_pipeline(body)
+        # Every VideoJob that holds a slot of the cap, and every Workload,
+        # known before the first reconcile: none may start in a slot taken.
+        videojobs, workloads = await asyncio.to_thread(listing_queued)
+        for body in videojobs:
+            kept = keep(body)
+            record = self._memories.recall(kept.namespace, kept.name, str(body["metadata"]["uid"]))
+            record.videojob = kept
+        for body in workloads:
+            self._see_workload(body)
         log.info(
             "stage jobs, pods and pipelines listed",
             jobs=len(jobs),
@@ -205,6 +239,7 @@ class Controller:
         metrics.count_videojobs_with(None)
         await self._resync.stop()
         await self._held_writes.close()
+        await self._wake_queue.close()
         await self._ttl.close()
         await self._rechecks.close()
 
@@ -216,6 +251,7 @@ class Controller:
         self._ttl.cancel(uid)
         self._rechecks.cancel(uid)
         self._finalizers_owed.pop(uid, None)
+        self._queue_changed()
 
     async def videojob_event(self, event_type: str, body: Mapping[str, Any]) -> None:
         metrics.watch_event(models.PLURAL, event_type)
@@ -226,6 +262,7 @@ class Controller:
         kept = keep(body)
         record = self._memories.recall(kept.namespace, kept.name, uid)
         record.videojob = kept
+        self._queue_changed()
         await self._mind_artifacts(body)
         written = record.written
         if (
@@ -258,6 +295,7 @@ class Controller:
         seen = self._see_job(body)
         if seen is None:
             return
+        self._queue.changed()
         owner, observed = seen
         await self._stages_moved(owner)
         record = self._memories.get(owner)
@@ -329,6 +367,59 @@ class Controller:
                 )
         for uid in self._memories.waiting_for(namespace, name):
             await self.reconcile(uid)
+
+    async def workload_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """A Kueue Workload changed: admitted, waiting (and why), evicted."""
+        metrics.watch_event("workloads", event_type)
+        meta = body["metadata"]
+        namespace = str(meta["namespace"])
+        if event_type == "DELETED":
+            job_name = self._observed.workload_gone(namespace, str(meta["name"]))
+        else:
+            job_name = self._see_workload(body)
+        if job_name is None:
+            return
+        self._queue.changed()
+        owner = self._observed.owner_of(namespace, job_name)
+        record = self._memories.get(owner) if owner else None
+        if record is None:
+            return
+        key = ("workloads", job_name)
+        observed = self._observed.workload(namespace, job_name)
+        if record.observed.get(key) == observed:
+            return
+        if await self.reconcile(record.uid):
+            record.observed[key] = observed
+
+    def _see_workload(self, body: Mapping[str, Any]) -> str | None:
+        """Record a Workload of a Job; the Job's name (None: not a Job's)."""
+        meta = body["metadata"]
+        job_name = next(
+            (
+                str(reference["name"])
+                for reference in meta.get("ownerReferences") or []
+                if reference.get("kind") == "Job" and reference.get("controller")
+            ),
+            None,
+        )
+        if job_name is not None:
+            self._observed.workload_seen(
+                str(meta["namespace"]), str(meta["name"]), job_name, status.observe_workload(body)
+            )
+        return job_name
+
+    def _queue_changed(self) -> None:
+        """A slot may have freed, or a VideoJob come to wait: line up again
+        and start who may start (once, however many changes come together)."""
+        self._queue.changed()
+        if self._queue.enabled:
+            self._wake_queue.schedule("queue", 0.0)
+
+    async def _start_next(self, _: str) -> None:
+        for uid in self._queue.next_up():
+            record = self._memories.get(uid)
+            if record is not None and not record.lock.locked():
+                await self.reconcile(uid)
 
     async def _read_refusals(self) -> None:
         """The Job controller reports a pod it cannot create only in Events:
@@ -508,6 +599,10 @@ class Controller:
             try:
                 snapshot = self._snapshot(record, flush)
                 outcome = reconciler.reconcile(snapshot, self._config)
+                if outcome.starts:
+                    # In the loop step that read its turn: no other reconcile
+                    # can have taken the slot in between.
+                    self._queue.starting(uid)
                 if outcome.idle:
                     executed = Executed(outcome, (), None)
                 else:
@@ -585,6 +680,12 @@ class Controller:
                 pod = status.refused_pod(*refused)
             if pod is not None:
                 pods[stage] = pod
+        workloads = {
+            stage: workload
+            for stage, job in jobs.items()
+            if job.queue_name
+            and (workload := self._observed.workload(videojob.namespace, job.name)) is not None
+        }
         return Snapshot(
             namespace=videojob.namespace,
             name=videojob.name,
@@ -598,6 +699,8 @@ class Controller:
             now=datetime.datetime.now(datetime.UTC),
             flush=flush,
             pipeline=self._named_pipeline(videojob.namespace, videojob.spec, record.status),
+            workloads=workloads,
+            turn=self._queue.turn(uid),
         )
 
     def _named_pipeline(
@@ -620,6 +723,8 @@ class Controller:
         if executed.written is not None and record.videojob is not None:
             record.written = executed.written
             record.videojob = record.videojob.with_status(executed.written)
+            if executed.written.get("phase") != snapshot.status.get("phase"):
+                self._queue_changed()
         if executed.failure:
             return
         outcome = executed.outcome

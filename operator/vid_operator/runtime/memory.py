@@ -38,6 +38,8 @@ class KeptVideoJob:
     name: str
     generation: int | None
     deleting: bool
+    created: str
+    """Its creationTimestamp: its place in the operator's queue."""
     spec: Mapping[str, Any] | None
     """None once the VideoJob has finished."""
     ttl_seconds_after_finished: int | None
@@ -68,6 +70,7 @@ def keep(body: Mapping[str, Any]) -> KeptVideoJob:
         name=str(meta["name"]),
         generation=meta.get("generation"),
         deleting=bool(meta.get("deletionTimestamp")),
+        created=str(meta.get("creationTimestamp") or ""),
         spec=spec,
         ttl_seconds_after_finished=spec.get("ttlSecondsAfterFinished"),
         status=body.get("status") or {},

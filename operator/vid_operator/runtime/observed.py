@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vid_operator.status import ObservedJob, ObservedPod
+from vid_operator.status import ObservedJob, ObservedPod, ObservedWorkload
 
 ObjectKey = tuple[str, str]
 """(namespace, name)."""
@@ -49,6 +49,27 @@ class Observed:
         self._refusals: dict[ObjectKey, tuple[str, str]] = {}
         """Job -> why the Job controller cannot create its pod (its latest
         FailedCreate Event) and since when that is known, while it has none."""
+        self._workloads: dict[ObjectKey, ObservedWorkload] = {}
+        """Job -> its Kueue Workload."""
+        self._workload_jobs: dict[ObjectKey, str] = {}
+        """Workload -> the name of its Job."""
+
+    def workload_seen(
+        self, namespace: str, name: str, job_name: str, workload: ObservedWorkload
+    ) -> None:
+        self._workload_jobs[namespace, name] = job_name
+        self._workloads[namespace, job_name] = workload
+
+    def workload_gone(self, namespace: str, name: str) -> str | None:
+        """Forget a Workload; the name of its Job, if it was known."""
+        job_name = self._workload_jobs.pop((namespace, name), None)
+        if job_name is not None:
+            self._workloads.pop((namespace, job_name), None)
+        return job_name
+
+    def workload(self, namespace: str, job_name: str) -> ObservedWorkload | None:
+        """The Kueue Workload of a Job."""
+        return self._workloads.get((namespace, job_name))
 
     def refusal_seen(self, namespace: str, job_name: str, message: str | None, at: str) -> None:
         """``at``: when it was read; a refusal read again keeps its first time."""
@@ -81,6 +102,9 @@ class Observed:
 
     def job_gone(self, namespace: str, name: str) -> None:
         self._refusals.pop((namespace, name), None)
+        gone = self._workloads.pop((namespace, name), None)
+        if gone is not None:
+            self._workload_jobs.pop((namespace, gone.name), None)
         owner, stage = self._jobs.pop((namespace, name), ("", ""))
         jobs = self._by_owner.get(owner)
         if jobs is not None and stage in jobs and jobs[stage].name == name:

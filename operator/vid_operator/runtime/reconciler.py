@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vid_operator import cache, jobs, pipeline, status
+from vid_operator import cache, jobs, pipeline, queueing, status
 from vid_operator.api.models import (
     FINISHED_PHASES,
     Phase,
@@ -29,7 +29,7 @@ from vid_operator.api.pipelines import VideoPipelineSpec, VideoPipelineStatus
 from vid_operator.config import OperatorConfig
 from vid_operator.runtime.memory import retry_wanted
 from vid_operator.runtime.observed import KnownPipeline
-from vid_operator.status import ObservedJob, ObservedPod
+from vid_operator.status import ObservedJob, ObservedPod, ObservedWorkload
 
 Event = tuple[str, str, str]
 """(type, reason, message) of an Event to post on the VideoJob."""
@@ -59,6 +59,11 @@ class Snapshot:
     pipeline: KnownPipeline | None = None
     """The VideoPipeline the spec names, as the watch has it (None: there is
     none, or the spec names none)."""
+    workloads: Mapping[str, ObservedWorkload] = field(default_factory=dict)
+    """Stage -> the Kueue Workload of its Job, where Kueue admits it."""
+    turn: queueing.Turn | None = None
+    """Where it stands in the operator's queue, while the cap holds it back
+    (None: it may run)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class Outcome:
     create: tuple[StageJob, ...] = ()
     suspend: Mapping[str, bool] = field(default_factory=dict)
     """Job name -> the value its spec.suspend must take."""
+    activate: Mapping[str, bool] = field(default_factory=dict)
+    """Kueue Workload name -> the value its spec.active must take."""
     end: Mapping[str, str] = field(default_factory=dict)
     """Job name -> why it is ended (``Reason: words``, see ``Kube.end_job``)."""
     keep_failed: Mapping[str, int | None] = field(default_factory=dict)
@@ -98,11 +105,21 @@ class Outcome:
     pending or image-pull time runs out then."""
 
     @property
+    def starts(self) -> bool:
+        """It starts or resumes stage Jobs: the VideoJob takes a slot."""
+        return (
+            bool(self.create)
+            or any(not held for held in self.suspend.values())
+            or any(self.activate.values())
+        )
+
+    @property
     def idle(self) -> bool:
         """Nothing for the API server now."""
         return not (
             self.create
             or self.suspend
+            or self.activate
             or self.end
             or self.keep_failed
             or (self.patch and not self.hold_back)
@@ -129,13 +146,19 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
     now = _rfc3339(snapshot.now)
     if previous.phase in FINISHED_PHASES or snapshot.spec is None:
         settled = status.settle(
-            previous, snapshot.generation, dict(snapshot.jobs), dict(snapshot.pods), now
+            previous,
+            snapshot.generation,
+            dict(snapshot.jobs),
+            dict(snapshot.pods),
+            now,
+            snapshot.workloads,
         )
         return _outcome(
             snapshot,
             settled.status,
             events=[*(retry.events if retry else ()), *settled.events],
             suspend=settled.set_suspend,
+            activate=settled.set_active,
             keep_failed=_kept_failed(previous, settled.status, config),
         )
     # 3. The spec and its pipeline: the one it started on, else the one
@@ -164,7 +187,18 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
     # 4. What the status should be, from the Jobs and pods that exist.
     observed_jobs, pods = dict(snapshot.jobs), dict(snapshot.pods)
     copy = kept if previous.pipeline or observed_jobs else None
-    plan = status.plan(spec, snapshot.generation, previous, stages, observed_jobs, pods, now, copy)
+    plan = status.plan(
+        spec,
+        snapshot.generation,
+        previous,
+        stages,
+        observed_jobs,
+        pods,
+        now,
+        copy,
+        workloads=snapshot.workloads,
+        turn=snapshot.turn,
+    )
     # 5. The stages that can start: their Jobs, and the status as it will be
     #    once they exist (created now), so their ADDED events find nothing to
     #    write. Built on the first plan's status, which says which of its
@@ -196,7 +230,15 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
             pods.pop(job.stage, None)  # an earlier Job's, if any: the new one has none
         first = plan
         plan = status.plan(
-            spec, snapshot.generation, first.status, stages, observed_jobs, pods, now, kept
+            spec,
+            snapshot.generation,
+            first.status,
+            stages,
+            observed_jobs,
+            pods,
+            now,
+            kept,
+            workloads=snapshot.workloads,
         )
         plan.end.update(first.end)
         events += plan.events  # the stages started, from one status to the other
@@ -208,6 +250,7 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         not snapshot.flush
         and not create
         and not plan.set_suspend
+        and not plan.set_active
         and not plan.end
         and not any(kind == "Warning" for kind, _, _ in events)
         and bool(snapshot.status)
@@ -218,6 +261,7 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         plan.status,
         create=create,
         suspend=plan.set_suspend,
+        activate=plan.set_active,
         end=plan.end,
         keep_failed=_kept_failed(previous, plan.status, config),
         events=events,
@@ -320,6 +364,7 @@ def _outcome(
     *,
     create: tuple[StageJob, ...] = (),
     suspend: Mapping[str, bool] | None = None,
+    activate: Mapping[str, bool] | None = None,
     end: Mapping[str, str] | None = None,
     keep_failed: Mapping[str, int | None] | None = None,
     events: list[Event] | tuple[Event, ...] = (),
@@ -332,6 +377,7 @@ def _outcome(
         patch=merge_patch(snapshot.status, raw),
         create=create,
         suspend=dict(suspend or {}),
+        activate=dict(activate or {}),
         end=dict(end or {}),
         keep_failed=dict(keep_failed or {}),
         events=tuple(events),
