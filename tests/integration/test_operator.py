@@ -440,6 +440,8 @@ def test_unschedulable_stage_says_so_until_a_gpu_node_appears(
         return None
 
     message = wait_until("the stage to report it cannot be scheduled", waiting_message)
+    # What to fix first, then the scheduler's own words.
+    assert message.startswith("waiting for a node: no node matches its node selector or affinity")
     assert "didn't match Pod's node affinity/selector" in message
     waiting = _get(cluster, namespace, "waiting")["status"]
     assert any(

@@ -10,9 +10,11 @@ import itertools
 import structlog
 
 from vid_operator import status
+from vid_operator.config import Queueing
 from vid_operator.runtime.expectations import Expectations
 from vid_operator.runtime.memory import Memories, keep
 from vid_operator.runtime.observed import Observed
+from vid_operator.runtime.queue import Queue, Starts
 from vid_operator.runtime.timers import DelayedCalls, Periodic
 
 
@@ -315,3 +317,73 @@ def test_a_refusal_is_known_only_while_the_job_has_no_pod() -> None:
     observed.refusal_seen("media", "cat-voice-gen", "denied by a webhook", "t1")
     observed.job_gone("media", "cat-voice-gen")
     assert observed.refusal("media", "cat-voice-gen") is None
+
+
+# -- the cap's queue: slots derived from memory, starts under way ---------------
+
+
+def _queue(cap: int, clock: list[float]) -> tuple[Queue, Memories, Observed]:
+    memories, observed = Memories(), Observed()
+    queue = Queue(
+        Queueing(max_running=cap),
+        memories,
+        observed,
+        observed.jobs_of,
+        Starts(30.0, lambda: clock[0]),
+    )
+    return queue, memories, observed
+
+
+def _remember(memories: Memories, uid: str, created: str, phase: str | None = None) -> None:
+    body = _body(uid, phase)
+    body["metadata"]["name"] = uid  # type: ignore[index]
+    body["metadata"]["creationTimestamp"] = created  # type: ignore[index]
+    kept = keep(body)
+    memories.recall(kept.namespace, kept.name, uid).videojob = kept
+
+
+def test_the_queue_counts_running_videojobs_and_those_with_running_jobs() -> None:
+    clock = [0.0]
+    queue, memories, observed = _queue(2, clock)
+    _remember(memories, "running", "2026-12-03T09:00:00Z", "Running")
+    # Its status not yet written (the operator stopped after creating its Job).
+    _remember(memories, "unwritten", "2026-12-03T09:00:01Z")
+    job = status.ObservedJob(name="unwritten-script-gen", created="", suspended=False)
+    observed.job_seen("media", job.name, "unwritten", "script_gen", job)
+    _remember(memories, "next", "2026-12-03T09:00:02Z")
+
+    turn = queue.turn("next")
+
+    assert turn is not None and turn.position == 1
+    assert queue.turn("running") is None and queue.turn("unwritten") is None
+
+
+def test_a_start_under_way_holds_its_slot_until_memory_shows_it_or_it_expires() -> None:
+    clock = [0.0]
+    queue, memories, _ = _queue(1, clock)
+    _remember(memories, "first", "2026-12-03T09:00:00Z")
+    _remember(memories, "second", "2026-12-03T09:00:01Z")
+
+    assert queue.next_up() == ["first"]
+    queue.starting("first")
+    assert queue.next_up() == []
+    turn = queue.turn("second")
+    assert turn is not None and turn.position == 1
+
+    clock[0] = 31.0  # its Jobs never came: the slot goes to the next
+    queue.changed()
+    assert queue.turn("first") is None
+    assert queue.next_up() == ["first"]
+
+
+def test_a_finished_or_suspended_videojob_frees_its_slot() -> None:
+    clock = [0.0]
+    queue, memories, _ = _queue(1, clock)
+    _remember(memories, "done", "2026-12-03T09:00:00Z", "Succeeded")
+    _remember(memories, "paused", "2026-12-03T09:00:01Z", "Suspended")
+    memories.get("paused").videojob = keep(  # type: ignore[union-attr]
+        _body("paused", "Suspended", suspend=True)
+    )
+    _remember(memories, "waiting", "2026-12-03T09:00:02Z")
+
+    assert queue.next_up() == ["waiting"]

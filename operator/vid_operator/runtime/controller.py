@@ -55,6 +55,9 @@ middle stages often finish together, and one write then says both. Starts
 and endings are written at once."""
 EXPECTATION_TIMEOUT = RESYNC_SECONDS
 """How long a created Job that the watch has not shown counts as existing."""
+QUEUE_POSITIONS_KEPT_CURRENT = 20
+"""Queued VideoJobs up to this position have it written as soon as it
+moves; the others at the resync."""
 POD_CREATION_GRACE = 10.0
 """How long a running stage Job may have no pod before the resync reads why
 (its FailedCreate Events): one read per such Job per resync, none for the
@@ -416,7 +419,10 @@ class Controller:
             self._wake_queue.schedule("queue", 0.0)
 
     async def _start_next(self, _: str) -> None:
-        for uid in self._queue.next_up():
+        """Start who may start, then write the positions that moved near the
+        head of the queue; those further back wait for the resync (each is
+        one status write, and a queue of thousands moves at every start)."""
+        for uid in [*self._queue.next_up(), *self._queue.moved(QUEUE_POSITIONS_KEPT_CURRENT)]:
             record = self._memories.get(uid)
             if record is not None and not record.lock.locked():
                 await self.reconcile(uid)

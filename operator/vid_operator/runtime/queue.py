@@ -3,7 +3,8 @@
 The controller asks :meth:`Queue.turn` before each reconcile of a VideoJob
 (None: it may run), tells :meth:`Queue.starting` in the same step of the
 event loop when that reconcile starts or resumes stage Jobs, and asks
-:meth:`Queue.next_up` whom to wake when a slot may have freed. Who holds a
+:meth:`Queue.next_up` whom to wake when a slot may have freed (and
+:meth:`Queue.moved` whose position to write again). Who holds a
 slot is derived each time from memory, which mirrors the cluster: a VideoJob
 whose status says Running (or Queued for Kueue's quota, past the cap), one
 with a stage Job that runs or waits for Kueue, and one whose start is under
@@ -99,6 +100,23 @@ class Queue:
         if not self.enabled:
             return []
         return [uid for uid, turn in self._line_up().items() if turn is None]
+
+    def moved(self, within: int) -> list[str]:
+        """The queued VideoJobs among the first ``within`` whose status
+        shows another position than theirs now."""
+        if not self.enabled:
+            return []
+        moved = []
+        for uid, turn in self._line_up().items():
+            record = self._memories.get(uid)
+            if (
+                turn is not None
+                and turn.position <= within
+                and record is not None
+                and record.status.get("queuePosition") != turn.position
+            ):
+                moved.append(uid)
+        return moved
 
     def _line_up(self) -> dict[str, Turn | None]:
         if self._turns is None:
