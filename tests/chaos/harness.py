@@ -86,6 +86,8 @@ class ChaosPlan:
     seed: int = 6
     leader_election: leader.Timings | None = None
     """Two operators electing a leader on these timings, not one alone."""
+    max_running: int | None = None
+    """The operator's cap on VideoJobs running at once (queueing.maxRunning)."""
 
 
 @dataclass
@@ -146,10 +148,13 @@ class ChaosRun:
             oom_count=plan.oom,
             pull_count=plan.pull,
         )
+        self.configuration = {**OPERATOR_CONFIG, "queueing": {"maxRunning": plan.max_running}}
         self.operators = [
-            Operator(cluster, folder, OPERATOR_CONFIG)
+            Operator(cluster, folder, self.configuration)
             if plan.leader_election is None
-            else _replica(cluster, folder / name, namespace, plan.leader_election)
+            else _replica(
+                cluster, folder / name, namespace, plan.leader_election, self.configuration
+            )
             for name in (["operator"] if plan.leader_election is None else ["a", "b"])
         ]
         self.failovers: list[float] = []
@@ -397,7 +402,7 @@ class ChaosRun:
 
     def _judge(self, final_videojobs: list[dict[str, Any]]) -> None:
         by_name = {v["metadata"]["name"]: v for v in final_videojobs}
-        settings = config.from_mapping(OPERATOR_CONFIG)
+        settings = config.from_mapping(self.configuration)
         dependencies: dict[str, dict[str, list[str]]] = {}
         for item in self.items:
             if item.expected is None:
@@ -417,6 +422,10 @@ class ChaosRun:
         self.violations += invariants.one_job_per_stage(self.record)
         self.violations += invariants.dependencies_first(self.record, dependencies)
         self.violations += invariants.status_never_backwards(self.record)
+        if self.plan.max_running is not None:
+            self.violations += invariants.cap_never_exceeded(self.record, self.plan.max_running)
+            most, _ = invariants.most_running(self.record)
+            self.summary["most videojobs running at once"] = f"{most} (cap {self.plan.max_running})"
         for seconds in self.readiness[1:]:
             if seconds > self.plan.ready_seconds:
                 self.violations.append(
@@ -431,13 +440,19 @@ class ChaosRun:
         self.violations += healthy(self.raw)
 
 
-def _replica(cluster: Cluster, folder: Path, namespace: str, timings: leader.Timings) -> Operator:
+def _replica(
+    cluster: Cluster,
+    folder: Path,
+    namespace: str,
+    timings: leader.Timings,
+    configuration: dict[str, Any],
+) -> Operator:
     """One of two operators electing a leader on a Lease in ``namespace``."""
     folder.mkdir(parents=True)
     return Operator(
         cluster,
         folder,
-        OPERATOR_CONFIG,
+        configuration,
         (
             "--leader-elect",
             f"--leader-elect-namespace={namespace}",

@@ -23,7 +23,14 @@ from tests.benchmarks.rawapi import Seen
 from tests.chaos.workload import Expected
 from vid_operator import naming
 
-PHASE_RANK = {"Pending": 0, "Running": 1, "Suspended": 1, "Succeeded": 2, "Failed": 2}
+PHASE_RANK = {
+    "Pending": 0,
+    "Queued": 1,
+    "Running": 1,
+    "Suspended": 1,
+    "Succeeded": 2,
+    "Failed": 2,
+}
 FINISHED = ("Succeeded", "Failed")
 
 
@@ -162,6 +169,31 @@ def status_never_backwards(record: Record) -> list[str]:
                     f"{previous.get('attempts')} to {stage.get('attempts')}"
                 )
     return violations
+
+
+def most_running(record: Record) -> tuple[int, str]:
+    """The most VideoJobs Running at once, as the VideoJob watch saw them in
+    its order, and the one whose event made it so."""
+    phases: dict[str, str] = {}
+    most, when = 0, ""
+    for seen in record.videojobs:
+        uid = seen.object["metadata"]["uid"]
+        if seen.type == "DELETED":
+            phases.pop(uid, None)
+            continue
+        phases[uid] = str((seen.object.get("status") or {}).get("phase"))
+        running = sum(phase == "Running" for phase in phases.values())
+        if running > most:
+            most, when = running, seen.object["metadata"]["name"][:80]
+    return most, when
+
+
+def cap_never_exceeded(record: Record, cap: int) -> list[str]:
+    """Never more than ``cap`` VideoJobs Running at once (queueing.maxRunning)."""
+    most, when = most_running(record)
+    if most <= cap:
+        return []
+    return [f"{most} VideoJobs Running at once (cap {cap}), when {when} was"]
 
 
 def outcome(name: str, status: dict[str, Any] | None, expected: Expected) -> list[str]:

@@ -34,6 +34,7 @@ SHORT = ChaosPlan(
     down_seconds=(2, 2),
     apiserver_restart_at=11,
     settle_timeout=120,
+    max_running=8,
 )
 
 
