@@ -483,7 +483,7 @@ class Controller:
                 async with record.lock:
                     pass
             stage_jobs = list(self._stage_jobs(uid).values())
-            running = [j.name for j in stage_jobs if not (j.finished or j.suspended)]
+            running = [j for j in stage_jobs if not (j.finished or j.suspended or j.ended)]
             busy = running or any(
                 (pod := self._observed.newest_pod(namespace, j.name)) and not pod.finished
                 for j in stage_jobs
@@ -491,9 +491,15 @@ class Controller:
             others = [f for f in finalizers if f != naming.ARTIFACTS_FINALIZER]
 
             def work() -> None:
-                for job_name in running:
-                    self._kube.set_job_suspend(namespace, job_name, True)
-                    logger.info("stage job of a deleted videojob suspended", job=job_name)
+                for job in running:
+                    if job.queue_name is None:
+                        self._kube.set_job_suspend(namespace, job.name, True)
+                        logger.info("stage job of a deleted videojob suspended", job=job.name)
+                    else:
+                        # Kueue would resume it: ended for good instead.
+                        why = "VideoJobDeleted: its VideoJob is being deleted"
+                        self._kube.end_job(namespace, job.name, why)
+                        logger.info("stage job of a deleted videojob ended", job=job.name)
                 if busy:
                     return
                 self._clean_up_after(body)
