@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from vid_operator import config
 from vid_operator.api.common import (
@@ -49,7 +49,7 @@ from vid_operator.api.common import (
     Resources,
     Toleration,
 )
-from vid_operator.api.models import STAGE_NAMES
+from vid_operator.api.models import STAGE_NAMES, Priority
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "vid-operator"
 SCHEMA = CHART / "values.schema.json"
@@ -262,6 +262,7 @@ class ChartValues(ChartModel):
     watch_namespaces: list[str] = Field(description=_CONFIG["watch_namespaces"].description)
     crds: Crds
     priority_classes: PriorityClasses
+    queueing: config.Queueing
     s3: config.S3Config
     finished_jobs: config.FinishedJobs
     artifact_retention: config.ArtifactRetention
@@ -309,6 +310,7 @@ class ChartValues(ChartModel):
 
 
 PASS_THROUGH: dict[str, type[CamelModel]] = {
+    "queueing": config.Queueing,
     "s3": config.S3Config,
     "finishedJobs": config.FinishedJobs,
     "artifactRetention": config.ArtifactRetention,
@@ -320,8 +322,9 @@ PASS_THROUGH: dict[str, type[CamelModel]] = {
 
 # What JSON Schema can say that the configuration models do not (the CRDs say
 # some of it in CEL), by values path (dotted; `[]` for a list's items) or, with
-# a leading `$defs.`, by the model's name.
+# a leading `$defs.`, by the model's name. A keyword set to None is taken out.
 _DNS_LABEL = {"type": "string", "maxLength": 63, "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
+_DNS_SUBDOMAIN = TypeAdapter(DNSSubdomain).json_schema()
 _CONSTRAINTS: dict[str, dict[str, Any]] = {
     # A namespace is a DNS label; a repeated one would render its Role twice.
     "watchNamespaces": {"uniqueItems": True},
@@ -335,6 +338,17 @@ _CONSTRAINTS: dict[str, dict[str, Any]] = {
         "pattern": r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
     },
     "gpu.resourceName": {"minLength": 1},
+    # Namespaces are DNS labels; WorkloadPriorityClasses are named as objects are.
+    "queueing.kueue.namespaceQueueNames": {"propertyNames": _DNS_LABEL},
+    # One key per VideoJob priority, as priorityClasses has: a typo is then
+    # named as an additional property, not as an invalid property name.
+    "queueing.kueue.workloadPriorityClasses": {
+        "properties": {
+            priority.value: {**_DNS_SUBDOMAIN, "type": ["string", "null"]} for priority in Priority
+        },
+        "additionalProperties": False,
+        "propertyNames": None,
+    },
     "stageDefaults.podLabels": {"additionalProperties": {"type": "string", "maxLength": 63}},
     "overridePolicy.allowedFields": {"uniqueItems": True},
     "overridePolicy.allowedImages": {"uniqueItems": True},
@@ -422,18 +436,28 @@ def schema() -> dict[str, Any]:
     for path, extra in _CONSTRAINTS.items():
         node = _at(generated, path)
         for key, value in extra.items():
-            if isinstance(value, dict) and isinstance(node.get(key), dict):
+            if value is None:
+                node.pop(key, None)
+            elif isinstance(value, dict) and isinstance(node.get(key), dict):
                 node[key] = {**node[key], **value}
             else:
                 node[key] = copy.deepcopy(value)
     for key in PASS_THROUGH:
-        # The templates render each of these keys; a null only where the
-        # operator takes one.
-        section = _at(generated, key)
-        section["required"] = [
-            name for name, node in section["properties"].items() if not _nullable(node)
-        ]
+        _require_rendered(generated, _at(generated, key))
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **generated}
+
+
+def _require_rendered(generated: dict[str, Any], section: dict[str, Any]) -> None:
+    """The templates render each key of a pass-through section, and of the
+    sections within it (queueing.kueue), key by key: each is required, so
+    that a null is refused where the operator takes none."""
+    section["required"] = [
+        name for name, node in section["properties"].items() if not _nullable(node)
+    ]
+    for node in section["properties"].values():
+        inner = _resolve(generated, node)
+        if "properties" in inner:
+            _require_rendered(generated, inner)
 
 
 def render_schema() -> str:

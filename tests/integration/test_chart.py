@@ -18,6 +18,7 @@ import pytest
 import yaml
 from hack import chart_values
 from kubernetes import client
+from pydantic import BaseModel
 
 from tests.support import CHART, Cluster, render_chart, wait_until
 from vid_operator import config
@@ -117,9 +118,15 @@ def test_every_configuration_field_of_the_values_reaches_the_configuration_file(
     (configmap,) = [d for d in render_chart(cluster.bin_dir) if d["kind"] == "ConfigMap"]
     rendered = yaml.safe_load(configmap["data"]["config.yaml"])
 
+    def passed_on(key: str, section: dict[str, Any], model: type[BaseModel]) -> None:
+        fields = {field.alias or name: field for name, field in model.model_fields.items()}
+        assert set(section) == set(fields), key
+        for name, field in fields.items():  # a section within (queueing.kueue)
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                passed_on(f"{key}.{name}", section[name], field.annotation)
+
     for key, model in chart_values.PASS_THROUGH.items():
-        fields = {field.alias or name for name, field in model.model_fields.items()}
-        assert set(rendered[key]) == fields, key
+        passed_on(key, rendered[key], model)
 
 
 def test_notes_example_is_a_valid_videojob_and_name_the_outputs(
@@ -341,9 +348,37 @@ def test_policy_and_stage_default_values_reach_the_operator_configuration(
             {"stages": {"video_gen": {"resources": {"limits": {"memory": "-1Gi"}}}}},
             "at '/stages/video_gen/resources/limits/memory': '-1Gi' does not match pattern",
         ),
+        (
+            {"queueing": {"maxRuning": 4}},
+            "at '/queueing': additional properties 'maxRuning' not allowed",
+        ),
+        (
+            {"queueing": {"maxRunningPerNamespace": 0}},
+            "at '/queueing/maxRunningPerNamespace': minimum: got 0, want 1",
+        ),
+        (
+            {"queueing": {"kueue": {"enable": True}}},
+            "at '/queueing/kueue': additional properties 'enable' not allowed",
+        ),
+        (
+            {"queueing": {"kueue": {"enabled": None}}},
+            "at '/queueing/kueue': missing property 'enabled'",
+        ),
+        (
+            {"queueing": {"kueue": {"workloadPriorityClasses": {"hgih": "videos-high"}}}},
+            "at '/queueing/kueue/workloadPriorityClasses': additional properties 'hgih'",
+        ),
+        (
+            {"queueing": {"kueue": {"workloadPriorityClasses": {"high": "Videos_High"}}}},
+            "at '/queueing/kueue/workloadPriorityClasses/high': 'Videos_High' does not match",
+        ),
+        (
+            {"queueing": {"kueue": {"namespaceQueueNames": {"Team_A": "gpu"}}}},
+            "invalid propertyName 'Team_A'",
+        ),
     ],
 )
-def test_override_policy_and_stage_typos_are_refused_by_the_schema(
+def test_override_policy_stage_and_queueing_typos_are_refused_by_the_schema(
     cluster: Cluster, values: dict[str, Any], refusal: str
 ) -> None:
     rendered = _helm(cluster.bin_dir, "template", "x", str(CHART), values=values, check=False)
@@ -373,6 +408,61 @@ def test_rbac_reads_videopipelines_and_writes_only_their_status(
             "videopipelines/status": {"patch"},
         }
         assert "*" not in set().union(*verbs.values())
+
+
+@pytest.mark.parametrize(
+    ("sets", "kind", "where"),
+    [
+        ((), "ClusterRole", [""]),
+        (("watchNamespaces={media,batch-a}",), "Role", ["media", "batch-a"]),
+    ],
+)
+def test_rbac_lists_watches_and_patches_kueue_workloads_only_with_kueue(
+    cluster: Cluster, sets: tuple[str, ...], kind: str, where: list[str]
+) -> None:
+    without = _verbs(render_chart(cluster.bin_dir, *sets), kind, "kueue.x-k8s.io")
+    granted = _verbs(
+        render_chart(cluster.bin_dir, *sets, "queueing.kueue.enabled=true"),
+        kind,
+        "kueue.x-k8s.io",
+    )
+
+    assert without == {}
+    assert granted == {namespace: {"workloads": {"list", "watch", "patch"}} for namespace in where}
+
+
+def test_queueing_values_reach_the_operator_configuration(cluster: Cluster) -> None:
+    default = _config(render_chart(cluster.bin_dir)).queueing
+    assert default == config.Queueing()  # no cap, no Kueue
+
+    configured = _config(
+        render_chart(
+            cluster.bin_dir,
+            values={
+                "queueing": {
+                    "maxRunning": 20,
+                    "maxRunningPerNamespace": 5,
+                    "kueue": {
+                        "enabled": True,
+                        "defaultQueueName": "videos",
+                        "namespaceQueueNames": {"team-a": "team-a-gpus"},
+                        "workloadPriorityClasses": {"high": "videos-high", "low": "videos-low"},
+                    },
+                }
+            },
+        )
+    ).queueing
+
+    assert (configured.max_running, configured.max_running_per_namespace) == (20, 5)
+    kueue = configured.kueue
+    assert kueue.enabled and kueue.default_queue_name == "videos"
+    assert kueue.namespace_queue_names == {"team-a": "team-a-gpus"}
+    # The priority left out keeps Kueue's default.
+    assert kueue.workload_priority_classes == {
+        "high": "videos-high",
+        "default": None,
+        "low": "videos-low",
+    }
 
 
 def test_namespace_mode_has_roles_only_in_the_watched_namespaces(cluster: Cluster) -> None:
@@ -618,6 +708,7 @@ def test_a_service_monitor_without_the_service_is_refused(cluster: Cluster) -> N
         ("priorityClasses.create=true", "crds.keep=false", "metrics.dashboard.enabled=true"),
         ("leaderElection.enabled=false", "replicaCount=1"),
         ("podDisruptionBudget.minAvailable=50%",),
+        ("queueing.kueue.enabled=true", "queueing.maxRunning=10"),
     ],
 )
 def test_rendered_manifests_pass_server_side_dry_run(

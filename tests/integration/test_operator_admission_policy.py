@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,12 @@ from tests.support import (
     Operator,
     get_videojob,
     render_chart,
+    videojob_manifest,
     wait_for_phase,
     wait_until,
 )
 from vid_operator import config as operator_config
-from vid_operator import jobs, kube, naming, pipeline
+from vid_operator import jobs, kube, naming, pipeline, queueing
 from vid_operator.api.models import VideoJobSpec
 from vid_operator.api.pipelines import VideoPipelineSpec
 
@@ -47,23 +49,29 @@ class Installed:
     configuration: dict[str, Any]
 
 
-def _render(cluster: Cluster, release: str, namespace: str) -> list[dict[str, Any]]:
+def _render(
+    cluster: Cluster, release: str, namespace: str, extra: dict[str, Any]
+) -> list[dict[str, Any]]:
     values = {
         "s3": {"credentialsSecret": ""},
         "stageDefaults": {"imagePullTimeoutSeconds": PULL_LIMIT},
         "overridePolicy": {"allowedPodAnnotations": ["kwok.vidop.io/"]},
         "artifactRetention": {"policy": "delete"},
         "admissionPolicy": {"stageServiceAccounts": ["renderer"]},
+        **extra,
     }
     return render_chart(cluster.bin_dir, release=release, namespace=namespace, values=values)
 
 
 @pytest.fixture
-def installed(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Installed]:
+def installed(
+    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Installed]:
     """The release's cluster-wide RBAC, ServiceAccount, CRDs and admission
-    policy applied, in force, and removed afterwards (they are cluster-scoped)."""
+    policy applied, in force, and removed afterwards (they are cluster-scoped);
+    with the values a test gives as the fixture's parameter (indirect)."""
     release = f"p{namespace[-6:]}"
-    documents = _render(cluster, release, namespace)
+    documents = _render(cluster, release, namespace, getattr(request, "param", {}))
     wanted = [d for d in documents if d["kind"] not in ("Deployment", "ConfigMap")]
     cluster.apply(
         {"apiVersion": "v1", "kind": "List", "items": wanted},
@@ -442,6 +450,206 @@ def test_the_operator_changes_only_what_it_changes_of_a_job_and_a_videojob(
     assert len(core.list_namespaced_event(namespace).items) == events_before + 1
 
 
+KUEUE = {"queueing": {"kueue": {"enabled": True}}}
+"""Values of an install whose operator hands stage Jobs to Kueue."""
+WORKLOADS = "workloads.kueue.x-k8s.io"
+
+
+def _workload_crd() -> dict[str, Any]:
+    """The least of Kueue's Workload API the policy needs: its group, version
+    and kind, an open spec and a status subresource."""
+    open_object = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": WORKLOADS},
+        "spec": {
+            "group": queueing.KUEUE_GROUP,
+            "scope": "Namespaced",
+            "names": {"plural": "workloads", "singular": "workload", "kind": "Workload"},
+            "versions": [
+                {
+                    "name": queueing.KUEUE_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": open_object, "status": open_object},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture
+def workload_api(cluster: Cluster) -> Iterator[bool]:
+    """Kueue's Workload API: Kueue's own CRD where the cluster has one (True),
+    else the minimal one above (False), removed afterwards. No Kueue needs to
+    run behind it: the policy judges the operator's requests, not what Kueue
+    makes of them."""
+    kueue_installed = cluster.kubectl("get", "crd", WORKLOADS, check=False).returncode == 0
+    if not kueue_installed:
+        cluster.apply(_workload_crd(), None, "--server-side")
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{WORKLOADS}", "--timeout=30s")
+    try:
+        yield kueue_installed
+    finally:
+        if not kueue_installed:
+            cluster.kubectl("delete", "crd", WORKLOADS, "--timeout=60s")
+
+
+def _workload(name: str, owner: dict[str, Any] | None) -> dict[str, Any]:
+    """A Workload as Kueue makes one for a Job (``owner``), or a standalone one."""
+    container = {"name": "stage", "image": "registry.example/stage:1"}
+    return {
+        "apiVersion": f"{queueing.KUEUE_GROUP}/{queueing.KUEUE_VERSION}",
+        "kind": "Workload",
+        "metadata": {"name": name, **({"ownerReferences": [owner]} if owner else {})},
+        "spec": {
+            "queueName": "team-a",
+            "podSets": [
+                {
+                    "name": "main",
+                    "count": 1,
+                    "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+                }
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize("installed", [KUEUE], indirect=True)
+def test_with_kueue_the_operator_sets_only_spec_active_of_its_jobs_workloads(
+    cluster: Cluster, namespace: str, workload_api: bool, installed: Installed
+) -> None:
+    cluster.apply(videojob_manifest("cat", priority="high", suspend=True), namespace)
+    videojob = get_videojob(cluster, namespace, "cat")
+    assert videojob is not None
+    configured = operator_config.from_mapping(
+        {
+            **installed.configuration,
+            "queueing": {
+                "kueue": {
+                    "enabled": True,
+                    "defaultQueueName": "team-a",
+                    "workloadPriorityClasses": {"high": "videos-high"},
+                }
+            },
+        }
+    )
+    spec = VideoJobSpec.model_validate({"prompt": "a cat", "priority": "high"})
+    (stage, *_) = pipeline.resolve(spec, configured)
+    owner = jobs.Owner("cat", namespace, videojob["metadata"]["uid"])
+    job = jobs.build_stage_job(owner, spec, stage, configured)
+    labels = job["metadata"]["labels"]
+
+    # A stage Job that Kueue admits is created like any other: with Kueue's
+    # labels, suspended until Kueue resumes it.
+    assert (labels[queueing.QUEUE_NAME_LABEL], job["spec"]["suspend"]) == ("team-a", True)
+    assert labels[queueing.WORKLOAD_PRIORITY_LABEL] == "videos-high"
+    assert _refusal(installed, job) is None
+    # The one created for real names no WorkloadPriorityClass, which a real
+    # Kueue would look for.
+    del labels[queueing.WORKLOAD_PRIORITY_LABEL]
+    created = kube.Kube(installed.api).create_job(job)
+    assert created is not None
+    name = job["metadata"]["name"]
+
+    # Its Workload: Kueue's own where Kueue runs, else one made as Kueue makes it.
+    custom = client.CustomObjectsApi(cluster.api)
+
+    def workload_of_the_job() -> str | None:
+        for found in custom.list_namespaced_custom_object(
+            queueing.KUEUE_GROUP, queueing.KUEUE_VERSION, namespace, "workloads"
+        )["items"]:
+            for reference in found["metadata"].get("ownerReferences") or []:
+                if reference["kind"] == "Job" and reference["name"] == name:
+                    return str(found["metadata"]["name"])
+        return None
+
+    by_kueue = None
+    deadline = time.monotonic() + (15 if workload_api else 0)
+    while by_kueue is None and time.monotonic() < deadline:
+        by_kueue = workload_of_the_job()
+        time.sleep(0.2)
+    workload = by_kueue or f"job-{name}"
+    if by_kueue is None:
+        reference = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": name,
+            "uid": created["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        custom.create_namespaced_custom_object(
+            queueing.KUEUE_GROUP,
+            queueing.KUEUE_VERSION,
+            namespace,
+            "workloads",
+            _workload(workload, reference),
+        )
+    standalone = custom.create_namespaced_custom_object(
+        queueing.KUEUE_GROUP,
+        queueing.KUEUE_VERSION,
+        namespace,
+        "workloads",
+        _workload("standalone", None),
+    )
+
+    as_operator = client.CustomObjectsApi(installed.api)
+
+    def refused(workload_name: str, patch: dict[str, Any]) -> str:
+        with pytest.raises(client.ApiException) as caught:
+            as_operator.patch_namespaced_custom_object(
+                queueing.KUEUE_GROUP,
+                queueing.KUEUE_VERSION,
+                namespace,
+                "workloads",
+                workload_name,
+                patch,
+            )
+        assert f"ValidatingAdmissionPolicy '{installed.policy}'" in str(caught.value.body)
+        return str(caught.value.body)
+
+    def active() -> Any:
+        found = custom.get_namespaced_custom_object(
+            queueing.KUEUE_GROUP, queueing.KUEUE_VERSION, namespace, "workloads", workload
+        )
+        return found["spec"].get("active")
+
+    # Kube.set_workload_active, both ways: admitted.
+    writes = kube.Kube(installed.api)
+    writes.set_workload_active(namespace, workload, False)
+    assert active() is False
+    writes.set_workload_active(namespace, workload, True)
+    assert active() is True
+    # Anything else of a Workload, or any Workload not a Job's: refused.
+    but_active = "nothing of a Workload but its spec.active"
+    assert but_active in refused(workload, {"spec": {"queueName": "team-b"}})
+    assert but_active in refused(workload, {"spec": {"active": False, "queueName": "team-b"}})
+    assert but_active in refused(workload, {"metadata": {"labels": {"team": "b"}}})
+    assert but_active in refused(workload, {"metadata": {"ownerReferences": None}})
+    assert "only the Workloads of Jobs" in refused(
+        standalone["metadata"]["name"], {"spec": {"active": False}}
+    )
+    assert active() is True
+
+    # RBAC: list, watch and patch; nothing else.
+    operator_kubectl = dataclasses.replace(cluster, kubeconfig=installed.kubeconfig).kubectl
+
+    def can(verb: str) -> bool:
+        answer = operator_kubectl("auth", "can-i", verb, WORKLOADS, "-n", namespace, check=False)
+        return answer.stdout.strip() == "yes"
+
+    assert [verb for verb in ("list", "watch", "patch") if not can(verb)] == []
+    assert [v for v in ("get", "create", "update", "delete", "deletecollection") if can(v)] == []
+
+
 def test_the_operator_runs_its_videojobs_with_the_policy_in_force(
     cluster: Cluster, namespace: str, installed: Installed, tmp_path: Path
 ) -> None:
@@ -553,3 +761,23 @@ def test_the_policy_and_the_tenant_roles_are_rendered_unless_turned_off(
         assert bindings[0]["spec"]["validationActions"] == ["Deny"]
         assert bindings[0]["spec"]["policyName"] == policies[0]["metadata"]["name"]
     assert aggregated == (["vidop-vid-operator-edit", "vidop-vid-operator-view"] if roles else [])
+
+
+@pytest.mark.parametrize("kueue", [False, True])
+def test_the_policy_matches_workloads_only_with_kueue(cluster: Cluster, kueue: bool) -> None:
+    values = {"queueing": {"kueue": {"enabled": kueue}}}
+    (policy,) = [
+        d
+        for d in render_chart(cluster.bin_dir, values=values)
+        if d["kind"] == "ValidatingAdmissionPolicy"
+    ]
+    matched = {
+        (group, resource, tuple(rule["operations"]))
+        for rule in policy["spec"]["matchConstraints"]["resourceRules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    messages = " ".join(v["message"] for v in policy["spec"]["validations"])
+
+    assert (("kueue.x-k8s.io", "workloads", ("UPDATE",)) in matched) is kueue
+    assert ("Workload" in messages) is kueue

@@ -7,8 +7,10 @@ from typing import Any
 import lupa
 import pytest
 
+from vid_operator import queueing
 from vid_operator.api.common import Condition
-from vid_operator.api.models import Phase, VideoJobStatus
+from vid_operator.api.models import Phase, Priority, VideoJobStatus
+from vid_operator.config import Queueing
 
 SCRIPT = (
     Path(__file__).resolve().parents[2]
@@ -53,6 +55,7 @@ def _condition(kind: str, message: str) -> Condition:
     ("phase", "health"),
     [
         (Phase.PENDING, "Progressing"),
+        (Phase.QUEUED, "Progressing"),
         (Phase.RUNNING, "Progressing"),
         (Phase.SUCCEEDED, "Healthy"),
         (Phase.FAILED, "Degraded"),
@@ -80,3 +83,50 @@ def test_failure_and_waiting_messages_come_from_the_conditions() -> None:
 
     assert _health(_videojob(failed)) == ("Degraded", "stage voice_gen: BackoffLimitExceeded")
     assert _health(_videojob(waiting)) == ("Progressing", "stage video_gen: waiting for a node")
+
+
+def test_a_queued_videojob_says_why_it_waits() -> None:
+    """Its Queued condition's message: its place in the operator's queue (as
+    vid_operator.queueing words it) or the stage waiting for Kueue's quota;
+    without one, where it stands."""
+
+    def contender(name: str, running: bool) -> queueing.Contender:
+        return queueing.Contender(
+            uid=name,
+            namespace="team-a",
+            name=name,
+            priority=Priority.DEFAULT,
+            created=f"2026-11-22T06:00:0{len(name)}Z",
+            running=running,
+        )
+
+    turns = queueing.line_up(
+        [contender("a", True), contender("bb", False)], Queueing(max_running=1)
+    )
+    turn = turns["bb"]
+    assert turn is not None
+    capped = VideoJobStatus(
+        phase=Phase.QUEUED,
+        queue_position=turn.position,
+        conditions=[_condition("Queued", turn.message)],
+    )
+    quota = VideoJobStatus(
+        phase=Phase.QUEUED,
+        stage="script_gen",
+        progress="0/4",
+        conditions=[
+            _condition(
+                "Queued",
+                "stage script_gen: waiting for quota in LocalQueue team-a:"
+                " Kueue has not admitted its Workload yet",
+            )
+        ],
+    )
+
+    assert _health(_videojob(capped)) == ("Progressing", turn.message)
+    assert turn.message.startswith("position 1 in the queue: ")
+    assert _health(_videojob(quota))[1].startswith("stage script_gen: waiting for quota")
+    assert _health(_videojob(VideoJobStatus(phase=Phase.QUEUED, progress="1/4"))) == (
+        "Progressing",
+        "Queued at 1/4 stages",
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from hack import chart_values
+from pydantic import BaseModel
 
 from vid_operator.api.models import STAGE_NAMES
 
@@ -25,13 +26,27 @@ def test_committed_readme_table_is_the_generated_one() -> None:
     )
 
 
+def _fields(key: str, model: type[BaseModel]) -> set[str]:
+    """The values paths of a configuration section's fields, those of the
+    sections within it (queueing.kueue) in their place."""
+    paths: set[str] = set()
+    for field in model.model_fields.values():
+        path = f"{key}.{field.alias}"
+        inner = field.annotation
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            paths |= _fields(path, inner)
+        else:
+            paths.add(path)
+    return paths
+
+
 def test_values_yaml_documents_every_field_of_the_configuration_sections() -> None:
     documented = {
         path for path, _ in chart_values._documented_keys(chart_values.VALUES.read_text())
     }
 
     for key, model in chart_values.PASS_THROUGH.items():
-        fields = {f"{key}.{field.alias}" for field in model.model_fields.values()}
+        fields = _fields(key, model)
         assert fields <= documented, f"values.yaml lacks {sorted(fields - documented)}"
 
 
@@ -55,6 +70,13 @@ def test_pass_through_sections_take_null_only_where_the_operator_does() -> None:
     assert section("s3")["required"] == ["region", "bucket", "prefix", "allowedBuckets"]
     assert "activeDeadlineSeconds" not in section("stageDefaults")["required"]
     assert "imagePullTimeoutSeconds" in section("stageDefaults")["required"]
+    # Within a section too: queueing.kueue is rendered key by key.
+    assert section("queueing")["required"] == ["kueue"]
+    assert schema["$defs"]["Kueue"]["required"] == [
+        "enabled",
+        "namespaceQueueNames",
+        "workloadPriorityClasses",
+    ]
 
 
 def test_the_stages_section_has_the_default_pipelines_stages() -> None:

@@ -1,7 +1,9 @@
 -- Argo CD health check for vidop.io/VideoJob. Install it under the key
 -- resource.customizations.health.vidop.io_VideoJob of the argocd-cm ConfigMap
--- (see docs/gitops.md). Pending/Running -> Progressing, Succeeded -> Healthy,
--- Failed -> Degraded, Suspended -> Suspended.
+-- (see docs/gitops.md). Pending/Queued/Running -> Progressing, Succeeded ->
+-- Healthy, Failed -> Degraded, Suspended -> Suspended. A Queued VideoJob says
+-- why it waits (its Queued condition: its place in the operator's queue, or
+-- the stage waiting for Kueue's quota).
 local hs = {}
 local function condition_message(status, kind)
   if status.conditions ~= nil then
@@ -31,6 +33,9 @@ elseif status.phase == "Failed" then
 elseif status.phase == "Suspended" then
   hs.status = "Suspended"
   hs.message = "Suspended at " .. progress .. " stages"
+elseif status.phase == "Queued" then
+  hs.status = "Progressing"
+  hs.message = condition_message(status, "Queued") or ("Queued at " .. progress .. " stages")
 else
   hs.status = "Progressing"
   local waiting = condition_message(status, "Unschedulable")

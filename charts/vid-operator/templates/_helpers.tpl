@@ -58,6 +58,17 @@ priorityClasses:
 {{- range $level := list "high" "default" "low" }}
   {{ $level }}: {{ if $.Values.priorityClasses.create }}{{ (index $.Values.priorityClasses $level).name | toJson }}{{ else }}null{{ end }}
 {{- end }}
+queueing:
+  maxRunning: {{ .Values.queueing.maxRunning | toJson }}
+  maxRunningPerNamespace: {{ .Values.queueing.maxRunningPerNamespace | toJson }}
+  kueue:
+    enabled: {{ .Values.queueing.kueue.enabled | toJson }}
+    defaultQueueName: {{ .Values.queueing.kueue.defaultQueueName | toJson }}
+    namespaceQueueNames: {{ toJson .Values.queueing.kueue.namespaceQueueNames }}
+    workloadPriorityClasses:
+{{- range $level := list "high" "default" "low" }}
+      {{ $level }}: {{ index $.Values.queueing.kueue.workloadPriorityClasses $level | toJson }}
+{{- end }}
 stages: {{ toJson .Values.stages }}
 stageDefaults:
   backoffLimit: {{ .Values.stageDefaults.backoffLimit | toJson }}
