@@ -78,14 +78,21 @@ def line_up(contenders: Iterable[Contender], queueing: Queueing) -> dict[str, Tu
         position += 1
         if namespace_full:
             why = (
-                f"{running[contender.namespace]} VideoJobs of namespace {contender.namespace}"
-                f" run, the most one namespace may run at once"
+                f"{_videojobs(running[contender.namespace])} of namespace {contender.namespace}"
+                " running, the most one namespace may run at once"
                 f" (queueing.maxRunningPerNamespace)"
             )
         else:
-            why = f"{total} VideoJobs run, the most the operator runs at once (queueing.maxRunning)"
+            why = (
+                f"{_videojobs(total)} running, the most the operator runs at once"
+                " (queueing.maxRunning)"
+            )
         turns[contender.uid] = Turn(position, f"position {position} in the queue: {why}")
     return turns
+
+
+def _videojobs(count: int) -> str:
+    return f"{count} VideoJob{'' if count == 1 else 's'}"
 
 
 def capped(queueing: Queueing) -> bool:

@@ -55,7 +55,7 @@ def test_the_cap_counts_the_running_and_queues_the_rest_first_come_first_served(
     assert turns["first"] is None
     assert turns["second"] == Turn(
         1,
-        "position 1 in the queue: 2 VideoJobs run, the most the operator runs at once"
+        "position 1 in the queue: 2 VideoJobs running, the most the operator runs at once"
         " (queueing.maxRunning)",
     )
     assert turns["third"] is not None and turns["third"].position == 2

@@ -395,7 +395,9 @@ class Controller:
             record.observed[key] = observed
 
     def _see_workload(self, body: Mapping[str, Any]) -> str | None:
-        """Record a Workload of a Job; the Job's name (None: not a Job's)."""
+        """Record a Workload of a stage Job; the Job's name (None: not a Job's).
+        One that comes before its Job does is recorded at its next change
+        (Kueue writes its status at once)."""
         meta = body["metadata"]
         job_name = next(
             (
@@ -405,7 +407,9 @@ class Controller:
             ),
             None,
         )
-        if job_name is not None:
+        # Only the Workloads of this operator's stage Jobs: Kueue admits other
+        # Jobs in these namespaces too.
+        if job_name is not None and self._observed.owner_of(str(meta["namespace"]), job_name):
             self._observed.workload_seen(
                 str(meta["namespace"]), str(meta["name"]), job_name, status.observe_workload(body)
             )
