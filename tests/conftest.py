@@ -5,6 +5,9 @@ folder), or, with ``VIDOP_USE_EXISTING_CLUSTER=1``, the one ``KUBECONFIG``
 points at is used as it is (``make cluster-up`` then ``make test-integration``
 saves the start-up on every run). When it cannot start, tests that need it
 skip, unless ``VIDOP_REQUIRE_CLUSTER=1`` (set by ``.ci/run``): then they fail.
+
+Kueue's manager runs only for the tests that ask for the ``kueue`` fixture: it
+is added to the session's cluster the first time, and stopped at the end.
 """
 
 from __future__ import annotations
@@ -55,6 +58,37 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         api.close()
         dev.down()
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: Cluster) -> Iterator[Cluster]:
+    """The session's cluster with Kueue's manager running (``batch/job``
+    integration, Jobs with the queue-name label only). Started here when the
+    session started the cluster, and stopped at the end of the session. An
+    existing cluster (``VIDOP_USE_EXISTING_CLUSTER=1``) must run it already
+    (``make cluster-up KUEUE=1``): this fixture does not change it."""
+    if cluster.dev is None:
+        existing = DevCluster(cluster.kubeconfig.parent)
+        if not existing.kueue_running():
+            pytest.fail(
+                f"VIDOP_USE_EXISTING_CLUSTER=1, but the cluster in {existing.root} does not run "
+                "Kueue: start it with `make cluster-up KUEUE=1`",
+                pytrace=False,
+            )
+        yield cluster
+        return
+    already_running = cluster.dev.kueue_running()
+    started = time.monotonic()
+    try:
+        cluster.dev.start_kueue()
+    except ClusterError as error:
+        _cluster_unavailable(f"Kueue could not start: {error}")
+    print(f"\nKueue up in {time.monotonic() - started:.1f} s")
+    try:
+        yield cluster
+    finally:
+        if not already_running:
+            cluster.dev.stop_kueue()
 
 
 @pytest.fixture
