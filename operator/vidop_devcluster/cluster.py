@@ -161,10 +161,7 @@ class DevCluster:
         if not self._state_file.exists():
             return False
         state = State.load(self._state_file)
-        expected = {*COMPONENTS, *([KUEUE] if state.kueue else [])}
-        return {p.name for p in state.processes} == expected and all(
-            processes.is_running(p) for p in state.processes
-        )
+        return _all_running(state, [*COMPONENTS, *([KUEUE] if state.kueue else [])])
 
     def kueue_running(self) -> bool:
         """Whether the cluster is up with Kueue's manager."""
@@ -217,7 +214,9 @@ class DevCluster:
         applied (again) each time, with the webhook port of this start."""
         if self.kueue_running():
             return
-        if not self.is_up():
+        if not (
+            self._state_file.exists() and _all_running(State.load(self._state_file), COMPONENTS)
+        ):
             raise ClusterError(f"the cluster in {self.root} is not up: start it before Kueue")
         state = State.load(self._state_file)
         stale = [p for p in state.processes if p.name == KUEUE]
@@ -582,6 +581,14 @@ class DevCluster:
                 return names <= ready
 
             self._wait_for("all nodes Ready", all_ready, deadline, kwok)
+
+
+def _all_running(state: State, names: Sequence[str]) -> bool:
+    """Whether ``state`` records each of ``names`` once, and each still runs."""
+    recorded = [p for p in state.processes if p.name in names]
+    return sorted(p.name for p in recorded) == sorted(names) and all(
+        processes.is_running(p) for p in recorded
+    )
 
 
 _TMPFS_MIN_FREE_BYTES = 1 << 30  # etcd preallocates 2 x 64 MB of WAL up front
