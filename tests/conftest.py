@@ -27,12 +27,11 @@ from vidop_devcluster import ClusterError, DevCluster, tools_bin_dir
 from vidop_devcluster.s3 import S3Server, S3ServerError
 
 
-def _cluster_unavailable(reason: str) -> None:
+def _unavailable(what: str, reason: str) -> None:
+    """Skip the test for want of ``what``; fail it under VIDOP_REQUIRE_CLUSTER=1."""
     if os.environ.get("VIDOP_REQUIRE_CLUSTER") == "1":
-        pytest.fail(
-            f"the control plane is required (VIDOP_REQUIRE_CLUSTER=1) but {reason}", pytrace=False
-        )
-    pytest.skip(f"no control plane: {reason}")
+        pytest.fail(f"{what} is required (VIDOP_REQUIRE_CLUSTER=1) but {reason}", pytrace=False)
+    pytest.skip(f"{what} is not available: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +39,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if os.environ.get("VIDOP_USE_EXISTING_CLUSTER") == "1":
         kubeconfig = Path(os.environ.get("KUBECONFIG", ".cluster/kubeconfig")).resolve()
         if not kubeconfig.exists():
-            _cluster_unavailable(f"VIDOP_USE_EXISTING_CLUSTER=1 and {kubeconfig} does not exist")
+            _unavailable(
+                "the control plane", f"VIDOP_USE_EXISTING_CLUSTER=1 and {kubeconfig} does not exist"
+            )
         api = config.new_client_from_config(config_file=str(kubeconfig))
         yield Cluster(api, kubeconfig, tools_bin_dir(), None)
         api.close()
@@ -50,7 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         dev.up()
     except ClusterError as error:
-        _cluster_unavailable(str(error))
+        _unavailable("the control plane", str(error))
     print(f"\ncontrol plane up in {time.monotonic() - started:.1f} s ({dev.root})")
     api = dev.api_client()
     try:
@@ -82,7 +83,7 @@ def kueue(cluster: Cluster) -> Iterator[Cluster]:
     try:
         cluster.dev.start_kueue()
     except ClusterError as error:
-        _cluster_unavailable(f"Kueue could not start: {error}")
+        _unavailable("Kueue", str(error))
     print(f"\nKueue up in {time.monotonic() - started:.1f} s")
     try:
         yield cluster
@@ -121,14 +122,6 @@ def local_node(
     node.stop()
 
 
-def _s3_unavailable(reason: str) -> None:
-    if os.environ.get("VIDOP_REQUIRE_CLUSTER") == "1":
-        pytest.fail(
-            f"the S3 server is required (VIDOP_REQUIRE_CLUSTER=1) but {reason}", pytrace=False
-        )
-    pytest.skip(f"no S3 server: {reason}")
-
-
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """The session's real S3 server (SeaweedFS on loopback). A test may stop
@@ -139,7 +132,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         server = S3Server(tmp_path_factory.mktemp("s3"))
         server.start()
     except S3ServerError as error:
-        _s3_unavailable(str(error))
+        _unavailable("the S3 server", str(error))
     print(f"\nS3 server up in {time.monotonic() - started:.1f} s ({server.endpoint_url})")
     try:
         yield server
