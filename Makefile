@@ -22,14 +22,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-tools: venv ## Build (or find in ~/.cache/vid-operator) etcd, kube-*, kwok, kubectl and helm
+tools: venv ## Build (or find in ~/.cache/vid-operator) etcd, kube-*, kwok, Kueue, kubectl and helm
 	PYTHON=$(BIN)/python bash hack/tools.sh
 
 system-deps: ## Install ffmpeg and espeak-ng (Debian packages) when missing; the stages run them
 	bash hack/system-deps.sh
 
-cluster-up: venv tools ## Start the development control plane; prints the KUBECONFIG to use
-	$(BIN)/python -m vidop_devcluster up
+cluster-up: venv tools ## Start the development control plane (KUEUE=1: with Kueue); prints the KUBECONFIG to use
+	$(BIN)/python -m vidop_devcluster up $(if $(filter 1,$(KUEUE)),--kueue)
 
 cluster-down: venv ## Stop the development control plane (only the processes it started)
 	$(BIN)/python -m vidop_devcluster down

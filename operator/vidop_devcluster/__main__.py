@@ -2,6 +2,8 @@
 
 ``make cluster-up`` and ``make cluster-down`` call it. The cluster's folder is
 ``$VIDOP_CLUSTER_DIR``, by default ``.cluster`` in the current directory.
+``up --kueue`` (``make cluster-up KUEUE=1``) runs Kueue's manager as well, and
+adds it to a cluster that already runs without it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("VIDOP_CLUSTER_DIR", ".cluster")),
         help="the cluster's folder (default: $VIDOP_CLUSTER_DIR or .cluster)",
     )
+    parser.add_argument(
+        "--kueue",
+        action="store_true",
+        help="up: run Kueue's manager too (added to a cluster that runs without it)",
+    )
     args = parser.parse_args(argv)
-    cluster = DevCluster(args.dir.resolve())
+    cluster = DevCluster(args.dir.resolve(), kueue=args.kueue)
 
     if args.command == "up":
         started = time.monotonic()
@@ -35,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         except ClusterError as error:
             print(f"cluster-up failed: {error}", file=sys.stderr)
             return 1
-        print(f"control plane up in {time.monotonic() - started:.1f} s; logs in {cluster.logs}")
+        with_kueue = " with Kueue" if cluster.kueue_running() else ""
+        print(
+            f"control plane up{with_kueue} in {time.monotonic() - started:.1f} s; "
+            f"logs in {cluster.logs}"
+        )
         print(f"export KUBECONFIG={cluster.kubeconfig}")
     elif args.command == "down":
         cluster.down()

@@ -9,6 +9,8 @@ certificate), kube-controller-manager (every default controller: Job, garbage
 collector, TTL-after-finished, pod GC, namespace, service account,
 node lifecycle, ...), kube-scheduler, and kwok, which plays the kubelet for
 the nodes labelled for it, following ``kwok.yaml`` beside this module.
+Optionally Kueue's manager too (``kueue=True``, or :meth:`DevCluster.start_kueue`
+on a running cluster; :mod:`vidop_devcluster.kueue` says how it is set up).
 
 Everything the cluster owns lives in one folder: ``kubeconfig`` (admin),
 ``pki/``, ``logs/<component>.log`` and ``state.json`` (ports and the PIDs to
@@ -38,11 +40,13 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from vidop_devcluster import nodes, pki, processes
+from vidop_devcluster import kueue, nodes, pki, processes
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"  # only allocated to Service objects, never routed
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+KUEUE = "kueue"
+"""The optional component: Kueue's manager."""
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -91,6 +95,8 @@ class State:
     ports: dict[str, int]
     etcd_data_dir: str
     processes: list[processes.Started] = field(default_factory=list)
+    kueue: bool = False
+    """Whether Kueue's manager belongs to this cluster (is_up() expects it)."""
 
     def save(self, path: Path) -> None:
         # Whole or not at all: a reader never sees half a file.
@@ -114,6 +120,9 @@ _CLIENTS: dict[str, tuple[str, str | None]] = {
     # kwok writes the status of every pod and node it manages, as many kubelets would.
     "kwok": ("kwok", "system:masters"),
 }
+# Kueue's manager is bound to Kueue's own roles (vidop_devcluster.kueue.rbac);
+# its pair is issued when Kueue starts, from the same CA.
+_KUEUE_USER = "vidop-kueue-manager"
 
 
 class DevCluster:
@@ -127,14 +136,17 @@ class DevCluster:
         *,
         detach: bool = True,
         extra_args: Mapping[str, Sequence[str]] | None = None,
+        kueue: bool = False,
     ) -> None:
         """``detach=False`` ties the components' lives to this process (tests).
         ``extra_args`` maps a component's name to flags appended to its
         command line (the benchmarks turn on kube-apiserver's audit log this
-        way); none by default."""
+        way); none by default. ``kueue=True``: ``up()`` starts Kueue's manager
+        as well (and adds it to a cluster that runs without it)."""
         self.root = root
         self._bin_dir = bin_dir
         self._detach = detach
+        self._kueue = kueue
         self._extra_args = {name: list(flags) for name, flags in (extra_args or {}).items()}
         self.kubeconfig = root / "kubeconfig"
         self.logs = root / "logs"
@@ -144,9 +156,16 @@ class DevCluster:
     # -- public surface ---------------------------------------------------
 
     def is_up(self) -> bool:
-        """Whether every component recorded in ``state.json`` still runs."""
-        recorded = self.components()
-        return len(recorded) == len(COMPONENTS) and all(processes.is_running(p) for p in recorded)
+        """Whether every component of the cluster (Kueue's manager too, when
+        ``state.json`` says it belongs) was started and still runs."""
+        if not self._state_file.exists():
+            return False
+        state = State.load(self._state_file)
+        return _all_running(state, [*COMPONENTS, *([KUEUE] if state.kueue else [])])
+
+    def kueue_running(self) -> bool:
+        """Whether the cluster is up with Kueue's manager."""
+        return self.is_up() and State.load(self._state_file).kueue
 
     @property
     def bin_dir(self) -> Path:
@@ -162,8 +181,11 @@ class DevCluster:
         return State.load(self._state_file).processes
 
     def up(self, timeout: float = 120.0) -> None:
-        """Start the control plane and wait until every node is Ready."""
+        """Start the control plane and wait until every node is Ready (and,
+        with ``kueue=True``, until Kueue's manager is ready)."""
         if self.is_up():
+            if self._kueue:
+                self.start_kueue(timeout)
             return
         self.down()  # a half-started or crashed earlier run
         bin_dir = self.bin_dir
@@ -180,9 +202,45 @@ class DevCluster:
         deadline = time.monotonic() + timeout
         try:
             self._start_all(bin_dir, issued, state, deadline)
+            if self._kueue:
+                self._start_kueue(state, deadline)
         except BaseException:
             self.down()
             raise
+
+    def start_kueue(self, timeout: float = 120.0) -> None:
+        """Add Kueue's manager to the running cluster and wait until it is
+        ready; nothing happens when it runs already. Its CRDs and roles are
+        applied (again) each time, with the webhook port of this start."""
+        if self.kueue_running():
+            return
+        if not (
+            self._state_file.exists() and _all_running(State.load(self._state_file), COMPONENTS)
+        ):
+            raise ClusterError(f"the cluster in {self.root} is not up: start it before Kueue")
+        state = State.load(self._state_file)
+        stale = [p for p in state.processes if p.name == KUEUE]
+        for started in stale:  # a manager that died: what is left of it goes
+            processes.stop(started)
+        state.processes = [p for p in state.processes if p.name != KUEUE]
+        try:
+            self._start_kueue(state, time.monotonic() + timeout)
+        except BaseException:
+            self.stop_kueue()
+            raise
+
+    def stop_kueue(self) -> None:
+        """Stop Kueue's manager; the cluster runs on without it. Its CRDs,
+        and the objects of its kinds, stay."""
+        if not self._state_file.exists():
+            return
+        state = State.load(self._state_file)
+        for started in state.processes:
+            if started.name == KUEUE:
+                processes.stop(started)
+        state.processes = [p for p in state.processes if p.name != KUEUE]
+        state.kueue = False
+        state.save(self._state_file)
 
     def down(self) -> None:
         """Stop the processes recorded in ``state.json`` (newest first) and
@@ -366,6 +424,96 @@ class DevCluster:
         )
         self._create_nodes_and_wait(deadline, kwok)
 
+    def _start_kueue(self, state: State, deadline: float) -> None:
+        binary = self.bin_dir / KUEUE
+        manifests = self.bin_dir / "kueue-manifests"
+        if not (binary.exists() and manifests.is_dir()):
+            raise ClusterError(
+                f"{self.bin_dir} has no kueue or kueue-manifests: hack/tools.sh builds them"
+            )
+        state.ports.update(_free_ports(["kueue-health", "kueue-metrics", "kueue-webhook"]))
+        state.kueue = True
+        state.save(self._state_file)
+        client_pair = pki.add_client(self._pki_dir, KUEUE, _KUEUE_USER, None)
+        kubeconfig = self.root / f"{KUEUE}.kubeconfig"
+        _write_kubeconfig(
+            kubeconfig,
+            f"https://{LOOPBACK}:{state.ports['apiserver']}",
+            self._pki_dir / "ca.crt",
+            client_pair,
+        )
+        # What a pod would have mounted from the Secret: the same pair.
+        cert_dir = self.root / "kueue" / "webhook-certs"
+        webhook = pki.generate_kueue_webhook(cert_dir, kueue.WEBHOOK_SERVICE_DNS_NAME)
+        self._apply_kueue_objects(manifests, webhook, state.ports["kueue-webhook"])
+        config_file = self.root / "kueue" / "config.yaml"
+        config_file.write_text(
+            yaml.safe_dump(
+                kueue.configuration(
+                    health_port=state.ports["kueue-health"],
+                    metrics_port=state.ports["kueue-metrics"],
+                    webhook_port=state.ports["kueue-webhook"],
+                    cert_dir=cert_dir,
+                )
+            )
+        )
+        manager = self._launch(
+            state,
+            KUEUE,
+            [str(binary), f"--config={config_file}", f"--kubeconfig={kubeconfig}"],
+        )
+        self._wait_for(
+            "kueue /readyz",
+            lambda: _http_ok(f"http://{LOOPBACK}:{state.ports['kueue-health']}/readyz"),
+            deadline,
+            manager,
+        )
+
+    def _apply_kueue_objects(self, manifests: Path, webhook: pki.WebhookPKI, port: int) -> None:
+        """Kueue's namespace, its webhook Secret, its roles and its CRDs."""
+        secret = kueue.webhook_secret(
+            ca_cert=webhook.ca.cert.read_bytes(),
+            ca_key=webhook.ca.key.read_bytes(),
+            cert=webhook.serving.cert.read_bytes(),
+            key=webhook.serving.key.read_bytes(),
+        )
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kueue.NAMESPACE}}
+        crds = kueue.crds(
+            manifests / "crds", webhook_port=port, ca_pem=webhook.ca.cert.read_bytes()
+        )
+        for batch in (
+            [namespace],
+            [secret, *kueue.rbac(manifests / "rbac", _KUEUE_USER), *crds],
+        ):
+            # Server-side: the Workload CRD is too large for the last-applied annotation.
+            self._kubectl(
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=vidop-devcluster",
+                "-f",
+                "-",
+                input=json.dumps({"apiVersion": "v1", "kind": "List", "items": batch}),
+            )
+        self._kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *(f"crd/{crd['metadata']['name']}" for crd in crds),
+        )
+
+    def _kubectl(self, *args: str, input: str | None = None) -> None:
+        result = subprocess.run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"kubectl {args[0]} failed: {result.stderr.strip()}")
+
     def _launch(self, state: State, name: str, argv: list[str]) -> processes.Started:
         argv = [*argv, *self._extra_args.get(name, [])]
         (self.root / f"{name}.argv.json").write_text(json.dumps(argv))
@@ -433,6 +581,14 @@ class DevCluster:
                 return names <= ready
 
             self._wait_for("all nodes Ready", all_ready, deadline, kwok)
+
+
+def _all_running(state: State, names: Sequence[str]) -> bool:
+    """Whether ``state`` records each of ``names`` once, and each still runs."""
+    recorded = [p for p in state.processes if p.name in names]
+    return sorted(p.name for p in recorded) == sorted(names) and all(
+        processes.is_running(p) for p in recorded
+    )
 
 
 _TMPFS_MIN_FREE_BYTES = 1 << 30  # etcd preallocates 2 x 64 MB of WAL up front

@@ -16,10 +16,13 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = datetime.timedelta(days=30)
+# Kueue's certificate rotator replaces a pair that expires within 90 days.
+_KUEUE_WEBHOOK_VALIDITY = datetime.timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -45,16 +48,16 @@ class ClusterPKI:
     clients: dict[str, KeyPair]
 
 
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+def _write_key(
+    key: CertificateIssuerPrivateKeyTypes,
+    path: Path,
+    form: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8,
+) -> None:
     # Created 0600, never readable by others even for a moment.
     descriptor = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:
         file.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
+            key.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption())
         )
 
 
@@ -67,13 +70,16 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
 
 def _issue(
     subject: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    key: CertificateIssuerPrivateKeyTypes,
+    issuer: tuple[x509.Name, CertificateIssuerPrivateKeyTypes] | None,
     *,
     is_ca: bool = False,
     server_names: list[str] | None = None,
     client: bool = False,
+    validity: datetime.timedelta = _VALIDITY,
 ) -> x509.Certificate:
+    """A certificate for ``key``; ``server_names`` become its subject
+    alternative names (and, unless it is a CA, make it a serving one)."""
     now = datetime.datetime.now(datetime.UTC)
     issuer_name, issuer_key = issuer if issuer else (subject, key)
     builder = (
@@ -83,7 +89,7 @@ def _issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
     )
     if is_ca:
@@ -109,7 +115,7 @@ def _issue(
             except ValueError:
                 sans.append(x509.DNSName(name))
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server_names else []
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server_names and not is_ca else []
     if client:
         usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     if usages:
@@ -118,11 +124,15 @@ def _issue(
 
 
 def _write_pair(
-    folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+    folder: Path,
+    stem: str,
+    cert: x509.Certificate,
+    key: CertificateIssuerPrivateKeyTypes,
+    form: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8,
 ) -> KeyPair:
     pair = KeyPair(cert=folder / f"{stem}.crt", key=folder / f"{stem}.key")
     pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(key, pair.key)
+    _write_key(key, pair.key, form)
     return pair
 
 
@@ -173,3 +183,57 @@ def generate(folder: Path, clients: dict[str, tuple[str, str | None]]) -> Cluste
         for stem, (user, group) in clients.items()
     }
     return ClusterPKI(ca, apiserver, etcd, etcd_client, sa_key_path, sa_pub_path, client_pairs)
+
+
+def add_client(folder: Path, stem: str, user: str, group: str | None) -> KeyPair:
+    """One more client pair, signed by the CA that :func:`generate` wrote
+    into ``folder`` (a component added to a running cluster)."""
+    ca_cert = x509.load_pem_x509_certificate((folder / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{folder / 'ca.key'} is not the EC key generate() writes")
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _issue(_name(user, group), key, (ca_cert.subject, ca_key), client=True)
+    return _write_pair(folder, stem, cert, key)
+
+
+@dataclass(frozen=True)
+class WebhookPKI:
+    """Kueue's webhook credentials: a CA of their own (never the cluster's)
+    and the serving pair it signed."""
+
+    ca: KeyPair
+    serving: KeyPair
+
+
+KUEUE_CA_NAME = "kueue-ca"
+"""The name Kueue's certificate rotator checks its CA against."""
+
+
+def generate_kueue_webhook(folder: Path, service_name: str) -> WebhookPKI:
+    """A CA and a serving pair in the shape Kueue's certificate rotator keeps
+    rather than replaces: an RSA CA (its key in PKCS#1) named
+    :data:`KUEUE_CA_NAME`, a serving certificate for ``service_name`` (the
+    in-cluster name the rotator checks) and for 127.0.0.1 (where the API
+    server really reaches the webhook server), both valid for a year."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = _name(KUEUE_CA_NAME, "kueue")
+    ca_cert = _issue(
+        ca_name,
+        ca_key,
+        None,
+        is_ca=True,
+        server_names=[KUEUE_CA_NAME],
+        validity=_KUEUE_WEBHOOK_VALIDITY,
+    )
+    ca = _write_pair(folder, "ca", ca_cert, ca_key, serialization.PrivateFormat.TraditionalOpenSSL)
+    serving_key = ec.generate_private_key(ec.SECP256R1())
+    serving_cert = _issue(
+        _name(service_name),
+        serving_key,
+        (ca_name, ca_key),
+        server_names=[service_name, "127.0.0.1"],
+        validity=_KUEUE_WEBHOOK_VALIDITY,
+    )
+    return WebhookPKI(ca, _write_pair(folder, "tls", serving_cert, serving_key))
