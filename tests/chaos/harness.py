@@ -88,6 +88,8 @@ class ChaosPlan:
     """Two operators electing a leader on these timings, not one alone."""
     max_running: int | None = None
     """The operator's cap on VideoJobs running at once (queueing.maxRunning)."""
+    kueue_queue: str | None = None
+    """The Kueue LocalQueue that admits every stage Job (the test makes it)."""
 
 
 @dataclass
@@ -148,7 +150,11 @@ class ChaosRun:
             oom_count=plan.oom,
             pull_count=plan.pull,
         )
-        self.configuration = {**OPERATOR_CONFIG, "queueing": {"maxRunning": plan.max_running}}
+        kueue = {"enabled": True, "defaultQueueName": plan.kueue_queue} if plan.kueue_queue else {}
+        self.configuration = {
+            **OPERATOR_CONFIG,
+            "queueing": {"maxRunning": plan.max_running, "kueue": kueue},
+        }
         self.operators = [
             Operator(cluster, folder, self.configuration)
             if plan.leader_election is None
@@ -426,6 +432,8 @@ class ChaosRun:
             self.violations += invariants.cap_never_exceeded(self.record, self.plan.max_running)
             most, _ = invariants.most_running(self.record)
             self.summary["most videojobs running at once"] = f"{most} (cap {self.plan.max_running})"
+        if self.plan.kueue_queue is not None:
+            self.violations += invariants.kueue_started_every_job(self.record)
         for seconds in self.readiness[1:]:
             if seconds > self.plan.ready_seconds:
                 self.violations.append(

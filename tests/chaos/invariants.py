@@ -196,6 +196,33 @@ def cap_never_exceeded(record: Record, cap: int) -> list[str]:
     return [f"{most} VideoJobs Running at once (cap {cap}), when {when} was"]
 
 
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PODSET_LABEL = "kueue.x-k8s.io/podset"
+"""What Kueue puts on a Job's pod template when it starts the Job (and takes
+off again when it stops it)."""
+
+
+def kueue_started_every_job(record: Record) -> list[str]:
+    """Every stage Job in a Kueue queue that was ever seen running was
+    started by Kueue on admitting its Workload, never by the operator: each
+    time it is seen unsuspended and unfinished, its pod template carries
+    Kueue's marks of admission."""
+    violations = []
+    for seen in record.jobs:
+        job = seen.object
+        meta, spec = job["metadata"], job.get("spec") or {}
+        if seen.type == "DELETED" or KUEUE_QUEUE_LABEL not in (meta.get("labels") or {}):
+            continue
+        finished = any(
+            c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+            for c in (job.get("status") or {}).get("conditions") or []
+        )
+        template = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if not spec.get("suspend") and not finished and KUEUE_PODSET_LABEL not in template:
+            violations.append(f"Job {meta['name'][:80]} runs, but Kueue did not start it")
+    return violations
+
+
 def outcome(name: str, status: dict[str, Any] | None, expected: Expected) -> list[str]:
     """The VideoJob ended as its annotations said it would."""
     if not status or status.get("phase") not in FINISHED:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.harness import ChaosPlan, ChaosRun, prepare
-from tests.support import Cluster
+from tests.support import Cluster, kueue_queues
 from vid_operator import leader
 
 pytestmark = pytest.mark.cluster
@@ -72,6 +72,22 @@ def test_nothing_is_lost_when_the_leader_is_killed_and_the_standby_takes_over(
     prepare(cluster)
 
     report = ChaosRun(cluster, namespace, tmp_path, SHORT_HA, cluster.dev).run()
+
+    print(report.describe())
+    assert not report.violations, report.describe()
+
+
+@pytest.mark.timeout(300)
+def test_nothing_is_lost_when_kueue_admits_every_stage(
+    kueue: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """The same trouble with every stage Job admitted by a real Kueue (8 GPUs
+    of quota): Kueue starts every Job, never the operator."""
+    prepare(kueue)
+
+    with kueue_queues(kueue, namespace, gpus=8) as queues:
+        plan = dataclasses.replace(SHORT, max_running=None, kueue_queue=queues.local_queue)
+        report = ChaosRun(kueue, namespace, tmp_path, plan, kueue.dev).run()
 
     print(report.describe())
     assert not report.violations, report.describe()
