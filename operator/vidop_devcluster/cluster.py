@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 from kubernetes import client, config
@@ -137,16 +138,20 @@ class DevCluster:
         detach: bool = True,
         extra_args: Mapping[str, Sequence[str]] | None = None,
         kueue: bool = False,
+        kueue_settings: Mapping[str, Any] | None = None,
     ) -> None:
         """``detach=False`` ties the components' lives to this process (tests).
         ``extra_args`` maps a component's name to flags appended to its
         command line (the benchmarks turn on kube-apiserver's audit log this
         way); none by default. ``kueue=True``: ``up()`` starts Kueue's manager
-        as well (and adds it to a cluster that runs without it)."""
+        as well (and adds it to a cluster that runs without it);
+        ``kueue_settings`` are top-level fields laid over its Configuration
+        (the queueing benchmark raises its client rate this way)."""
         self.root = root
         self._bin_dir = bin_dir
         self._detach = detach
         self._kueue = kueue
+        self._kueue_settings = dict(kueue_settings or {})
         self._extra_args = {name: list(flags) for name, flags in (extra_args or {}).items()}
         self.kubeconfig = root / "kubeconfig"
         self.logs = root / "logs"
@@ -449,12 +454,15 @@ class DevCluster:
         config_file = self.root / "kueue" / "config.yaml"
         config_file.write_text(
             yaml.safe_dump(
-                kueue.configuration(
-                    health_port=state.ports["kueue-health"],
-                    metrics_port=state.ports["kueue-metrics"],
-                    webhook_port=state.ports["kueue-webhook"],
-                    cert_dir=cert_dir,
-                )
+                {
+                    **kueue.configuration(
+                        health_port=state.ports["kueue-health"],
+                        metrics_port=state.ports["kueue-metrics"],
+                        webhook_port=state.ports["kueue-webhook"],
+                        cert_dir=cert_dir,
+                    ),
+                    **self._kueue_settings,
+                }
             )
         )
         manager = self._launch(
