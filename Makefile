@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export VIDOP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
 .PHONY: help venv tools system-deps cluster-up cluster-down cluster-status demo test test-unit \
-        test-integration lint crds chart controlplane-gomod clean bench chaos
+        test-integration lint crds chart controlplane-gomod clean bench bench-queueing chaos
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,9 @@ test-integration: venv tools ## Run the integration tests against `make cluster-
 
 bench: venv tools ## Benchmark the operator against an oracle on its own control plane (BENCH_ARGS=--quick: a few minutes)
 	$(BIN)/python -m tests.benchmarks.bench $(BENCH_ARGS)
+
+bench-queueing: venv tools ## Many VideoJobs on 16 GPUs through Kueue and without: GPU utilisation while work waits (BENCH_ARGS=--help)
+	$(BIN)/python -m tests.benchmarks.queueing $(BENCH_ARGS)
 
 chaos: venv tools ## Full chaos run: hundreds of VideoJobs, operator kills, an API server restart, hostile input
 	$(BIN)/pytest tests/chaos/chaos_full.py -s $(CHAOS_ARGS)
