@@ -135,6 +135,7 @@ _PULL_FAILURES = frozenset(
 OOM_KILLED = "OOMKilled"
 PENDING_TIMEOUT = "PendingTimeout"
 REFUSED = "PodCreationRefused"
+WORKLOAD_DEACTIVATED = "WorkloadDeactivated"
 
 
 @dataclass(frozen=True)
@@ -327,10 +328,13 @@ def _stage_status(
     memory: bool = False,
     workload: ObservedWorkload | None = None,
     gpus: int = 0,
+    held: bool = True,
 ) -> StageStatus:
     """One stage's status from its current Job, pod and (with Kueue)
     Workload; ``memory``: show the Job's memory limit (the stage raises it
-    after OOM kills); ``gpus``: how many it asks for, to say why it waits."""
+    after OOM kills); ``gpus``: how many it asks for, to say why it waits;
+    ``held``: the operator holds the stage back (suspended, queued, its
+    VideoJob failed), so an inactive Workload is its own doing."""
     job, pod = _current(job, pod, previous)
     run, history = (previous.run, list(previous.history)) if previous else (0, [])
     if job is None:
@@ -391,6 +395,13 @@ def _stage_status(
         said = workload.message if workload else None
         message = f"waiting for quota in LocalQueue {job.queue_name}: " + (
             said or "Kueue has not admitted its Workload yet"
+        )
+    elif job.queue_name and workload and not workload.active and not held:
+        # Inactive, and not by the operator: Kueue gave up on it (its
+        # requeuing limit, its maximum execution time) or an admin stopped it.
+        phase, reason = Phase.FAILED, WORKLOAD_DEACTIVATED
+        message = f"{reason}: its Kueue Workload {workload.name} was deactivated" + (
+            f": {workload.message}" if workload.message else ""
         )
     elif job.suspended:
         phase = Phase.SUSPENDED
@@ -649,6 +660,8 @@ def plan(
     where it stands in the operator's queue, while it may not run."""
     workloads = workloads or {}
     moment = datetime.datetime.fromisoformat(now)
+    # Held back: suspended by its spec, or waiting for the operator's cap.
+    held = spec.suspend or turn is not None
     old_stages = {s.name: s for s in previous.stages}
     end: dict[str, str] = {}
     dues: list[datetime.datetime] = []
@@ -675,6 +688,7 @@ def plan(
             memory=stage.on_oom is not None,
             workload=workloads.get(stage.name),
             gpus=stage.gpus,
+            held=held or (old is not None and old.phase == Phase.SUSPENDED),
         )
         if stage.on_oom is not None and job is not None and _oom_killed(found, pod):
             successor = _with_more_memory(stage, job)
@@ -718,8 +732,6 @@ def plan(
         # the Jobs being ended finish on their own.
         set_suspend, set_active = _stopped(jobs, workloads, end)
     elif not done:
-        # Held: suspended by its spec, or waiting for the operator's cap.
-        held = spec.suspend or turn is not None
         for stage in stages:
             job = current_jobs[stage.name]
             if held:
@@ -742,8 +754,18 @@ def plan(
                 set_suspend[job.name] = held
             elif job.queue_name is not None and workload and workload.active == held:
                 # Kueue owns spec.suspend of its Jobs: they stop and wait
-                # again through their Workload.
+                # again through their Workload (one the operator stopped: a
+                # stage that Kueue stopped has failed above).
                 set_active[workload.name] = not held
+                if not held:
+                    index = stage_statuses.index(by_name[stage.name])
+                    stage_statuses[index] = by_name[stage.name] = by_name[stage.name].model_copy(
+                        update={
+                            "phase": Phase.QUEUED,
+                            "message": f"waiting for quota in LocalQueue {job.queue_name}:"
+                            " resumed, Kueue has not admitted its Workload again yet",
+                        }
+                    )
 
     if failed:
         phase, current = Phase.FAILED, failed[0].name

@@ -268,14 +268,38 @@ def test_suspending_a_videojob_stops_kueues_jobs_through_their_workloads() -> No
     workloads = {"script_gen": status.ObservedWorkload(name="wl", admitted=True)}
 
     suspended = _plan(running, suspend=True, workloads=workloads)
-    resumed = _plan(
-        {"script_gen": _job("script_gen", suspended=True, queue="q")},
-        workloads={"script_gen": status.ObservedWorkload(name="wl", active=False)},
-    )
+    stopped = {"script_gen": _job("script_gen", suspended=True, queue="q")}
+    inactive = {"script_gen": status.ObservedWorkload(name="wl", active=False)}
+    held = _plan(stopped, suspend=True, workloads=inactive)
+    resumed = _plan(stopped, workloads=inactive, previous=held.status)
 
     assert suspended.set_suspend == {} and suspended.set_active == {"wl": False}
+    assert held.status.stages[0].phase == Phase.SUSPENDED and held.set_active == {}
     assert resumed.set_suspend == {} and resumed.set_active == {"wl": True}
-    assert resumed.status.stages[0].phase == Phase.SUSPENDED  # until Kueue admits it again
+    # Waiting for Kueue again, not Running: nothing runs until it admits it.
+    assert resumed.status.stages[0].phase == Phase.QUEUED
+    assert resumed.status.phase == Phase.QUEUED
+
+
+def test_a_workload_kueue_deactivated_fails_the_stage_and_is_not_reactivated() -> None:
+    running = _plan(
+        {"script_gen": _job("script_gen", queue="q")},
+        workloads={"script_gen": status.ObservedWorkload(name="wl", admitted=True)},
+    )
+    said = "exceeded the maximum execution time"
+    deactivated = {"script_gen": status.ObservedWorkload(name="wl", active=False, message=said)}
+
+    plan = _plan(
+        {"script_gen": _job("script_gen", suspended=True, queue="q")},
+        workloads=deactivated,
+        previous=running.status,
+    )
+
+    stage = plan.status.stages[0]
+    assert stage.phase == Phase.FAILED and stage.reason == "WorkloadDeactivated"
+    assert stage.message == f"WorkloadDeactivated: its Kueue Workload wl was deactivated: {said}"
+    assert plan.status.phase == Phase.FAILED
+    assert plan.set_active == {}
 
 
 def test_a_failed_videojob_stops_its_other_kueue_jobs_through_their_workloads() -> None:

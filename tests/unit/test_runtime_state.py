@@ -387,3 +387,30 @@ def test_a_finished_or_suspended_videojob_frees_its_slot() -> None:
     _remember(memories, "waiting", "2026-12-03T09:00:02Z")
 
     assert queue.next_up() == ["waiting"]
+
+
+def test_a_videojob_waiting_for_its_pipeline_takes_no_place_in_the_queue() -> None:
+    clock = [0.0]
+    queue, memories, _ = _queue(1, clock)
+    _remember(memories, "no-pipeline", "2026-12-03T09:00:00Z")
+    memories.get("no-pipeline").videojob = keep(  # type: ignore[union-attr]
+        _body("no-pipeline", pipeline="not-there")
+    )
+    _remember(memories, "next", "2026-12-03T09:00:01Z")
+
+    assert queue.next_up() == ["next"]
+
+
+def test_a_deleted_videojob_keeps_its_slot_until_it_is_gone() -> None:
+    clock = [0.0]
+    queue, memories, _ = _queue(1, clock)
+    _remember(memories, "deleting", "2026-12-03T09:00:00Z", "Running")
+    body = _body("deleting", "Running")
+    body["metadata"]["deletionTimestamp"] = "2026-12-03T09:01:00Z"  # type: ignore[index]
+    memories.get("deleting").videojob = keep(body)  # type: ignore[union-attr]
+    _remember(memories, "next", "2026-12-03T09:00:01Z")
+
+    assert queue.next_up() == []
+    memories.forget("deleting")
+    queue.forget("deleting")
+    assert queue.next_up() == ["next"]

@@ -254,6 +254,7 @@ class Controller:
         self._ttl.cancel(uid)
         self._rechecks.cancel(uid)
         self._finalizers_owed.pop(uid, None)
+        self._queue.forget(uid)
         self._queue_changed()
 
     async def videojob_event(self, event_type: str, body: Mapping[str, Any]) -> None:
@@ -285,6 +286,7 @@ class Controller:
         if event_type == "DELETED":
             controlling = _controlling(meta)
             self._observed.job_gone(namespace, name)
+            self._queue_changed()
             if controlling is None:
                 return
             owner_name, owner = controlling
@@ -298,7 +300,7 @@ class Controller:
         seen = self._see_job(body)
         if seen is None:
             return
-        self._queue.changed()
+        self._queue_changed()
         owner, observed = seen
         await self._stages_moved(owner)
         record = self._memories.get(owner)
@@ -368,6 +370,7 @@ class Controller:
                     pipeline=name,
                     error=type(error).__name__,
                 )
+        self._queue_changed()  # VideoJobs that waited for it now wait for a slot
         for uid in self._memories.waiting_for(namespace, name):
             await self.reconcile(uid)
 
@@ -380,13 +383,11 @@ class Controller:
             job_name = self._observed.workload_gone(namespace, str(meta["name"]))
         else:
             job_name = self._see_workload(body)
-        if job_name is None:
-            return
-        self._queue.changed()
-        owner = self._observed.owner_of(namespace, job_name)
+        owner = self._observed.owner_of(namespace, job_name) if job_name else None
         record = self._memories.get(owner) if owner else None
-        if record is None:
+        if job_name is None or record is None:
             return
+        self._queue_changed()
         key = ("workloads", job_name)
         observed = self._observed.workload(namespace, job_name)
         if record.observed.get(key) == observed:
@@ -395,9 +396,7 @@ class Controller:
             record.observed[key] = observed
 
     def _see_workload(self, body: Mapping[str, Any]) -> str | None:
-        """Record a Workload of a stage Job; the Job's name (None: not a Job's).
-        One that comes before its Job does is recorded at its next change
-        (Kueue writes its status at once)."""
+        """Record a Workload of a Job; the Job's name (None: not a Job's)."""
         meta = body["metadata"]
         job_name = next(
             (
@@ -407,9 +406,9 @@ class Controller:
             ),
             None,
         )
-        # Only the Workloads of this operator's stage Jobs: Kueue admits other
-        # Jobs in these namespaces too.
-        if job_name is not None and self._observed.owner_of(str(meta["namespace"]), job_name):
+        # Kept whether or not the Job is known yet: Kueue may admit it, and
+        # write nothing more until it ends, before the Job's own event comes.
+        if job_name is not None:
             self._observed.workload_seen(
                 str(meta["namespace"]), str(meta["name"]), job_name, status.observe_workload(body)
             )
@@ -594,6 +593,7 @@ class Controller:
         reconcile is under way already is not waited for. First, why the
         stage Jobs that have had no pod for a while have none, and the
         artifacts finalizers not yet added or removed."""
+        self._queue_changed()  # starts that never came, expectations expired
         await self._read_refusals()
         for body in list(self._finalizers_owed.values()):
             await self._mind_artifacts(body)

@@ -63,8 +63,11 @@ class Observed:
     def workload_gone(self, namespace: str, name: str) -> str | None:
         """Forget a Workload; the name of its Job, if it was known."""
         job_name = self._workload_jobs.pop((namespace, name), None)
-        if job_name is not None:
-            self._workloads.pop((namespace, job_name), None)
+        if job_name is None:
+            return None
+        known = self._workloads.get((namespace, job_name))
+        if known is not None and known.name == name:  # not a successor Kueue made since
+            del self._workloads[namespace, job_name]
         return job_name
 
     def workload(self, namespace: str, job_name: str) -> ObservedWorkload | None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from vid_operator.api.models import Phase, Priority
 from vid_operator.config import Queueing
 from vid_operator.queueing import Contender, Turn, capped, line_up
-from vid_operator.runtime.memory import Memories, VideoJobMemory
+from vid_operator.runtime.memory import Memories, VideoJobMemory, wanted_pipeline
 from vid_operator.runtime.observed import Observed
 from vid_operator.status import ObservedJob
 
@@ -42,6 +42,11 @@ class Starts:
 
     def seen(self, uid: str) -> None:
         self._since.pop(uid, None)
+
+    def retain(self, uids: set[str]) -> None:
+        """Forget the starts of VideoJobs not among ``uids`` (finished since)."""
+        for uid in self._since.keys() - uids:
+            del self._since[uid]
 
     def __contains__(self, uid: object) -> bool:
         since = self._since.get(str(uid))
@@ -88,6 +93,11 @@ class Queue:
             return None
         return self._line_up().get(uid)
 
+    def forget(self, uid: str) -> None:
+        """The VideoJob is gone."""
+        self._starts.seen(uid)
+        self.changed()
+
     def starting(self, uid: str) -> None:
         """The VideoJob's reconcile starts or resumes stage Jobs: its slot is
         taken from now on."""
@@ -121,7 +131,9 @@ class Queue:
     def _line_up(self) -> dict[str, Turn | None]:
         if self._turns is None:
             contenders = []
-            for uid in self._memories.unfinished():
+            unfinished = self._memories.unfinished()
+            self._starts.retain(set(unfinished))
+            for uid in unfinished:
                 record = self._memories.get(uid)
                 contender = self._contender(record) if record is not None else None
                 if contender is not None:
@@ -133,21 +145,33 @@ class Queue:
         """The VideoJob as the cap sees it; None when it neither runs nor
         wants to (suspended, being deleted)."""
         videojob = record.videojob
-        if videojob is None or videojob.spec is None or videojob.deleting:
+        if videojob is None or videojob.spec is None:
             return None
         running = self._holds_slot(record)
+        if videojob.deleting:
+            # Its stages stop (and its status stays) until its finalizer goes.
+            return self._as_contender(record, running=True) if running else None
+        wanted = wanted_pipeline(videojob.spec, record.status)
+        if not running and wanted and self._observed.pipeline(record.namespace, wanted) is None:
+            return None  # it waits for its VideoPipeline, not for a slot
         if running:
             self._starts.seen(record.uid)
         else:
             running = record.uid in self._starts
         if not running and videojob.spec.get("suspend"):
             return None
+        return self._as_contender(record, running=running)
+
+    @staticmethod
+    def _as_contender(record: VideoJobMemory, *, running: bool) -> Contender:
+        assert record.videojob is not None and record.videojob.spec is not None
+        spec = record.videojob.spec
         return Contender(
             uid=record.uid,
             namespace=record.namespace,
             name=record.name,
-            priority=Priority(videojob.spec.get("priority", Priority.DEFAULT)),
-            created=videojob.created,
+            priority=Priority(spec.get("priority", Priority.DEFAULT)),
+            created=record.videojob.created,
             running=running,
         )
 
