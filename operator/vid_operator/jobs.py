@@ -304,7 +304,7 @@ def build_stage_job(
         pod_spec["terminationGracePeriodSeconds"] = stage.termination_grace_period_seconds
     if priority_class := config.priority_classes.get(spec.priority):
         pod_spec["priorityClassName"] = priority_class
-    queued = queueing.kueue_labels(spec, owner.namespace, config)
+    queued = queueing.kueue_labels(spec, owner.namespace, config, gpus=stage.gpus)
     job_spec: dict[str, Any] = {
         "backoffLimit": stage.backoff_limit,
         "podFailurePolicy": pod_failure_policy(),

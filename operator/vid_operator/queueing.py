@@ -109,11 +109,14 @@ def kueue_queue_name(spec: VideoJobSpec, namespace: str, config: OperatorConfig)
     return spec.queue_name or kueue.namespace_queue_names.get(namespace) or kueue.default_queue_name
 
 
-def kueue_labels(spec: VideoJobSpec, namespace: str, config: OperatorConfig) -> dict[str, str]:
-    """Kueue's labels for a stage Job of the VideoJob: its queue and, where
-    configured, the WorkloadPriorityClass of its priority."""
+def kueue_labels(
+    spec: VideoJobSpec, namespace: str, config: OperatorConfig, *, gpus: int
+) -> dict[str, str]:
+    """Kueue's labels for a stage Job of the VideoJob that asks for ``gpus``:
+    its queue and, where configured, the WorkloadPriorityClass of its
+    priority; none for a CPU stage where only GPU stages are queued."""
     queue = kueue_queue_name(spec, namespace, config)
-    if queue is None:
+    if queue is None or (config.queueing.kueue.stages == "gpu" and not gpus):
         return {}
     labels = {QUEUE_NAME_LABEL: queue}
     if priority_class := config.queueing.kueue.workload_priority_classes.get(spec.priority):

@@ -4,8 +4,9 @@
 for the knobs). It starts its own development control plane with Kueue, and
 runs the same work once per mode, side by side in one run:
 
-- ``kueue``: every stage Job admitted by Kueue, a ClusterQueue with a quota of
-  all the GPUs (``--gpus``, 16 on the standard kwok fleet);
+- ``kueue``: the GPU stage's Jobs admitted by Kueue (``queueing.kueue.stages:
+  gpu``), a ClusterQueue with a quota of all the GPUs (``--gpus``, 16 on the
+  standard kwok fleet); ``kueue-all``: every stage's Jobs through it;
 - ``scheduler``: no queueing, every stage Job at once; the GPU pods wait in
   kube-scheduler's queue, as before queueing existed;
 - ``cap`` (on request): the operator's own cap, ``queueing.maxRunning`` = the
@@ -45,7 +46,7 @@ from tests.support import Cluster, Operator, kueue_queues, kwok_videojob, wait_u
 from vidop_devcluster import DevCluster
 
 REPO = Path(__file__).resolve().parents[2]
-MODES = ("kueue", "scheduler", "cap")
+MODES = ("kueue", "kueue-all", "scheduler", "cap")
 
 
 class GpuWork:
@@ -156,9 +157,15 @@ def run_mode(
     _namespace(cluster.api, namespace)
     queueing: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
-        if mode == "kueue":
+        if mode.startswith("kueue"):
             queues = stack.enter_context(kueue_queues(cluster, namespace, gpus=args.gpus))
-            queueing = {"kueue": {"enabled": True, "defaultQueueName": queues.local_queue}}
+            queueing = {
+                "kueue": {
+                    "enabled": True,
+                    "defaultQueueName": queues.local_queue,
+                    "stages": "all" if mode == "kueue-all" else "gpu",
+                }
+            }
         elif mode == "cap":
             queueing = {"maxRunning": args.gpus}
         (folder / mode).mkdir(parents=True)
@@ -236,7 +243,7 @@ def main() -> None:
         dev = DevCluster(
             Path(root) / "cluster",
             detach=False,
-            kueue="kueue" in modes,
+            kueue=any(mode.startswith("kueue") for mode in modes),
             extra_args={"kube-controller-manager": rate, "kube-scheduler": rate},
             kueue_settings={"clientConnection": {"qps": qps, "burst": 2 * qps}},
         )

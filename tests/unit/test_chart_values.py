@@ -75,6 +75,7 @@ def test_pass_through_sections_take_null_only_where_the_operator_does() -> None:
     assert schema["$defs"]["Kueue"]["required"] == [
         "enabled",
         "namespaceQueueNames",
+        "stages",
         "workloadPriorityClasses",
     ]
 

@@ -378,3 +378,16 @@ def test_an_unschedulable_stage_says_what_it_waits_for_then_the_schedulers_words
     said: str, gpus: int, first: str
 ) -> None:
     assert status.unschedulable_in_words(said, gpus) == f"{first} ({said})"
+
+
+def test_only_gpu_stages_go_through_kueue_where_the_configuration_says_so() -> None:
+    cfg = _kueue_config(enabled=True, defaultQueueName="gpu", stages="gpu")
+    spec = VideoJobSpec(prompt="x")
+    owner = jobs.Owner(name="vj", namespace="ns", uid="u1")
+
+    built = {s.name: jobs.build_stage_job(owner, spec, s, cfg) for s in pipeline.resolve(spec, cfg)}
+
+    assert built["video_gen"]["metadata"]["labels"][queueing.QUEUE_NAME_LABEL] == "gpu"
+    assert built["video_gen"]["spec"]["suspend"] is True
+    assert queueing.QUEUE_NAME_LABEL not in built["script_gen"]["metadata"]["labels"]
+    assert built["script_gen"]["spec"]["suspend"] is False

@@ -65,6 +65,7 @@ queueing:
     enabled: {{ .Values.queueing.kueue.enabled | toJson }}
     defaultQueueName: {{ .Values.queueing.kueue.defaultQueueName | toJson }}
     namespaceQueueNames: {{ toJson .Values.queueing.kueue.namespaceQueueNames }}
+    stages: {{ .Values.queueing.kueue.stages | toJson }}
     workloadPriorityClasses:
 {{- range $level := list "high" "default" "low" }}
       {{ $level }}: {{ index $.Values.queueing.kueue.workloadPriorityClasses $level | toJson }}
