@@ -432,6 +432,7 @@ def kueue_queues(
     cpu: str = "1000",
     memory: str = "10Ti",
     flavor_spec: dict[str, Any] | None = None,
+    strategy: str = "BestEffortFIFO",
 ) -> Iterator[KueueQueues]:
     """A ResourceFlavor, a ClusterQueue that admits only ``namespace``'s
     workloads with a quota of ``gpus`` ``nvidia.com/gpu`` (and ``cpu`` and
@@ -439,7 +440,8 @@ def kueue_queues(
     ``namespace`` pointing at it; waits until the ClusterQueue is Active.
     The cluster-scoped objects are deleted afterwards (the namespace takes
     the LocalQueue with it). ``flavor_spec`` is the ResourceFlavor's spec
-    (node labels, tolerations), empty by default."""
+    (node labels, tolerations), empty by default; ``strategy`` the
+    ClusterQueue's queueingStrategy."""
     custom = client.CustomObjectsApi(cluster.api)
     names = KueueQueues(flavor=namespace, cluster_queue=namespace, local_queue="gpu")
     custom.create_cluster_custom_object(
@@ -463,6 +465,7 @@ def kueue_queues(
                 "kind": "ClusterQueue",
                 "metadata": {"name": names.cluster_queue},
                 "spec": {
+                    "queueingStrategy": strategy,
                     "namespaceSelector": {
                         "matchLabels": {"kubernetes.io/metadata.name": namespace}
                     },

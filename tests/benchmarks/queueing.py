@@ -158,7 +158,9 @@ def run_mode(
     queueing: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         if mode.startswith("kueue"):
-            queues = stack.enter_context(kueue_queues(cluster, namespace, gpus=args.gpus))
+            queues = stack.enter_context(
+                kueue_queues(cluster, namespace, gpus=args.gpus, strategy=args.strategy)
+            )
             queueing = {
                 "kueue": {
                     "enabled": True,
@@ -223,6 +225,12 @@ def main() -> None:
     parser.add_argument("--stage-seconds", type=float, default=0.5, help="other stages' time")
     parser.add_argument(
         "--client-qps", type=int, default=200, help="the controllers' and Kueue's client rate"
+    )
+    parser.add_argument(
+        "--strategy",
+        default="StrictFIFO",
+        choices=["StrictFIFO", "BestEffortFIFO"],
+        help="the ClusterQueue's queueingStrategy",
     )
     parser.add_argument(
         "--modes", default="kueue,scheduler", help=f"comma-separated, of {', '.join(MODES)}"
