@@ -11,16 +11,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 import yaml
-from kubernetes import client
+from kubernetes import client, watch
 
 from vid_operator import contract
 from vid_operator.api.models import STAGE_NAMES
@@ -539,3 +541,36 @@ def workload_of(cluster: Cluster, namespace: str, job_uid: str) -> dict[str, Any
             found: dict[str, Any] = workload
             return found
     return None
+
+
+class WatchThread:
+    """A watch of one collection, in a thread from ``with`` to its end: each
+    event's object goes to ``seen`` with its type and the monotonic time it
+    arrived (the objects' own timestamps have one-second resolution).
+    ``lister`` and its arguments are what ``kubernetes.watch`` streams."""
+
+    def __init__(
+        self,
+        seen: Callable[[str, Any, float], None],
+        lister: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        self._seen = seen
+        self._lister, self._args, self._kwargs = lister, args, kwargs
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WatchThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._watch.stop()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        stream = self._watch.stream(self._lister, *self._args, timeout_seconds=3600, **self._kwargs)
+        with contextlib.suppress(urllib3.exceptions.ProtocolError):  # stopped
+            for event in stream:
+                self._seen(event["type"], event["object"], time.monotonic())

@@ -32,17 +32,21 @@ import itertools
 import json
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import urllib3
-from kubernetes import client, watch
+from kubernetes import client
 
-from tests.support import Cluster, Operator, kueue_queues, kwok_videojob, wait_until
+from tests.support import (
+    Cluster,
+    Operator,
+    WatchThread,
+    kueue_queues,
+    kwok_videojob,
+    wait_until,
+)
 from vidop_devcluster import DevCluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,47 +60,42 @@ class GpuWork:
     resolution)."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self._api = api
-        self._namespace = namespace
-        self._watches = [watch.Watch(), watch.Watch()]
         self.created: dict[str, float] = {}
         self.started: dict[str, float] = {}
         self.finished: dict[str, float] = {}
-        self._threads = [
-            threading.Thread(target=self._jobs, daemon=True),
-            threading.Thread(target=self._pods, daemon=True),
+        self._watches = [
+            WatchThread(
+                self._job,
+                client.BatchV1Api(api).list_namespaced_job,
+                namespace,
+                label_selector=GPU_STAGE,
+            ),
+            WatchThread(
+                self._pod,
+                client.CoreV1Api(api).list_namespaced_pod,
+                namespace,
+                label_selector=GPU_STAGE,
+            ),
         ]
 
     def __enter__(self) -> GpuWork:
-        for thread in self._threads:
-            thread.start()
+        for watching in self._watches:
+            watching.__enter__()
         return self
 
     def __exit__(self, *_: object) -> None:
-        for stream in self._watches:
-            stream.stop()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        for watching in self._watches:
+            watching.__exit__()
 
-    def _events(self, index: int, lister: Any) -> Iterator[tuple[Any, float]]:
-        stream = self._watches[index].stream(
-            lister, self._namespace, label_selector=GPU_STAGE, timeout_seconds=3600
-        )
-        with contextlib.suppress(urllib3.exceptions.ProtocolError):  # stopped
-            for event in stream:
-                yield event["object"], time.monotonic()
+    def _job(self, _: str, job: Any, now: float) -> None:
+        self.created.setdefault(job.metadata.name, now)
 
-    def _jobs(self) -> None:
-        for job, now in self._events(0, client.BatchV1Api(self._api).list_namespaced_job):
-            self.created.setdefault(job.metadata.name, now)
-
-    def _pods(self) -> None:
-        for pod, now in self._events(1, client.CoreV1Api(self._api).list_namespaced_pod):
-            job = pod.metadata.labels["batch.kubernetes.io/job-name"]
-            if pod.status.phase in ("Running", "Succeeded", "Failed"):
-                self.started.setdefault(job, now)
-            if pod.status.phase in ("Succeeded", "Failed"):
-                self.finished.setdefault(job, now)
+    def _pod(self, _: str, pod: Any, now: float) -> None:
+        job = pod.metadata.labels["batch.kubernetes.io/job-name"]
+        if pod.status.phase in ("Running", "Succeeded", "Failed"):
+            self.started.setdefault(job, now)
+        if pod.status.phase in ("Succeeded", "Failed"):
+            self.finished.setdefault(job, now)
 
 
 GPU_STAGE = "vidop.io/stage=video_gen"

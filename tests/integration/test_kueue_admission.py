@@ -7,20 +7,19 @@ VideoJob."""
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import urllib3
-from kubernetes import client, watch
+from kubernetes import client
 
 from tests.support import (
     KUEUE_GROUP,
     KUEUE_VERSION,
     Cluster,
+    WatchThread,
     get_videojob,
     kueue_queues,
     kwok_videojob,
@@ -39,41 +38,23 @@ class GpuPods:
     a watch, and when each VideoJob's first video_gen pod appeared."""
 
     def __init__(self, cluster: Cluster, namespace: str) -> None:
-        self._core = client.CoreV1Api(cluster.api)
-        self._namespace = namespace
-        self._watch = watch.Watch()
         self._live: set[str] = set()
         self.most = 0
         self.first_seen: dict[str, float] = {}
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> GpuPods:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._watch.stop()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        stream = self._watch.stream(
-            self._core.list_namespaced_pod,
-            self._namespace,
+        self.watching = WatchThread(
+            self._record,
+            client.CoreV1Api(cluster.api).list_namespaced_pod,
+            namespace,
             label_selector="vidop.io/stage=video_gen",
-            timeout_seconds=600,
         )
-        with contextlib.suppress(urllib3.exceptions.ProtocolError):  # stopped
-            for event in stream:
-                pod = event["object"]
-                name = pod.metadata.name
-                self.first_seen.setdefault(
-                    pod.metadata.labels["vidop.io/videojob"], time.monotonic()
-                )
-                if event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
-                    self._live.discard(name)
-                else:
-                    self._live.add(name)
-                self.most = max(self.most, len(self._live))
+
+    def _record(self, kind: str, pod: Any, now: float) -> None:
+        self.first_seen.setdefault(pod.metadata.labels["vidop.io/videojob"], now)
+        if kind == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
+            self._live.discard(pod.metadata.name)
+        else:
+            self._live.add(pod.metadata.name)
+        self.most = max(self.most, len(self._live))
 
 
 @contextlib.contextmanager
@@ -147,7 +128,8 @@ def test_kueue_admits_within_the_quota_high_priority_first_and_says_who_waits(
     kueue: Cluster, namespace: str, kueue_operator: dict[str, Any]
 ) -> None:
     defaults = [f"default-{i}" for i in range(10)]
-    with GpuPods(kueue, namespace) as pods:
+    pods = GpuPods(kueue, namespace)
+    with pods.watching:
         for name in defaults:
             kueue.apply(_videojob(name), namespace)
 

@@ -6,19 +6,18 @@ one tenant's flood kept from starving another's VideoJob."""
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import urllib3
-from kubernetes import client, watch
+from kubernetes import client
 
 from tests.support import (
     Cluster,
     Operator,
+    WatchThread,
     get_videojob,
     kwok_videojob,
     running_operator,
@@ -34,44 +33,27 @@ class PhaseWatch:
     and the most VideoJobs Running at any moment."""
 
     def __init__(self, cluster: Cluster, namespace: str) -> None:
-        self._api = client.CustomObjectsApi(cluster.api)
-        self._namespace = namespace
-        self._watch = watch.Watch()
         self.phases: dict[str, str] = {}
         self.most_running = 0
         self.positions: dict[str, list[int]] = {}
         """Each VideoJob's queue positions, in the order they were written."""
         self.started: dict[str, float] = {}
         """When each VideoJob was first seen Running (monotonic)."""
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> PhaseWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._watch.stop()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        stream = self._watch.stream(
-            self._api.list_namespaced_custom_object,
+        self.watching = WatchThread(
+            self._record,
+            client.CustomObjectsApi(cluster.api).list_namespaced_custom_object,
             "vidop.io",
             "v1alpha1",
-            self._namespace,
+            namespace,
             "videojobs",
-            timeout_seconds=600,
         )
-        with contextlib.suppress(urllib3.exceptions.ProtocolError):  # stopped
-            for event in stream:
-                self._record(event["object"])
 
-    def _record(self, videojob: dict[str, Any]) -> None:
+    def _record(self, _: str, videojob: dict[str, Any], now: float) -> None:
         name = videojob["metadata"]["name"]
         status = videojob.get("status") or {}
         self.phases[name] = str(status.get("phase"))
         if status.get("phase") == "Running":
-            self.started.setdefault(name, time.monotonic())
+            self.started.setdefault(name, now)
         position = status.get("queuePosition")
         if position is not None:
             seen = self.positions.setdefault(name, [])
