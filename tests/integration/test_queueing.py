@@ -88,10 +88,8 @@ def test_the_cap_holds_through_operator_kills_and_high_priority_goes_first(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
     names = [f"default-{i}" for i in range(8)]
-    with (
-        _operator(cluster, tmp_path, namespace, maxRunning=3) as operator,
-        PhaseWatch(cluster, namespace) as seen,
-    ):
+    seen = PhaseWatch(cluster, namespace)
+    with _operator(cluster, tmp_path, namespace, maxRunning=3) as operator, seen.watching:
         # Stages of 3 s: the first three hold their slots for some 12 s, long
         # after the high-priority ones come.
         for name in names:
