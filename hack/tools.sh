@@ -142,7 +142,7 @@ trap 'rm -rf "$cache"/*.tmp.$$' EXIT
 if [ ! -d "$bin" ]; then
   tmp=$bin.tmp.$$
   mkdir -p "$tmp"
-  for name in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet; do
     ln -s "$cp_dir/controlplane" "$tmp/$name"
   done
   ln -s "$kwok_dir/kwok" "$tmp/kwok"

@@ -1,13 +1,15 @@
 // Command controlplane is one multi-call binary holding etcd, kube-apiserver,
-// kube-controller-manager and kube-scheduler, so the Kubernetes dependency
-// graph is compiled and linked once. It dispatches on the name it was started
+// kube-controller-manager, kube-scheduler and the kubelet, so the Kubernetes
+// dependency graph is compiled and linked once. It dispatches on the name it was started
 // under (argv[0]); hack/tools.sh installs one symlink per name.
 //
 // It exists only for vid-operator's tests and demo: no package that this
-// project can install ships a kube-apiserver, so we build the real one.
+// project can install ships a kube-apiserver or a kubelet, so we build the
+// real ones. The kubelet runs the dev cluster's real node (containerd).
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 func main() {
@@ -34,8 +37,10 @@ func main() {
 		os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
 	case "kube-scheduler":
 		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
+	case "kubelet":
+		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
 	default:
-		fmt.Fprintf(os.Stderr, "controlplane: started as %q; link it as etcd, kube-apiserver, kube-controller-manager or kube-scheduler\n", name)
+		fmt.Fprintf(os.Stderr, "controlplane: started as %q; link it as etcd, kube-apiserver, kube-controller-manager, kube-scheduler or kubelet\n", name)
 		os.Exit(64)
 	}
 }

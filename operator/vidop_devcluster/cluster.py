@@ -10,7 +10,13 @@ collector, TTL-after-finished, pod GC, namespace, service account,
 node lifecycle, ...), kube-scheduler, and kwok, which plays the kubelet for
 the nodes labelled for it, following ``kwok.yaml`` beside this module.
 Optionally Kueue's manager too (``kueue=True``, or :meth:`DevCluster.start_kueue`
-on a running cluster; :mod:`vidop_devcluster.kueue` says how it is set up).
+on a running cluster; :mod:`vidop_devcluster.kueue` says how it is set up), and
+a real node: containerd and a real kubelet running stage pods as containers
+(``real_node=NodeShape(...)``, or :meth:`DevCluster.start_node`;
+:mod:`vidop_devcluster.realnode` says what it needs and changes on the host).
+The API server authorises kubelets as a real cluster does (the Node authorizer
+and the NodeRestriction admission plugin) and calls them with a client
+certificate of its own for logs and exec.
 
 Everything the cluster owns lives in one folder: ``kubeconfig`` (admin),
 ``pki/``, ``logs/<component>.log`` and ``state.json`` (ports and the PIDs to
@@ -21,6 +27,7 @@ clusters can run side by side.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -41,13 +48,15 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from vidop_devcluster import kueue, nodes, pki, processes
+from vidop_devcluster import kueue, nodes, pki, processes, realnode
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"  # only allocated to Service objects, never routed
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KUEUE = "kueue"
 """The optional component: Kueue's manager."""
+NODE_COMPONENTS = ("containerd", "kubelet")
+"""The processes of the optional real node, in start order."""
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -98,6 +107,9 @@ class State:
     processes: list[processes.Started] = field(default_factory=list)
     kueue: bool = False
     """Whether Kueue's manager belongs to this cluster (is_up() expects it)."""
+    node: dict[str, Any] | None = None
+    """The real node's shape, suffix and network, while it belongs to the
+    cluster (is_up() expects its processes)."""
 
     def save(self, path: Path) -> None:
         # Whole or not at all: a reader never sees half a file.
@@ -139,6 +151,7 @@ class DevCluster:
         extra_args: Mapping[str, Sequence[str]] | None = None,
         kueue: bool = False,
         kueue_settings: Mapping[str, Any] | None = None,
+        real_node: realnode.NodeShape | None = None,
     ) -> None:
         """``detach=False`` ties the components' lives to this process (tests).
         ``extra_args`` maps a component's name to flags appended to its
@@ -146,12 +159,15 @@ class DevCluster:
         way); none by default. ``kueue=True``: ``up()`` starts Kueue's manager
         as well (and adds it to a cluster that runs without it);
         ``kueue_settings`` are top-level fields laid over its Configuration
-        (the queueing benchmark raises its client rate this way)."""
+        (the queueing benchmark raises its client rate this way).
+        ``real_node``: ``up()`` starts a real node of that shape too (see
+        :meth:`start_node`)."""
         self.root = root
         self._bin_dir = bin_dir
         self._detach = detach
         self._kueue = kueue
         self._kueue_settings = dict(kueue_settings or {})
+        self._real_node = real_node
         self._extra_args = {name: list(flags) for name, flags in (extra_args or {}).items()}
         self.kubeconfig = root / "kubeconfig"
         self.logs = root / "logs"
@@ -166,7 +182,14 @@ class DevCluster:
         if not self._state_file.exists():
             return False
         state = State.load(self._state_file)
-        return _all_running(state, [*COMPONENTS, *([KUEUE] if state.kueue else [])])
+        return _all_running(
+            state,
+            [
+                *COMPONENTS,
+                *([KUEUE] if state.kueue else []),
+                *(NODE_COMPONENTS if state.node else []),
+            ],
+        )
 
     def kueue_running(self) -> bool:
         """Whether the cluster is up with Kueue's manager."""
@@ -191,6 +214,8 @@ class DevCluster:
         if self.is_up():
             if self._kueue:
                 self.start_kueue(timeout)
+            if self._real_node:
+                self.start_node(self._real_node, timeout=timeout)
             return
         self.down()  # a half-started or crashed earlier run
         bin_dir = self.bin_dir
@@ -209,6 +234,8 @@ class DevCluster:
             self._start_all(bin_dir, issued, state, deadline)
             if self._kueue:
                 self._start_kueue(state, deadline)
+            if self._real_node:
+                self._start_node(state, self._real_node, deadline)
         except BaseException:
             self.down()
             raise
@@ -247,14 +274,61 @@ class DevCluster:
         state.kueue = False
         state.save(self._state_file)
 
+    @property
+    def node_layout(self) -> realnode.Layout:
+        """The real node's folders (whether or not it runs)."""
+        return realnode.Layout(self.root / "node")
+
+    def node_network(self) -> realnode.Network | None:
+        """The running real node's pod network (pods reach the host at its
+        ``gateway``), or None without one."""
+        if not self._state_file.exists() or not (node := State.load(self._state_file).node):
+            return None
+        return realnode.Network(**node["network"])
+
+    def start_node(
+        self,
+        shape: realnode.NodeShape,
+        images: tuple[Path, Mapping[str, str]] | None = None,
+        timeout: float = 180.0,
+    ) -> None:
+        """Add a real node to the running cluster and wait until it is Ready:
+        containerd with ``images`` imported (the archive and its image IDs
+        that ``hack/images.sh`` prints; built on demand when None), and a
+        kubelet registered as ``shape.name``. Nothing happens when it runs."""
+        if not self._state_file.exists() or not _all_running(
+            State.load(self._state_file), COMPONENTS
+        ):
+            raise ClusterError(f"the cluster in {self.root} is not up: start it before the node")
+        state = State.load(self._state_file)
+        if state.node and _all_running(state, NODE_COMPONENTS):
+            return
+        self._stop_node(state)  # what is left of one that died
+        try:
+            self._start_node(state, shape, time.monotonic() + timeout, images)
+        except BaseException:
+            self._stop_node(State.load(self._state_file))
+            raise
+
+    def stop_node(self) -> None:
+        """Stop the real node and remove what it left on the host (its
+        containers, mounts, bridge and cgroups); its Node object stays, NotReady."""
+        if self._state_file.exists():
+            self._stop_node(State.load(self._state_file))
+
     def down(self) -> None:
-        """Stop the processes recorded in ``state.json`` (newest first) and
-        delete etcd's data. Safe to call when nothing runs."""
+        """Stop the processes recorded in ``state.json`` (newest first), clean
+        up after the real node, and delete etcd's data. Safe to call when
+        nothing runs."""
         if not self._state_file.exists():
             return
         state = State.load(self._state_file)
         for started in reversed(state.processes):
             processes.stop(started)
+        if state.node:
+            realnode.clean_host(
+                self.node_layout, realnode.Network(**state.node["network"]), state.node["suffix"]
+            )
         shutil.rmtree(state.etcd_data_dir, ignore_errors=True)
         self._state_file.unlink()
 
@@ -349,7 +423,12 @@ class DevCluster:
                 f"--tls-cert-file={issued.apiserver.cert}",
                 f"--tls-private-key-file={issued.apiserver.key}",
                 f"--client-ca-file={issued.ca.cert}",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                f"--kubelet-client-certificate={issued.kubelet_client.cert}",
+                f"--kubelet-client-key={issued.kubelet_client.key}",
+                f"--kubelet-certificate-authority={issued.ca.cert}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 f"--service-account-key-file={issued.service_account_pub}",
                 f"--service-account-signing-key-file={issued.service_account_key}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -477,6 +556,114 @@ class DevCluster:
             manager,
         )
 
+    def _start_node(
+        self,
+        state: State,
+        shape: realnode.NodeShape,
+        deadline: float,
+        images: tuple[Path, Mapping[str, str]] | None = None,
+    ) -> None:
+        reason = realnode.unavailable_reason(self.bin_dir)
+        if reason:
+            raise ClusterError(f"no real node on this host: {reason}")
+        archive, manifest = images or built_images()
+        # One suffix per cluster folder: its bridge, cgroups and shims are
+        # told apart from another cluster's by it.
+        suffix = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+        layout = self.node_layout
+        realnode.clean_host(layout, None, suffix)  # a node killed before it could clean up
+        network = realnode.choose_network(suffix)
+        state.ports.update(_free_ports(["kubelet", "kubelet-healthz"]))
+        state.node = {
+            "name": shape.name,
+            "gpus": shape.gpus,
+            "suffix": suffix,
+            "network": asdict(network),
+        }
+        state.save(self._state_file)
+        realnode.prepare_host(layout, network, suffix)
+
+        identity = (f"system:node:{shape.name}", "system:nodes")
+        client_pair = pki.add_client(self._pki_dir, "kubelet", *identity)
+        serving = pki.add_serving(
+            self._pki_dir, "kubelet-serving", *identity, [network.gateway, shape.name]
+        )
+        kubeconfig = self.root / "kubelet.kubeconfig"
+        _write_kubeconfig(
+            kubeconfig,
+            f"https://{LOOPBACK}:{state.ports['apiserver']}",
+            self._pki_dir / "ca.crt",
+            client_pair,
+        )
+        containerd = self._launch(
+            state, "containerd", ["containerd", f"--config={layout.containerd_config}"]
+        )
+        ctr = ["ctr", f"--address={layout.containerd_socket}"]
+        self._wait_for(
+            "containerd's socket",
+            lambda: subprocess.run([*ctr, "version"], capture_output=True).returncode == 0,
+            deadline,
+            containerd,
+        )
+        realnode.import_images(layout, archive, manifest)
+        layout.kubelet_config.write_text(
+            yaml.safe_dump(
+                realnode.kubelet_config(
+                    layout,
+                    shape=shape,
+                    suffix=suffix,
+                    network=network,
+                    port=state.ports["kubelet"],
+                    healthz_port=state.ports["kubelet-healthz"],
+                    client_ca=self._pki_dir / "ca.crt",
+                    serving_cert=serving.cert,
+                    serving_key=serving.key,
+                )
+            )
+        )
+        labels = ",".join(f"{k}={v}" for k, v in realnode.node_labels(shape).items())
+        kubelet = self._launch(
+            state,
+            "kubelet",
+            [
+                str(self.bin_dir / "kubelet"),
+                f"--config={layout.kubelet_config}",
+                f"--kubeconfig={kubeconfig}",
+                f"--root-dir={layout.kubelet_root}",
+                f"--hostname-override={shape.name}",
+                f"--node-ip={network.gateway}",
+                f"--node-labels={labels}",
+                "--v=1",
+            ],
+        )
+        with contextlib.closing(self.api_client()) as api:
+            core = client.CoreV1Api(api)
+
+            def ready() -> bool:
+                try:
+                    node = core.read_node(shape.name)
+                except client.ApiException:
+                    return False
+                conditions = (node.status.conditions if node.status else None) or []
+                return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+            self._wait_for(f"node {shape.name} Ready", ready, deadline, kubelet)
+            if shape.gpus:
+                core.patch_node(shape.name, realnode.simulated_gpu_annotation(shape))
+                core.patch_node_status(shape.name, realnode.simulated_gpu_patch(shape))
+
+    def _stop_node(self, state: State) -> None:
+        for started in reversed(state.processes):
+            if started.name in NODE_COMPONENTS:
+                processes.stop(started)
+        if state.node:
+            realnode.clean_host(
+                self.node_layout, realnode.Network(**state.node["network"]), state.node["suffix"]
+            )
+        state.processes = [p for p in state.processes if p.name not in NODE_COMPONENTS]
+        state.node = None
+        state.save(self._state_file)
+
     def _apply_kueue_objects(self, manifests: Path, webhook: pki.WebhookPKI, port: int) -> None:
         """Kueue's namespace, its webhook Secret, its roles and its CRDs."""
         secret = kueue.webhook_secret(
@@ -589,6 +776,26 @@ class DevCluster:
                 return names <= ready
 
             self._wait_for("all nodes Ready", all_ready, deadline, kwok)
+
+
+def built_images() -> tuple[Path, dict[str, str]]:
+    """The image archive for the real node and its image IDs by reference:
+    ``$VIDOP_IMAGES_ARCHIVE`` if set, else whatever ``hack/images.sh`` builds
+    or finds (it prints the archive; ``images.json`` lies beside it)."""
+    if env := os.environ.get("VIDOP_IMAGES_ARCHIVE"):
+        archive = Path(env)
+    else:
+        script = _REPO_ROOT / "hack" / "images.sh"
+        if not script.exists():
+            raise ClusterError(f"set VIDOP_IMAGES_ARCHIVE: {script} is not there to build them")
+        result = subprocess.run(
+            ["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"{script} failed with exit code {result.returncode}")
+        archive = Path(result.stdout.strip().splitlines()[-1])
+    manifest = json.loads((archive.parent / "images.json").read_text())
+    return archive, {str(ref): str(image_id) for ref, image_id in manifest.items()}
 
 
 def _all_running(state: State, names: Sequence[str]) -> bool:

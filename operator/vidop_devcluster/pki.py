@@ -43,6 +43,8 @@ class ClusterPKI:
     """etcd's serving and peer pair."""
     etcd_client: KeyPair
     """The API server's client pair for etcd."""
+    kubelet_client: KeyPair
+    """The API server's client pair for kubelets (logs, exec)."""
     service_account_key: Path
     service_account_pub: Path
     clients: dict[str, KeyPair]
@@ -168,6 +170,13 @@ def generate(folder: Path, clients: dict[str, tuple[str, str | None]]) -> Cluste
         "apiserver-etcd-client", _name("kube-apiserver-etcd-client"), client=True
     )
 
+    # What a kubeadm cluster gives the API server to call kubelets with.
+    kubelet_client = signed_pair(
+        "apiserver-kubelet-client",
+        _name("kube-apiserver-kubelet-client", "system:masters"),
+        client=True,
+    )
+
     sa_key = ec.generate_private_key(ec.SECP256R1())
     sa_key_path = folder / "service-account.key"
     _write_key(sa_key, sa_key_path)
@@ -182,18 +191,30 @@ def generate(folder: Path, clients: dict[str, tuple[str, str | None]]) -> Cluste
         stem: signed_pair(stem, _name(user, group), client=True)
         for stem, (user, group) in clients.items()
     }
-    return ClusterPKI(ca, apiserver, etcd, etcd_client, sa_key_path, sa_pub_path, client_pairs)
+    return ClusterPKI(
+        ca, apiserver, etcd, etcd_client, kubelet_client, sa_key_path, sa_pub_path, client_pairs
+    )
 
 
 def add_client(folder: Path, stem: str, user: str, group: str | None) -> KeyPair:
     """One more client pair, signed by the CA that :func:`generate` wrote
     into ``folder`` (a component added to a running cluster)."""
+    return _add_pair(folder, stem, _name(user, group), client=True)
+
+
+def add_serving(folder: Path, stem: str, user: str, group: str | None, names: list[str]) -> KeyPair:
+    """One more serving pair for ``names`` (a kubelet's: its subject is the
+    node's identity, as a kubelet's serving certificate request would be)."""
+    return _add_pair(folder, stem, _name(user, group), server_names=names)
+
+
+def _add_pair(folder: Path, stem: str, subject: x509.Name, **usage: Any) -> KeyPair:
     ca_cert = x509.load_pem_x509_certificate((folder / "ca.crt").read_bytes())
     ca_key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise TypeError(f"{folder / 'ca.key'} is not the EC key generate() writes")
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = _issue(_name(user, group), key, (ca_cert.subject, ca_key), client=True)
+    cert = _issue(subject, key, (ca_cert.subject, ca_key), **usage)
     return _write_pair(folder, stem, cert, key)
 
 

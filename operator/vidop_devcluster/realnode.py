@@ -1,0 +1,498 @@
+"""The real node: containerd and a real kubelet, registered with the dev cluster.
+
+Called by :mod:`vidop_devcluster.cluster` (``DevCluster(real_node=...)``,
+:meth:`~vidop_devcluster.cluster.DevCluster.start_node`). Stage pods bound to
+this node run as containers from the images ``hack/images.sh`` builds, with
+everything a production node enforces: the pod's user, read-only root
+filesystem, dropped capabilities, seccomp, and memory and CPU limits in real
+cgroups (an allocation past the limit is OOM-killed by the kernel).
+``kubectl logs`` and ``kubectl exec`` reach it through its serving
+certificate.
+
+What it needs from the host (:func:`unavailable_reason` says what is missing):
+root, Debian's ``containerd``, ``runc`` and ``containernetworking-plugins``,
+``ip`` from iproute2, and cgroup controllers mounted. What it changes on the
+host, all named after the node's own suffix so that several clusters run side
+by side, and all removed again by :func:`clean_host`:
+
+- a bridge ``vidop<suffix>`` with the first address of a free 10.x.y.0/24;
+  pods get the others. Nothing is routed or masqueraded: a pod reaches the
+  host's services that listen on the bridge's address (the demo's S3 server)
+  and nothing beyond;
+- one cgroup ``/vidop-<suffix>`` per controller, the kubelet's cgroup root.
+
+Everything else lives in its folder: containerd's root (images, snapshots;
+kept from one start to the next so imports are skipped) and state (sockets,
+network namespaces, container root filesystems), the kubelet's root and pod
+logs, the CNI configuration and its address leases.
+
+The pure functions build the three configurations (containerd's TOML, the
+kubelet's KubeletConfiguration, the CNI network list) and are unit-tested
+without a host; the functions below them act on the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidop_devcluster.nodes import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT_KEY
+
+REAL_NODE_LABEL = "vidop.io/real-node"
+SIMULATED_GPU_ANNOTATION = "vidop.io/simulated-gpu"
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+"""The sandbox image: built by ``hack/images.sh`` from the pause.c of the
+``k8s.io/kubernetes`` module, never pulled."""
+CRI_NAMESPACE = "k8s.io"
+"""containerd's namespace for the images and containers of the CRI."""
+CNI_BIN_DIR = Path("/usr/lib/cni")
+"""Where Debian's containernetworking-plugins puts the plugins."""
+_CNI_PLUGINS = ("bridge", "host-local", "loopback")
+_HOST_PROGRAMS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "ip")
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    """What the real node registers as. Its CPU and memory are the host's,
+    measured by the kubelet; GPUs are simulated (advertised for scheduling,
+    said so by annotation) unless the host has some, which this node does
+    not pass through."""
+
+    name: str = "vidop-node"
+    gpus: int = 0
+    max_pods: int = 20
+
+
+@dataclass(frozen=True)
+class Network:
+    """The node's pod network: a bridge and a /24 on it."""
+
+    bridge: str
+    subnet: str
+
+    @property
+    def gateway(self) -> str:
+        """The host's address on the bridge: what pods reach the host at."""
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The folders and files of one node, under ``root``."""
+
+    root: Path
+
+    @property
+    def containerd_root(self) -> Path:
+        return self.root / "containerd" / "root"
+
+    @property
+    def containerd_state(self) -> Path:
+        return self.root / "containerd" / "state"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.root / "containerd" / "containerd.sock"
+
+    @property
+    def containerd_config(self) -> Path:
+        return self.root / "containerd" / "config.toml"
+
+    @property
+    def cni_conf_dir(self) -> Path:
+        return self.root / "cni" / "net.d"
+
+    @property
+    def cni_ipam_dir(self) -> Path:
+        return self.root / "cni" / "leases"
+
+    @property
+    def kubelet_root(self) -> Path:
+        return self.root / "kubelet"
+
+    @property
+    def kubelet_config(self) -> Path:
+        return self.root / "kubelet-config.yaml"
+
+    @property
+    def pod_logs(self) -> Path:
+        return self.root / "pod-logs"
+
+    @property
+    def imported(self) -> Path:
+        """Records which image archive containerd's store holds already."""
+        return self.root / "containerd" / "imported.json"
+
+
+def cgroup_root(suffix: str) -> str:
+    """The kubelet's cgroup root (pods go below it), one per node."""
+    return f"/vidop-{suffix}"
+
+
+# -- the configurations (pure) ------------------------------------------------
+
+
+def containerd_config(layout: Layout, network: Network) -> str:
+    """containerd's config.toml: its own root, state and socket; the CRI with
+    runc on cgroupfs, the bridge network, and nothing ever pulled (the
+    sandbox image is imported with the others)."""
+    del network  # the CNI configuration file names the bridge
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    lines = [
+        "version = 2",
+        f'root = "{layout.containerd_root}"',
+        f'state = "{layout.containerd_state}"',
+        # Snapshotters this host cannot have would only log errors at start.
+        'disabled_plugins = ["io.containerd.snapshotter.v1.aufs", '
+        '"io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", '
+        '"io.containerd.snapshotter.v1.devmapper"]',
+        "[grpc]",
+        f'  address = "{layout.containerd_socket}"',
+        "[ttrpc]",
+        f'  address = "{layout.containerd_socket}.ttrpc"',
+        f"[{cri}]",
+        f'  sandbox_image = "{PAUSE_IMAGE}"',
+        # Lets a kubelet that is not alone on the host lower no process's OOM
+        # score below the host's own (the node runs as root beside other work).
+        "  restrict_oom_score_adj = true",
+        # Pod network namespaces in the state folder, not the host's
+        # /var/run/netns, so stopping the node finds (and removes) only its own.
+        "  netns_mounts_under_state_dir = true",
+        '  stream_server_address = "127.0.0.1"',
+        '  stream_server_port = "0"',
+        "  enable_selinux = false",
+        f"[{cri}.containerd]",
+        '  snapshotter = "overlayfs"',
+        '  default_runtime_name = "runc"',
+        f"[{cri}.containerd.runtimes.runc]",
+        '  runtime_type = "io.containerd.runc.v2"',
+        f"[{cri}.containerd.runtimes.runc.options]",
+        # The kubelet drives cgroups through the file system (cgroupDriver: cgroupfs).
+        "  SystemdCgroup = false",
+        f"[{cri}.cni]",
+        f'  bin_dir = "{CNI_BIN_DIR}"',
+        f'  conf_dir = "{layout.cni_conf_dir}"',
+        "  max_conf_num = 1",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def cni_config(layout: Layout, network: Network) -> dict[str, Any]:
+    """The CNI network list: the node's bridge, addresses from its /24 with
+    the leases in the node's folder, no masquerading (pods reach the host's
+    bridge address and nothing else)."""
+    return {
+        "cniVersion": "1.0.0",
+        "name": network.bridge,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": network.bridge,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(layout.cni_ipam_dir),
+                    "ranges": [[{"subnet": network.subnet, "gateway": network.gateway}]],
+                    "routes": [{"dst": network.subnet}],
+                },
+            }
+        ],
+    }
+
+
+def kubelet_config(
+    layout: Layout,
+    *,
+    shape: NodeShape,
+    suffix: str,
+    network: Network,
+    port: int,
+    healthz_port: int,
+    client_ca: Path,
+    serving_cert: Path,
+    serving_key: Path,
+) -> dict[str, Any]:
+    """The KubeletConfiguration: serving on the node's address (the host's on
+    the bridge: a kubelet refuses a loopback node IP) with a certificate from
+    the dev CA, every request authenticated and authorised by the API server,
+    cgroupfs under the node's own cgroup root, and thresholds that suit a
+    shared development machine (no eviction for a nearly full disk, no image
+    garbage collection: the imported images cannot be pulled again)."""
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": network.gateway,
+        "port": port,
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": healthz_port,
+        "tlsCertFile": str(serving_cert),
+        "tlsPrivateKeyFile": str(serving_key),
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(client_ca)},
+        },
+        "authorization": {"mode": "Webhook"},
+        "containerRuntimeEndpoint": f"unix://{layout.containerd_socket}",
+        "cgroupDriver": "cgroupfs",
+        "cgroupRoot": cgroup_root(suffix),
+        # This kind of machine has cgroup v1 only; the kubelet still runs on it
+        # when told to (and says it is deprecated).
+        "failCgroupV1": False,
+        "failSwapOn": False,
+        "podLogsDir": str(layout.pod_logs),
+        "maxPods": shape.max_pods,
+        "registerNode": True,
+        "registerWithTaints": (
+            [{"key": GPU_TAINT_KEY, "value": "present", "effect": "NoSchedule"}]
+            if shape.gpus
+            else []
+        ),
+        # Leave the host's iptables and kernel settings as they are.
+        "makeIPTablesUtilChains": False,
+        "protectKernelDefaults": False,
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "1%",
+            "nodefs.inodesFree": "1%",
+            "imagefs.available": "1%",
+        },
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "serializeImagePulls": False,
+        "volumePluginDir": str(layout.kubelet_root / "volume-plugins"),
+        "shutdownGracePeriod": "0s",
+        "nodeStatusReportFrequency": "10s",
+    }
+
+
+def node_labels(shape: NodeShape) -> dict[str, str]:
+    """The labels the kubelet registers its Node with (``--node-labels``):
+    only ones NodeRestriction lets a kubelet set on itself."""
+    labels = {REAL_NODE_LABEL: "true"}
+    if shape.gpus:
+        labels[GPU_PRESENT_LABEL] = "true"
+    return labels
+
+
+def simulated_gpu_patch(shape: NodeShape) -> dict[str, Any]:
+    """The Node status patch an administrator (not the kubelet) applies to
+    advertise simulated GPUs, as one advertises any extended resource."""
+    gpus = str(shape.gpus)
+    return {"status": {"capacity": {GPU_RESOURCE: gpus}, "allocatable": {GPU_RESOURCE: gpus}}}
+
+
+def simulated_gpu_annotation(shape: NodeShape) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "annotations": {
+                SIMULATED_GPU_ANNOTATION: (
+                    f"{shape.gpus} advertised for scheduling only; "
+                    "stages run on the host's CPU unless it has a GPU"
+                )
+            }
+        }
+    }
+
+
+def placement(shape: NodeShape) -> dict[str, Any]:
+    """The pod spec fields that put a stage pod on this node and nowhere
+    else (the demo's operator configuration gives them to every stage)."""
+    tolerations = (
+        [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}] if shape.gpus else []
+    )
+    return {"nodeSelector": {"kubernetes.io/hostname": shape.name}, "tolerations": tolerations}
+
+
+# -- the host ------------------------------------------------------------------
+
+
+def unavailable_reason(bin_dir: Path) -> str | None:
+    """Why a real node cannot run on this host, or None when it can."""
+    if os.geteuid() != 0:
+        return "it needs root (containerd, cgroups, network namespaces)"
+    missing = [name for name in _HOST_PROGRAMS if shutil.which(name) is None]
+    missing += [
+        f"{CNI_BIN_DIR}/{name}" for name in _CNI_PLUGINS if not (CNI_BIN_DIR / name).exists()
+    ]
+    if not (bin_dir / "kubelet").exists():
+        missing.append(f"{bin_dir}/kubelet (hack/tools.sh builds it)")
+    if missing:
+        return f"missing {', '.join(missing)} (hack/system-deps.sh installs the packages)"
+    if (
+        not (_CGROUP_ROOT / "memory").is_dir()
+        and not (_CGROUP_ROOT / "cgroup.controllers").exists()
+    ):
+        return f"no memory cgroup controller under {_CGROUP_ROOT}"
+    return None
+
+
+def choose_network(suffix: str) -> Network:
+    """A bridge named after ``suffix`` and a 10.x.y.0/24 that no address or
+    route of the host overlaps."""
+    used = [
+        ipaddress.ip_network(entry["dst"], strict=False)
+        for entry in json.loads(_run("ip", "-j", "-4", "route", "show", "table", "all"))
+        if entry.get("dst", "default") != "default" and "/" in entry["dst"]
+    ]
+    for entry in json.loads(_run("ip", "-j", "-4", "addr")):
+        for address in entry.get("addr_info", []):
+            used.append(
+                ipaddress.ip_network(f"{address['local']}/{address['prefixlen']}", strict=False)
+            )
+    # Deterministic per suffix first, so a restarted node tends to get its own back.
+    start = int(suffix, 16) % 250
+    for offset in range(250 * 250):
+        second, third = 200 + (start + offset // 250) % 50, (start + offset) % 250
+        candidate = ipaddress.ip_network(f"10.{second}.{third}.0/24")
+        if not any(candidate.overlaps(other) for other in used):
+            return Network(bridge=f"vidop{suffix}"[:15], subnet=str(candidate))
+    raise RuntimeError("no free 10.x.y.0/24 for the node's pod network")
+
+
+def prepare_host(layout: Layout, network: Network, suffix: str) -> None:
+    """Folders, configurations, the bridge with its gateway address, and the
+    kubelet's cgroup root in every controller."""
+    for folder in (
+        layout.containerd_root,
+        layout.containerd_state,
+        layout.cni_conf_dir,
+        layout.cni_ipam_dir,
+        layout.kubelet_root,
+        layout.pod_logs,
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+    layout.containerd_config.write_text(containerd_config(layout, network))
+    (layout.cni_conf_dir / "10-vidop.conflist").write_text(
+        json.dumps(cni_config(layout, network), indent=2)
+    )
+    if subprocess.run(["ip", "link", "show", network.bridge], capture_output=True).returncode:
+        _run("ip", "link", "add", network.bridge, "type", "bridge")
+    prefix = ipaddress.ip_network(network.subnet).prefixlen
+    with contextlib.suppress(subprocess.CalledProcessError):  # there already
+        _run("ip", "addr", "add", f"{network.gateway}/{prefix}", "dev", network.bridge)
+    _run("ip", "link", "set", network.bridge, "up")
+    for path in _cgroup_dirs(suffix):
+        path.mkdir(exist_ok=True)
+
+
+def import_images(layout: Layout, archive: Path, manifest: Mapping[str, str]) -> bool:
+    """Import ``archive`` (a multi-image archive) into containerd's CRI
+    namespace unless the store holds exactly these images already
+    (``manifest``: image reference → image ID). Returns whether it imported."""
+    if layout.imported.exists() and json.loads(layout.imported.read_text()) == dict(manifest):
+        return False
+    _run(
+        "ctr",
+        f"--address={layout.containerd_socket}",
+        f"--namespace={CRI_NAMESPACE}",
+        "images",
+        "import",
+        "--no-unpack=false",
+        str(archive),
+    )
+    layout.imported.write_text(json.dumps(dict(manifest), indent=2))
+    return True
+
+
+def clean_host(layout: Layout, network: Network | None, suffix: str) -> None:
+    """Undo what a node left behind once containerd and the kubelet are
+    stopped: every process still in its cgroups (containers) and every shim
+    of its containerd is killed, mounts under its folder are detached, its
+    bridge and cgroups removed. Safe to call more than once."""
+    for _ in range(3):
+        pids = [pid for path in _cgroup_dirs(suffix) for pid in _pids_below(path)]
+        pids += _shims_of(layout.containerd_socket)
+        if not pids:
+            break
+        for pid in set(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(pids)
+    for mount_point in _mounts_below(layout.root):
+        subprocess.run(["umount", "--lazy", mount_point], capture_output=True, check=False)
+    if network is not None:
+        subprocess.run(["ip", "link", "del", network.bridge], capture_output=True, check=False)
+    for path in _cgroup_dirs(suffix):
+        for folder in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        with contextlib.suppress(OSError):
+            path.rmdir()
+    # Nothing of a stopped node's state is worth keeping but the image store.
+    shutil.rmtree(layout.containerd_state, ignore_errors=True)
+    shutil.rmtree(layout.kubelet_root, ignore_errors=True)
+    shutil.rmtree(layout.cni_ipam_dir, ignore_errors=True)
+
+
+def _cgroup_dirs(suffix: str) -> list[Path]:
+    relative = cgroup_root(suffix).lstrip("/")
+    if (_CGROUP_ROOT / "cgroup.controllers").exists():  # cgroup v2: one hierarchy
+        return [_CGROUP_ROOT / relative]
+    # cgroup v1: every mounted hierarchy (the kubelet checks them all,
+    # systemd's named one included).
+    return sorted(
+        hierarchy / relative
+        for hierarchy in _CGROUP_ROOT.iterdir()
+        if (hierarchy / "cgroup.procs").exists() and not hierarchy.is_symlink()
+    )
+
+
+def _pids_below(path: Path) -> Iterator[int]:
+    if not path.is_dir():
+        return
+    for procs in path.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError):
+            yield from (int(line) for line in procs.read_text().split())
+
+
+def _shims_of(socket: Path) -> list[int]:
+    """containerd's shims started for ``socket`` (they outlive containerd)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if (
+                argv
+                and argv[0].endswith(b"containerd-shim-runc-v2")
+                and os.fsencode(str(socket)) in argv
+            ):
+                found.append(int(proc.name))
+    return found
+
+
+def _wait_gone(pids: Sequence[int], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.05)
+
+
+def _mounts_below(root: Path) -> list[str]:
+    """Mount points under ``root``, deepest first."""
+    prefix = str(root.resolve()) + "/"
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].encode().decode("unicode_escape")
+        if point.startswith(prefix):
+            points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def _run(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
