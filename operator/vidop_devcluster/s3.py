@@ -21,7 +21,9 @@ credentials and data.
 What SeaweedFS does that this module works around:
 
 - Its default address is the host's, on every interface: ``-ip`` and
-  ``-ip.bind`` say loopback.
+  ``-ip.bind`` say loopback, or the one address given as ``host`` (the real
+  node's bridge address, so that stage containers reach it: see
+  :mod:`vidop_devcluster.realnode`).
 - Each component has an HTTP and a gRPC port, and most also listen on a unix
   socket named after the port, ``/tmp/seaweedfs-<component>[-grpc]-<port>.sock``,
   which a starting server deletes and makes anew. So every listener gets a
@@ -125,43 +127,43 @@ def weed_binary() -> Path:
     )
 
 
-def _bind(held: contextlib.ExitStack, port: int) -> int | None:
-    """Bind a loopback socket that ``held`` closes later; its port, or None
-    when ``port`` is taken."""
+def _bind(held: contextlib.ExitStack, host: str, port: int) -> int | None:
+    """Bind a socket on ``host`` that ``held`` closes later; its port, or
+    None when ``port`` is taken."""
     sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
     try:
-        sock.bind((LOOPBACK, port))
+        sock.bind((host, port))
     except OSError:
         return None
     return int(sock.getsockname()[1])
 
 
-def _choose_ports() -> dict[str, int]:
-    """A free loopback port for every listener. All stay bound until all are
+def _choose_ports(host: str) -> dict[str, int]:
+    """A free port on ``host`` for every listener. All stay bound until all are
     chosen, so none is handed out twice."""
     with contextlib.ExitStack() as held:
         ports: dict[str, int] = {}
         for name in [*_COMPONENTS, *(f"{c}-grpc" for c in _COMPONENTS)]:
-            if (port := _bind(held, 0)) is None:
+            if (port := _bind(held, host, 0)) is None:
                 raise S3ServerError("no free loopback port")
             ports[name] = port
         # The admin server's gRPC port must be its HTTP port + 10000, the one
         # mini's worker dials (see the module's docstring).
         for _ in range(100):
-            admin = _bind(held, 0)
+            admin = _bind(held, host, 0)
             if admin is None or admin + GRPC_PORT_OFFSET > 65535:
                 continue
-            if _bind(held, admin + GRPC_PORT_OFFSET) is not None:
+            if _bind(held, host, admin + GRPC_PORT_OFFSET) is not None:
                 return {**ports, "admin": admin, "admin-grpc": admin + GRPC_PORT_OFFSET}
         raise S3ServerError(f"no free loopback ports P and P + {GRPC_PORT_OFFSET} for the admin")
 
 
-def _listening(port: int) -> bool:
-    """Whether something accepts connections on loopback ``port`` (a
+def _listening(host: str, port: int) -> bool:
+    """Whether something accepts connections on ``host``'s ``port`` (a
     listener too busy to answer in time counts)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
-        return probe.connect_ex((LOOPBACK, port)) != errno.ECONNREFUSED
+        return probe.connect_ex((host, port)) != errno.ECONNREFUSED
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -183,15 +185,17 @@ class _State:
     access_key: str
     secret_key: str
     process: processes.Started | None = None
+    host: str = LOOPBACK
 
     @classmethod
-    def new(cls) -> _State:
+    def new(cls, host: str) -> _State:
         # Shaped like AWS keys: 20 upper-case letters and digits, 40 characters.
         alphabet = string.ascii_uppercase + string.digits
         return cls(
-            ports=_choose_ports(),
+            ports=_choose_ports(host),
             access_key="VIDOP" + "".join(secrets.choice(alphabet) for _ in range(15)),
             secret_key=secrets.token_urlsafe(30),
+            host=host,
         )
 
     @classmethod
@@ -211,7 +215,7 @@ class S3Server:
     started and keeps the data. ``detach=False`` ties the server's life to
     this process (tests); detached, it outlives it (the demo's ``up``)."""
 
-    def __init__(self, root: Path, *, detach: bool = False) -> None:
+    def __init__(self, root: Path, *, detach: bool = False, host: str | None = None) -> None:
         self.root = root
         self.data_dir = root / "s3-data"
         self.log_file = root / "logs" / "s3.log"
@@ -219,14 +223,21 @@ class S3Server:
         self._identities_file = root / "s3-identities.json"
         self._detach = detach
         self._shared_client: S3Client | None = None
-        # Ports and credentials are drawn once per root and kept from then on.
-        self._state = _State.load(self.state_file) if self.state_file.exists() else _State.new()
+        # Ports and credentials are drawn once per root and kept from then on;
+        # a new ``host`` (the real node's bridge address, which pods reach)
+        # gets ports of its own.
+        if self.state_file.exists():
+            self._state = _State.load(self.state_file)
+            if host is not None and host != self._state.host and not self.is_running:
+                self._state.host, self._state.ports = host, _choose_ports(host)
+        else:
+            self._state = _State.new(host or LOOPBACK)
 
     # -- what clients need ----------------------------------------------------
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://{LOOPBACK}:{self._state.ports['s3']}"
+        return f"http://{self._state.host}:{self._state.ports['s3']}"
 
     @property
     def access_key(self) -> str:
@@ -344,8 +355,8 @@ class S3Server:
             "-logtostderr",
             "mini",
             f"-dir={self.data_dir}",
-            f"-ip={LOOPBACK}",
-            f"-ip.bind={LOOPBACK}",
+            f"-ip={self._state.host}",
+            f"-ip.bind={self._state.host}",
             *(f"-{name}.port={ports[name]}" for name in (*_COMPONENTS, "admin")),
             *(f"-{name}.port.grpc={ports[name + '-grpc']}" for name in (*_COMPONENTS, "admin")),
             f"-s3.config={self._identities_file}",
@@ -416,13 +427,13 @@ class S3Server:
         # are (the volume server's heartbeat has not come through yet), and
         # until it does every object read fails with InternalError.
         ports = self._state.ports
-        url = f"http://{LOOPBACK}:{ports['master']}/dir/status"
+        url = f"http://{self._state.host}:{ports['master']}/dir/status"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 topology = json.load(response)["Topology"]
         except (OSError, ValueError, KeyError):
             return False
-        volume_server = f"{LOOPBACK}:{ports['volume']}"
+        volume_server = f"{self._state.host}:{ports['volume']}"
         return any(
             node.get("Url") == volume_server
             for center in topology.get("DataCenters") or []
@@ -438,7 +449,7 @@ class S3Server:
         # away would find the ports taken.
         deadline = time.monotonic() + _STOP_GRACE_SECONDS
         while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            if not any(_listening(port) for port in self._state.ports.values()):
+            if not any(_listening(self._state.host, port) for port in self._state.ports.values()):
                 return
             time.sleep(0.05)
 
