@@ -28,8 +28,8 @@ tools: venv ## Build (or find in ~/.cache/vid-operator) etcd, kube-*, kwok, Kueu
 system-deps: ## Install ffmpeg and espeak-ng (Debian packages) when missing; the stages run them
 	bash hack/system-deps.sh
 
-cluster-up: venv tools ## Start the development control plane (KUEUE=1: with Kueue); prints the KUBECONFIG to use
-	$(BIN)/python -m vidop_devcluster up $(if $(filter 1,$(KUEUE)),--kueue)
+cluster-up: venv tools ## Start the development control plane (KUEUE=1: with Kueue; REAL_NODE=1: with a real node); prints the KUBECONFIG to use
+	$(BIN)/python -m vidop_devcluster up $(if $(filter 1,$(KUEUE)),--kueue) $(if $(filter 1,$(REAL_NODE)),--real-node)
 
 cluster-down: venv ## Stop the development control plane (only the processes it started)
 	$(BIN)/python -m vidop_devcluster down

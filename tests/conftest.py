@@ -7,7 +7,9 @@ saves the start-up on every run). When it cannot start, tests that need it
 skip, unless ``VIDOP_REQUIRE_CLUSTER=1`` (set by ``.ci/run``): then they fail.
 
 Kueue's manager runs only for the tests that ask for the ``kueue`` fixture: it
-is added to the session's cluster the first time, and stopped at the end.
+is added to the session's cluster the first time, and stopped at the end. The
+real node (containerd and a kubelet, running the images ``hack/images.sh``
+builds) likewise, for the tests that ask for ``real_node``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.support import Cluster, LocalNodeProcess, wait_until
-from vidop_devcluster import ClusterError, DevCluster, tools_bin_dir
+from tests.support import Cluster, LocalNodeProcess, RealNode, wait_until
+from vidop_devcluster import ClusterError, DevCluster, realnode, tools_bin_dir
 from vidop_devcluster.s3 import S3Server, S3ServerError
 
 
@@ -120,6 +122,52 @@ def local_node(
     node.start()
     yield node
     node.stop()
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: Cluster) -> Iterator[RealNode]:
+    """A real node in the session's cluster (one simulated GPU), added the
+    first time a test asks and stopped at the end of the session. Its images
+    are built (or found) by ``hack/images.sh``. An existing cluster must run
+    one already (``make cluster-up REAL_NODE=1``)."""
+    if cluster.dev is None:
+        running = DevCluster(cluster.kubeconfig.parent).real_node()
+        if running is None:
+            pytest.fail(
+                "VIDOP_USE_EXISTING_CLUSTER=1, but that cluster has no real node: start it "
+                "with `make cluster-up REAL_NODE=1`",
+                pytrace=False,
+            )
+        yield RealNode(running[0], running[1].gateway)
+        return
+    shape = realnode.NodeShape(name="vidop-node", gpus=1)
+    started = time.monotonic()
+    try:
+        cluster.dev.start_node(shape)
+    except ClusterError as error:
+        _unavailable("the real node", str(error))
+    running = cluster.dev.real_node()
+    assert running is not None
+    print(f"\nreal node up in {time.monotonic() - started:.1f} s (pods reach {running[1].gateway})")
+    try:
+        yield RealNode(shape, running[1].gateway)
+    finally:
+        cluster.dev.stop_node()
+
+
+@pytest.fixture(scope="session")
+def node_s3(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server on the real node's bridge address, which stage
+    containers reach (127.0.0.1 is their own loopback, not the host's)."""
+    try:
+        server = S3Server(tmp_path_factory.mktemp("node-s3"), host=real_node.gateway)
+        server.start()
+    except S3ServerError as error:
+        _unavailable("the S3 server", str(error))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from kubernetes import client, watch
 
 from vid_operator import contract
 from vid_operator.api.models import STAGE_NAMES
-from vidop_devcluster import DevCluster, localnode, localpod
+from vidop_devcluster import DevCluster, localnode, localpod, realnode
 from vidop_devcluster.s3 import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,6 +269,20 @@ class LocalNodeProcess:
 
     def stop(self) -> None:
         _stop(self.process)
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """The session's real node (containerd and a kubelet, see
+    :mod:`vidop_devcluster.realnode`): its shape, and the host's address on
+    its bridge, where pods reach the host's servers."""
+
+    shape: realnode.NodeShape
+    gateway: str
+
+    def placement(self) -> dict[str, Any]:
+        """What a pod (or a stage override) needs to run here."""
+        return realnode.placement(self.shape)
 
 
 def on_the_local_node(

@@ -3,7 +3,9 @@
 ``make cluster-up`` and ``make cluster-down`` call it. The cluster's folder is
 ``$VIDOP_CLUSTER_DIR``, by default ``.cluster`` in the current directory.
 ``up --kueue`` (``make cluster-up KUEUE=1``) runs Kueue's manager as well, and
-adds it to a cluster that already runs without it.
+adds it to a cluster that already runs without it. ``up --real-node``
+(``make cluster-up REAL_NODE=1``) adds a real node (containerd and a kubelet,
+with the images ``hack/images.sh`` builds; see ``docs/devcluster.md``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from pathlib import Path
 
 from vidop_devcluster import processes
 from vidop_devcluster.cluster import ClusterError, DevCluster
+from vidop_devcluster.realnode import NodeShape
+
+DEMO_NODE = NodeShape(name="vidop-node", gpus=1)
+"""The real node ``up --real-node`` starts: one simulated GPU so GPU stages land there."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="up: run Kueue's manager too (added to a cluster that runs without it)",
     )
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help=f"up: run a real node too ({DEMO_NODE.name}, {DEMO_NODE.gpus} simulated GPU)",
+    )
     args = parser.parse_args(argv)
-    cluster = DevCluster(args.dir.resolve(), kueue=args.kueue)
+    cluster = DevCluster(
+        args.dir.resolve(), kueue=args.kueue, real_node=DEMO_NODE if args.real_node else None
+    )
 
     if args.command == "up":
         started = time.monotonic()
@@ -42,11 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         except ClusterError as error:
             print(f"cluster-up failed: {error}", file=sys.stderr)
             return 1
-        with_kueue = " with Kueue" if cluster.kueue_running() else ""
+        extras = [
+            *(["Kueue"] if cluster.kueue_running() else []),
+            *([f"the real node {node[0].name}"] if (node := cluster.real_node()) else []),
+        ]
+        with_extras = f" with {' and '.join(extras)}" if extras else ""
         print(
-            f"control plane up{with_kueue} in {time.monotonic() - started:.1f} s; "
+            f"control plane up{with_extras} in {time.monotonic() - started:.1f} s; "
             f"logs in {cluster.logs}"
         )
+        if node:
+            print(f"pods reach this host at {node[1].gateway} (serve on it, not on 127.0.0.1)")
         print(f"export KUBECONFIG={cluster.kubeconfig}")
     elif args.command == "down":
         cluster.down()

@@ -279,12 +279,12 @@ class DevCluster:
         """The real node's folders (whether or not it runs)."""
         return realnode.Layout(self.root / "node")
 
-    def node_network(self) -> realnode.Network | None:
-        """The running real node's pod network (pods reach the host at its
-        ``gateway``), or None without one."""
+    def real_node(self) -> tuple[realnode.NodeShape, realnode.Network] | None:
+        """The real node's shape and pod network (pods reach the host at its
+        ``gateway``) while it belongs to the cluster, else None."""
         if not self._state_file.exists() or not (node := State.load(self._state_file).node):
             return None
-        return realnode.Network(**node["network"])
+        return realnode.NodeShape(**node["shape"]), realnode.Network(**node["network"])
 
     def start_node(
         self,
@@ -572,14 +572,9 @@ class DevCluster:
         suffix = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
         layout = self.node_layout
         realnode.clean_host(layout, None, suffix)  # a node killed before it could clean up
-        network = realnode.choose_network(suffix)
+        network = realnode.choose_network(suffix, realnode.host_networks())
         state.ports.update(_free_ports(["kubelet", "kubelet-healthz"]))
-        state.node = {
-            "name": shape.name,
-            "gpus": shape.gpus,
-            "suffix": suffix,
-            "network": asdict(network),
-        }
+        state.node = {"shape": asdict(shape), "suffix": suffix, "network": asdict(network)}
         state.save(self._state_file)
         realnode.prepare_host(layout, network, suffix)
 

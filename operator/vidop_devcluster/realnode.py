@@ -341,27 +341,34 @@ def unavailable_reason(bin_dir: Path) -> str | None:
     return None
 
 
-def choose_network(suffix: str) -> Network:
-    """A bridge named after ``suffix`` and a 10.x.y.0/24 that no address or
-    route of the host overlaps."""
-    used = [
+def choose_network(
+    suffix: str, taken: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> Network:
+    """A bridge named after ``suffix`` and a 10.x.y.0/24 that overlaps none
+    of ``taken`` (:func:`host_networks`). The search starts at a place
+    derived from ``suffix``, so a restarted node tends to get its own back."""
+    start = int(suffix, 16)
+    for offset in range(50 * 256):
+        step = (start + offset) % (50 * 256)
+        candidate = ipaddress.ip_network(f"10.{200 + step // 256}.{step % 256}.0/24")
+        if not any(candidate.overlaps(other) for other in taken):
+            return Network(bridge=f"vidop{suffix}"[:15], subnet=str(candidate))
+    raise RuntimeError("no free 10.x.y.0/24 for the node's pod network")
+
+
+def host_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The IPv4 networks of the host's routes and addresses."""
+    taken = [
         ipaddress.ip_network(entry["dst"], strict=False)
         for entry in json.loads(_run("ip", "-j", "-4", "route", "show", "table", "all"))
-        if entry.get("dst", "default") != "default" and "/" in entry["dst"]
+        if entry.get("dst", "default") != "default"
     ]
     for entry in json.loads(_run("ip", "-j", "-4", "addr")):
         for address in entry.get("addr_info", []):
-            used.append(
+            taken.append(
                 ipaddress.ip_network(f"{address['local']}/{address['prefixlen']}", strict=False)
             )
-    # Deterministic per suffix first, so a restarted node tends to get its own back.
-    start = int(suffix, 16) % 250
-    for offset in range(250 * 250):
-        second, third = 200 + (start + offset // 250) % 50, (start + offset) % 250
-        candidate = ipaddress.ip_network(f"10.{second}.{third}.0/24")
-        if not any(candidate.overlaps(other) for other in used):
-            return Network(bridge=f"vidop{suffix}"[:15], subnet=str(candidate))
-    raise RuntimeError("no free 10.x.y.0/24 for the node's pod network")
+    return taken
 
 
 def prepare_host(layout: Layout, network: Network, suffix: str) -> None:
