@@ -2,14 +2,26 @@
 
 Starts everything it needs in ``$VIDOP_DEMO_DIR`` (default ``.demo``) and
 stops it again on the way out, however it exits: the control plane (etcd,
-kube-apiserver, kube-controller-manager, kube-scheduler, kwok), SeaweedFS as
-the S3 store, the local node (a simulated GPU node that runs stage pods as
-host processes), and the operator. Then it applies ``examples/videojob.yaml``,
-shows ``kubectl get videojobs -w`` until the job ends, downloads the video and
-its thumbnail into ``<demo dir>/output`` and prints their ffprobe summary.
+kube-apiserver, kube-controller-manager, kube-scheduler, kwok), a node that
+runs the stages, SeaweedFS as the S3 store, and the operator. Then it applies
+``examples/videojob.yaml``, shows ``kubectl get videojobs -w`` until the job
+ends, downloads the video and its thumbnail into ``<demo dir>/output`` and
+prints their ffprobe summary.
 
-The operator's configuration pins every stage to the local node (kwok's
-nodes would only pretend to run them) and points the stages at the S3 store.
+The node, ``$VIDOP_DEMO_NODE``:
+
+- ``real`` — containerd and a real kubelet: stage pods run as containers from
+  the images ``hack/images.sh`` builds, with the hardened pod spec enforced;
+  it needs root and Debian's containerd, runc and CNI plugins;
+- ``local`` — the process-based local node: stage pods run as host
+  processes, nothing of the pod spec's confinement enforced;
+- ``auto`` (the default) — the real node where the host can run it, else the
+  local one. The demo says which it used, and why.
+
+The operator's configuration pins every stage to that node (kwok's nodes
+would only pretend to run them) and points the stages at the S3 store, which
+listens where the stages reach it (the real node's bridge address, or
+loopback for host processes).
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from kubernetes import client
 
 from vid_operator import contract
 from vid_operator.api.models import STAGE_NAMES
-from vidop_devcluster import DevCluster, localnode, localpod
+from vidop_devcluster import DevCluster, localnode, localpod, realnode
 from vidop_devcluster.s3 import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +52,8 @@ BUCKET = "vid-operator"
 SECRET = "vid-operator-s3"
 NAMESPACE = "default"
 LOCAL_NODE = localpod.NodeShape(name="vidop-local", gpus=1)
-"""The one node the stages run on; one simulated GPU so video_gen lands there."""
+REAL_NODE = realnode.NodeShape(name="vidop-node", gpus=1)
+"""The node the stages run on, of either kind: one simulated GPU so video_gen lands there."""
 TIMEOUT = 30 * 60
 
 
@@ -113,6 +126,16 @@ def _ffprobe_summary(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _real_node_or_why_not(choice: str, bin_dir: Path) -> str | None:
+    """None when the demo runs on the real node, else why it does not."""
+    if choice == "local":
+        return "VIDOP_DEMO_NODE=local"
+    reason = realnode.unavailable_reason(bin_dir)
+    if reason and choice == "real":
+        raise SystemExit(f"demo: VIDOP_DEMO_NODE=real, but {reason}")
+    return reason
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds the ExitStack: everything started is stopped
 
@@ -123,11 +146,29 @@ def main() -> int:
     output = root / "output"
     output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    choice = os.environ.get("VIDOP_DEMO_NODE", "auto")
+    if choice not in ("auto", "real", "local"):
+        raise SystemExit(f"demo: VIDOP_DEMO_NODE is real, local or auto, not {choice!r}")
     with contextlib.ExitStack() as cleanup:
         _say("starting the control plane")
         cluster = DevCluster(root / "cluster", detach=False)
         cleanup.callback(cluster.down)
         cluster.up()
+        why_not_real = _real_node_or_why_not(choice, cluster.bin_dir)
+        if why_not_real is None:
+            _say(
+                f"starting the real node {REAL_NODE.name}: containerd and a kubelet, the stage "
+                f"images built by hack/images.sh ({REAL_NODE.gpus} simulated GPU; stages run "
+                "on the CPU)"
+            )
+            cluster.start_node(REAL_NODE)
+            running = cluster.real_node()
+            assert running is not None
+            s3_host, logs_hint = running[1].gateway, "kubectl logs <pod>"
+            ran_on = f"the real node {REAL_NODE.name} (containers, containerd + kubelet)"
+        else:
+            s3_host, logs_hint = "127.0.0.1", str(root / "local-node" / "logs")
+            ran_on = f"the local node {LOCAL_NODE.name} (host processes)"
         kubeconfig = str(cluster.kubeconfig)
         kubectl = [str(cluster.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}"]
         api = cluster.api_client()
@@ -135,7 +176,7 @@ def main() -> int:
         core = client.CoreV1Api(api)
 
         _say("starting the S3 store (SeaweedFS)")
-        s3 = S3Server(root / "s3")
+        s3 = S3Server(root / "s3", host=s3_host)
         cleanup.callback(s3.stop)
         s3.start()
         s3.create_bucket(BUCKET)
@@ -151,23 +192,33 @@ def main() -> int:
             },
         )
 
-        _say(
-            f"starting the local node {LOCAL_NODE.name} "
-            f"({LOCAL_NODE.gpus} simulated GPU; stages run on the CPU)"
-        )
-        node = _start(
-            [
-                sys.executable,
-                "-m",
-                "vidop_devcluster.localnode",
-                f"--kubeconfig={kubeconfig}",
-                f"--root={root / 'local-node'}",
-                *localnode.shape_flags(LOCAL_NODE),
-            ],
-            root / "logs" / "local-node.log",
-        )
-        cleanup.callback(_stop, node)
-        _wait("the local node", lambda: _node_ready(core), 30)
+        if why_not_real is None:
+            # Small requests so the stages run side by side on a small
+            # machine; the limits are enforced in the node's cgroups.
+            on_the_node = {
+                **realnode.placement(REAL_NODE),
+                "resources": realnode.DEV_STAGE_RESOURCES,
+            }
+        else:
+            _say(
+                f"starting the local node {LOCAL_NODE.name}, which runs stage pods as host "
+                f"processes ({LOCAL_NODE.gpus} simulated GPU; no real node: {why_not_real})"
+            )
+            node = _start(
+                [
+                    sys.executable,
+                    "-m",
+                    "vidop_devcluster.localnode",
+                    f"--kubeconfig={kubeconfig}",
+                    f"--root={root / 'local-node'}",
+                    *localnode.shape_flags(LOCAL_NODE),
+                ],
+                root / "logs" / "local-node.log",
+            )
+            cleanup.callback(_stop, node)
+            _wait("the local node", lambda: _node_ready(core), 30)
+            # A CPU stage must tolerate the simulated GPU's taint to land there too.
+            on_the_node = localpod.placement(LOCAL_NODE)
 
         _say("installing the CRDs and starting the operator")
         subprocess.run(
@@ -186,8 +237,6 @@ def main() -> int:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        # A CPU stage must tolerate the simulated GPU's taint to land there too.
-        on_local_node = localpod.placement(LOCAL_NODE)
         config_file = root / "operator-config.yaml"
         config_file.write_text(
             yaml.safe_dump(
@@ -197,7 +246,7 @@ def main() -> int:
                         "bucket": BUCKET,
                         "credentialsSecret": SECRET,
                     },
-                    "stages": {stage: on_local_node for stage in STAGE_NAMES},
+                    "stages": {stage: on_the_node for stage in STAGE_NAMES},
                     "priorityClasses": {"high": None, "low": None},
                 }
             )
@@ -246,7 +295,7 @@ def main() -> int:
             )
         if status["phase"] != "Succeeded":
             print(json.dumps(status, indent=2))
-            _say(f"the VideoJob failed; pod logs are in {root / 'local-node' / 'logs'}")
+            _say(f"the VideoJob failed; the stages' logs: {logs_hint}")
             return 1
 
         outputs = status["outputs"]
@@ -256,7 +305,9 @@ def main() -> int:
             target = output / filename
             s3.client().download_file(bucket, object_key, str(target))
             files.append(target)
-        _say(f"done in {time.monotonic() - started:.0f} s; the video and its thumbnail:")
+        _say(
+            f"done in {time.monotonic() - started:.0f} s on {ran_on}; the video and its thumbnail:"
+        )
         for path in files:
             print(f"  {path}")
         print(_ffprobe_summary(files[0]))

@@ -53,6 +53,13 @@ SIMULATED_GPU_ANNOTATION = "vidop.io/simulated-gpu"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 """The sandbox image: built by ``hack/images.sh`` from the pause.c of the
 ``k8s.io/kubernetes`` module, never pulled."""
+DEV_STAGE_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"cpu": "2", "memory": "1Gi"},
+}
+"""Resources for stages on a development machine's real node: requests
+small enough that a VideoJob's stages run side by side on two cores (the
+default pipeline's video_gen asks for 2 CPUs), limits the kernel enforces."""
 CRI_NAMESPACE = "k8s.io"
 """containerd's namespace for the images and containers of the CRI."""
 CNI_BIN_DIR = Path("/usr/lib/cni")

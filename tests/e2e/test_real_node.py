@@ -21,6 +21,7 @@ from kubernetes import client
 from tests.support import Cluster, Operator, RealNode, create_s3_secret, wait_until
 from vid_operator.api.models import STAGE_NAMES
 from vid_operator.config import DEFAULT_IMAGE_REPOSITORY
+from vidop_devcluster import realnode
 from vidop_devcluster.s3 import S3Server
 
 pytestmark = pytest.mark.cluster
@@ -29,9 +30,7 @@ SECRET = "vid-operator-s3"
 BUCKET = "real-node"
 TIMEOUT = 300
 STAGE_IMAGE = f"{DEFAULT_IMAGE_REPOSITORY}/script-gen:0.1.0"
-# Two cores: the default pipeline's requests (video_gen asks for 2 CPUs) would
-# run the stages one after another; the limits stay real.
-SMALL = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+SMALL = realnode.DEV_STAGE_RESOURCES
 
 # What a stage container sees of its own confinement, as JSON on stdout and
 # in its termination message (the stage contract's summary).
