@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.support import Cluster, LocalNodeProcess, wait_until
+from tests.support import IMAGES_SCRIPT, BuiltImages, Cluster, LocalNodeProcess, wait_until
 from vidop_devcluster import ClusterError, DevCluster, tools_bin_dir
 from vidop_devcluster.s3 import S3Server, S3ServerError
 
@@ -147,3 +149,25 @@ def s3_bucket(s3: S3Server, request: pytest.FixtureRequest) -> str:
     name = f"{slug or 'bucket'}-{secrets.token_hex(3)}"
     s3.create_bucket(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def images() -> BuiltImages:
+    """The repository's images, built by hack/images.sh (``make images``), or
+    found in podman's layer cache (seconds). Cold, the build takes about three
+    minutes: a test module that uses this fixture needs a timeout that allows
+    for it. Without root or podman, tests skip, or fail with
+    VIDOP_REQUIRE_CLUSTER=1; so does a failed build."""
+    if os.geteuid() != 0:
+        _unavailable("an image build", "building them takes root")
+    missing = [tool for tool in ("podman", "mmdebstrap") if shutil.which(tool) is None]
+    if missing:
+        _unavailable("an image build", f"missing {', '.join(missing)} (hack/system-deps.sh)")
+    started = time.monotonic()
+    built = subprocess.run(
+        ["bash", str(IMAGES_SCRIPT)], capture_output=True, text=True, timeout=1200, check=False
+    )
+    if built.returncode != 0:
+        _unavailable("an image build", f"hack/images.sh failed:\n{built.stderr[-4000:]}")
+    print(f"\nimages ready in {time.monotonic() - started:.1f} s")
+    return BuiltImages.read(Path(built.stdout.splitlines()[-1]))

@@ -1,5 +1,6 @@
 """Helpers the tests share: the handle on the cluster, the operator and the
-local node as processes, and polling with a deadline."""
+local node as processes, the images ``make images`` built, and polling with a
+deadline."""
 
 from __future__ import annotations
 
@@ -574,3 +575,51 @@ class WatchThread:
         with contextlib.suppress(urllib3.exceptions.ProtocolError):  # stopped
             for event in stream:
                 self._seen(event["type"], event["object"], time.monotonic())
+
+
+IMAGES_SCRIPT = ROOT / "hack" / "images.sh"
+CONTAINERS_CONF = ROOT / "hack" / "images" / "containers.conf"
+"""The podman settings hack/images.sh builds with; running the images needs them too."""
+
+
+@dataclass(frozen=True)
+class BuiltImages:
+    """What hack/images.sh left: the archive of the stage images and the
+    operator (for ``ctr images import``) and each image's ID, by reference."""
+
+    archive: Path
+    ids: dict[str, str]
+
+    @classmethod
+    def read(cls, archive: Path) -> BuiltImages:
+        """The images of ``archive``, from the listing written beside it."""
+        listing = json.loads(archive.with_suffix(".json").read_text())
+        return cls(archive, {image["ref"]: image["id"] for image in listing["images"]})
+
+
+def _podman_environment() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Runs podman with the project's settings (not /etc's alone); the caller
+    checks the return code."""
+    return subprocess.run(
+        ["podman", *args],
+        env=_podman_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def podman_start(*args: str) -> subprocess.Popen[str]:
+    """Starts podman with the project's settings; its stderr is piped."""
+    return subprocess.Popen(
+        ["podman", *args],
+        env=_podman_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
