@@ -159,7 +159,7 @@ def images() -> BuiltImages:
     for it. Without root or podman, tests skip, or fail with
     VIDOP_REQUIRE_CLUSTER=1; so does a failed build."""
     if os.geteuid() != 0:
-        _unavailable("an image build", "building them takes root")
+        _unavailable("an image build", "it takes root")
     missing = [tool for tool in ("podman", "mmdebstrap") if shutil.which(tool) is None]
     if missing:
         _unavailable("an image build", f"missing {', '.join(missing)} (hack/system-deps.sh)")
