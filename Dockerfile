@@ -1,5 +1,6 @@
-# The operator image. Built elsewhere (there is no Docker engine where we
-# develop); `make lint` checks this file with hadolint.
+# The operator image. `make images` builds it with podman (hack/images.sh),
+# from the repository root: podman build -f Dockerfile -t ghcr.io/vid-operator/operator:0.1.0 .
+# `make lint` checks this file with hadolint.
 FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Where `make cluster-up` keeps the development cluster (kubeconfig, logs, PKI).
 export VIDOP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv tools system-deps cluster-up cluster-down cluster-status demo test test-unit \
+.PHONY: help venv tools system-deps images cluster-up cluster-down cluster-status demo test test-unit \
         test-integration lint crds chart controlplane-gomod clean bench bench-queueing chaos
 
 help: ## Show this help
@@ -25,8 +25,11 @@ $(VENV)/.installed: pyproject.toml
 tools: venv ## Build (or find in ~/.cache/vid-operator) etcd, kube-*, kwok, Kueue, kubectl and helm
 	PYTHON=$(BIN)/python bash hack/tools.sh
 
-system-deps: ## Install ffmpeg and espeak-ng (Debian packages) when missing; the stages run them
+system-deps: ## Install ffmpeg and espeak-ng (the stages run them), podman and mmdebstrap (`make images`) when missing
 	bash hack/system-deps.sh
+
+images: system-deps ## Build the images from the Dockerfiles with podman (root); prints the archive of the stage and operator images
+	bash hack/images.sh
 
 cluster-up: venv tools ## Start the development control plane (KUEUE=1: with Kueue; REAL_NODE=1: with a real node); prints the KUBECONFIG to use
 	$(BIN)/python -m vidop_devcluster up $(if $(filter 1,$(KUEUE)),--kueue) $(if $(filter 1,$(REAL_NODE)),--real-node)
@@ -63,7 +66,7 @@ lint: venv ## ruff, mypy --strict, import-linter, hadolint, helm lint
 	$(BIN)/ruff format --check operator stage_images tests hack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/hadolint Dockerfile stage_images/base/Dockerfile stage_images/vidop_stages/*/Dockerfile
+	$(BIN)/hadolint Dockerfile stage_images/base/Dockerfile stage_images/vidop_stages/*/Dockerfile hack/images/pause.Dockerfile
 	"$$(PYTHON=$(BIN)/python bash hack/tools.sh)/helm" lint --strict charts/vid-operator
 
 crds: venv ## Regenerate crds/ and the chart's CRD template from the pydantic models

@@ -1,18 +1,39 @@
 #!/usr/bin/env bash
-# ffmpeg, ffprobe and espeak-ng, which the reference stages run, from Debian's
-# packages: installed when missing (as root), otherwise we say what to run.
+# Debian packages the project runs, installed when missing (as root, with
+# apt-get); otherwise we say what to run.
+#
+#   ffmpeg, ffprobe, espeak-ng     the reference stages run them (the tests and
+#                                  `make demo`): missing ones fail this script
+#   podman, buildah, runc,         `make images` (hack/images.sh) builds the
+#   mmdebstrap                     images with them; it needs root anyway, so
+#                                  on a machine without root their absence is
+#                                  reported and does not fail this script
 set -euo pipefail
-packages=(ffmpeg espeak-ng)
-missing=()
-for tool in ffmpeg ffprobe espeak-ng; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# tool=package, per group.
+stage_tools=(ffmpeg=ffmpeg ffprobe=ffmpeg espeak-ng=espeak-ng)
+image_tools=(podman=podman buildah=buildah runc=runc mmdebstrap=mmdebstrap)
+
+missing_packages() {
+  local entry
+  for entry in "$@"; do
+    command -v "${entry%%=*}" >/dev/null || echo "${entry#*=}"
+  done | sort -u
+}
+mapfile -t stage_missing < <(missing_packages "${stage_tools[@]}")
+mapfile -t image_missing < <(missing_packages "${image_tools[@]}")
+wanted=("${stage_missing[@]}" "${image_missing[@]}")
+[ ${#wanted[@]} -eq 0 ] && exit 0
+
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing ${packages[*]} (missing: ${missing[*]})"
+  echo "installing ${wanted[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-else
-  echo "missing ${missing[*]}: install them, e.g. sudo apt-get install ${packages[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
+  exit 0
+fi
+if [ ${#image_missing[@]} -gt 0 ]; then
+  echo "missing ${image_missing[*]}: \`make images\` needs them (and root): e.g. sudo apt-get install ${image_missing[*]}" >&2
+fi
+if [ ${#stage_missing[@]} -gt 0 ]; then
+  echo "missing ${stage_missing[*]}: install them, e.g. sudo apt-get install ${stage_missing[*]}" >&2
   exit 1
 fi

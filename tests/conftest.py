@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 from kubernetes import client, config
 
 from tests.support import Cluster, LocalNodeProcess, RealNode, wait_until
-from vidop_devcluster import ClusterError, DevCluster, realnode, tools_bin_dir
+from vidop_devcluster import ClusterError, DevCluster, built_images, realnode, tools_bin_dir
 from vidop_devcluster.s3 import S3Server, S3ServerError
 
 
@@ -125,7 +126,7 @@ def local_node(
 
 
 @pytest.fixture(scope="session")
-def real_node(cluster: Cluster) -> Iterator[RealNode]:
+def real_node(cluster: Cluster, images: realnode.ImageArchive) -> Iterator[RealNode]:
     """A real node in the session's cluster (one simulated GPU), added the
     first time a test asks and stopped at the end of the session. Its images
     are built (or found) by ``hack/images.sh``. An existing cluster must run
@@ -143,7 +144,7 @@ def real_node(cluster: Cluster) -> Iterator[RealNode]:
     shape = realnode.NodeShape(name="vidop-node", gpus=1)
     started = time.monotonic()
     try:
-        cluster.dev.start_node(shape)
+        cluster.dev.start_node(shape, images)
     except ClusterError as error:
         _unavailable("the real node", str(error))
     running = cluster.dev.real_node()
@@ -195,3 +196,24 @@ def s3_bucket(s3: S3Server, request: pytest.FixtureRequest) -> str:
     name = f"{slug or 'bucket'}-{secrets.token_hex(3)}"
     s3.create_bucket(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def images() -> realnode.ImageArchive:
+    """The repository's images, built by hack/images.sh (``make images``), or
+    found in podman's layer cache (seconds). Cold, the build takes about three
+    minutes: a test module that uses this fixture needs a timeout that allows
+    for it. Without root or podman, tests skip, or fail with
+    VIDOP_REQUIRE_CLUSTER=1; so does a failed build."""
+    if os.geteuid() != 0:
+        _unavailable("an image build", "it takes root")
+    missing = [tool for tool in ("podman", "mmdebstrap") if shutil.which(tool) is None]
+    if missing:
+        _unavailable("an image build", f"missing {', '.join(missing)} (hack/system-deps.sh)")
+    started = time.monotonic()
+    try:
+        built = built_images()
+    except ClusterError as error:
+        _unavailable("an image build", str(error))
+    print(f"\nimages ready in {time.monotonic() - started:.1f} s")
+    return built

@@ -1,5 +1,6 @@
 """Helpers the tests share: the handle on the cluster, the operator and the
-local node as processes, and polling with a deadline."""
+local node as processes, the images ``make images`` built, and polling with a
+deadline."""
 
 from __future__ import annotations
 
@@ -588,3 +589,35 @@ class WatchThread:
         with contextlib.suppress(urllib3.exceptions.ProtocolError):  # stopped
             for event in stream:
                 self._seen(event["type"], event["object"], time.monotonic())
+
+
+CONTAINERS_CONF = ROOT / "hack" / "images" / "containers.conf"
+"""The podman settings hack/images.sh builds with; running the images needs them too."""
+
+
+def _podman_environment() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Runs podman with the project's settings (not /etc's alone); the caller
+    checks the return code."""
+    return subprocess.run(
+        ["podman", *args],
+        env=_podman_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def podman_start(*args: str) -> subprocess.Popen[str]:
+    """Starts podman with the project's settings; its stderr is piped."""
+    return subprocess.Popen(
+        ["podman", *args],
+        env=_podman_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

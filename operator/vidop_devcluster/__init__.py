@@ -4,6 +4,6 @@
 and the pytest fixtures share :class:`DevCluster`.
 """
 
-from vidop_devcluster.cluster import ClusterError, DevCluster, tools_bin_dir
+from vidop_devcluster.cluster import ClusterError, DevCluster, built_images, tools_bin_dir
 
-__all__ = ["ClusterError", "DevCluster", "tools_bin_dir"]
+__all__ = ["ClusterError", "DevCluster", "built_images", "tools_bin_dir"]

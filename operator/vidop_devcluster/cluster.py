@@ -289,13 +289,13 @@ class DevCluster:
     def start_node(
         self,
         shape: realnode.NodeShape,
-        images: tuple[Path, Mapping[str, str]] | None = None,
+        images: realnode.ImageArchive | None = None,
         timeout: float = 180.0,
     ) -> None:
         """Add a real node to the running cluster and wait until it is Ready:
-        containerd with ``images`` imported (the archive and its image IDs
-        that ``hack/images.sh`` prints; built on demand when None), and a
-        kubelet registered as ``shape.name``. Nothing happens when it runs."""
+        containerd with ``images`` imported (:func:`built_images` when None),
+        and a kubelet registered as ``shape.name``. Nothing happens when it
+        runs already."""
         if not self._state_file.exists() or not _all_running(
             State.load(self._state_file), COMPONENTS
         ):
@@ -561,12 +561,12 @@ class DevCluster:
         state: State,
         shape: realnode.NodeShape,
         deadline: float,
-        images: tuple[Path, Mapping[str, str]] | None = None,
+        images: realnode.ImageArchive | None = None,
     ) -> None:
         reason = realnode.unavailable_reason(self.bin_dir)
         if reason:
             raise ClusterError(f"no real node on this host: {reason}")
-        archive, manifest = images or built_images()
+        images = images or built_images()
         # One suffix per cluster folder: its bridge, cgroups and shims are
         # told apart from another cluster's by it.
         suffix = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
@@ -600,7 +600,7 @@ class DevCluster:
             deadline,
             containerd,
         )
-        realnode.import_images(layout, archive, manifest)
+        realnode.import_images(layout, images)
         layout.kubelet_config.write_text(
             yaml.safe_dump(
                 realnode.kubelet_config(
@@ -773,24 +773,26 @@ class DevCluster:
             self._wait_for("all nodes Ready", all_ready, deadline, kwok)
 
 
-def built_images() -> tuple[Path, dict[str, str]]:
-    """The image archive for the real node and its image IDs by reference:
-    ``$VIDOP_IMAGES_ARCHIVE`` if set, else whatever ``hack/images.sh`` builds
-    or finds (it prints the archive; ``images.json`` lies beside it)."""
+def built_images() -> realnode.ImageArchive:
+    """The images for the real node: those of ``$VIDOP_IMAGES_ARCHIVE`` if
+    set, else whatever ``hack/images.sh`` builds or finds in podman's layer
+    cache (it prints the archive's path last)."""
     if env := os.environ.get("VIDOP_IMAGES_ARCHIVE"):
-        archive = Path(env)
-    else:
-        script = _REPO_ROOT / "hack" / "images.sh"
-        if not script.exists():
-            raise ClusterError(f"set VIDOP_IMAGES_ARCHIVE: {script} is not there to build them")
-        result = subprocess.run(
-            ["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False
+        return realnode.ImageArchive.read(Path(env))
+    script = _REPO_ROOT / "hack" / "images.sh"
+    if not script.exists():
+        raise ClusterError(f"set VIDOP_IMAGES_ARCHIVE: {script} is not there to build the images")
+    result = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ClusterError(
+            f"{script} failed with exit code {result.returncode}:\n{result.stderr[-4000:]}"
         )
-        if result.returncode != 0:
-            raise ClusterError(f"{script} failed with exit code {result.returncode}")
-        archive = Path(result.stdout.strip().splitlines()[-1])
-    manifest = json.loads((archive.parent / "images.json").read_text())
-    return archive, {str(ref): str(image_id) for ref, image_id in manifest.items()}
+    return realnode.ImageArchive.read(Path(result.stdout.strip().splitlines()[-1]))
 
 
 def _all_running(state: State, names: Sequence[str]) -> bool:

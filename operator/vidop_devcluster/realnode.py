@@ -41,7 +41,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,21 @@ class NodeShape:
     name: str = "vidop-node"
     gpus: int = 0
     max_pods: int = 20
+
+
+@dataclass(frozen=True)
+class ImageArchive:
+    """What ``hack/images.sh`` leaves: one archive of the stage images, the
+    operator and the pause image (for ``ctr images import``), and each
+    image's ID by reference, from the listing written beside it."""
+
+    archive: Path
+    ids: dict[str, str]
+
+    @classmethod
+    def read(cls, archive: Path) -> ImageArchive:
+        listing = json.loads(archive.with_suffix(".json").read_text())
+        return cls(archive, {image["ref"]: image["id"] for image in listing["images"]})
 
 
 @dataclass(frozen=True)
@@ -404,11 +419,10 @@ def prepare_host(layout: Layout, network: Network, suffix: str) -> None:
         path.mkdir(exist_ok=True)
 
 
-def import_images(layout: Layout, archive: Path, manifest: Mapping[str, str]) -> bool:
-    """Import ``archive`` (a multi-image archive) into containerd's CRI
-    namespace unless the store holds exactly these images already
-    (``manifest``: image reference → image ID). Returns whether it imported."""
-    if layout.imported.exists() and json.loads(layout.imported.read_text()) == dict(manifest):
+def import_images(layout: Layout, images: ImageArchive) -> bool:
+    """Import the archive into containerd's CRI namespace unless the store
+    holds exactly these images already. Returns whether it imported."""
+    if layout.imported.exists() and json.loads(layout.imported.read_text()) == images.ids:
         return False
     _run(
         "ctr",
@@ -416,10 +430,9 @@ def import_images(layout: Layout, archive: Path, manifest: Mapping[str, str]) ->
         f"--namespace={CRI_NAMESPACE}",
         "images",
         "import",
-        "--no-unpack=false",
-        str(archive),
+        str(images.archive),
     )
-    layout.imported.write_text(json.dumps(dict(manifest), indent=2))
+    layout.imported.write_text(json.dumps(images.ids, indent=2))
     return True
 
 
