@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 tools: venv ## Build (or find in ~/.cache/vid-operator) etcd, kube-*, kwok, Kueue, kubectl and helm
 	PYTHON=$(BIN)/python bash hack/tools.sh
 
-system-deps: ## Install ffmpeg and espeak-ng (the stages run them), podman and mmdebstrap (`make images`) when missing
+system-deps: ## Install the Debian packages the stages (ffmpeg, espeak-ng), `make images` (podman, mmdebstrap) and the real node (containerd, runc, CNI plugins) need, when missing
 	bash hack/system-deps.sh
 
 images: system-deps ## Build the images from the Dockerfiles with podman (root); prints the archive of the stage and operator images

@@ -8,10 +8,17 @@
 #   mmdebstrap                     images with them; it needs root anyway, so
 #                                  on a machine without root their absence is
 #                                  reported and does not fail this script
+#   containerd, runc, the CNI      the development cluster's real node
+#   plugins, iproute2              (vidop_devcluster.realnode); root only too,
+#                                  so reported alike (the demo and the tests
+#                                  then use the process-based local node)
 set -euo pipefail
 # tool=package, per group.
 stage_tools=(ffmpeg=ffmpeg ffprobe=ffmpeg espeak-ng=espeak-ng)
 image_tools=(podman=podman buildah=buildah runc=runc mmdebstrap=mmdebstrap)
+# The CNI plugins are no commands on PATH: their absolute paths are looked up.
+node_tools=(containerd=containerd ctr=containerd runc=runc ip=iproute2
+  /usr/lib/cni/bridge=containernetworking-plugins)
 
 missing_packages() {
   local entry
@@ -20,7 +27,7 @@ missing_packages() {
   done | sort -u
 }
 mapfile -t stage_missing < <(missing_packages "${stage_tools[@]}")
-mapfile -t image_missing < <(missing_packages "${image_tools[@]}")
+mapfile -t image_missing < <(missing_packages "${image_tools[@]}" "${node_tools[@]}")
 wanted=("${stage_missing[@]}" "${image_missing[@]}")
 [ ${#wanted[@]} -eq 0 ] && exit 0
 
@@ -31,7 +38,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   exit 0
 fi
 if [ ${#image_missing[@]} -gt 0 ]; then
-  echo "missing ${image_missing[*]}: \`make images\` needs them (and root): e.g. sudo apt-get install ${image_missing[*]}" >&2
+  echo "missing ${image_missing[*]}: \`make images\` and the real node need them (and root): e.g. sudo apt-get install ${image_missing[*]}" >&2
 fi
 if [ ${#stage_missing[@]} -gt 0 ]; then
   echo "missing ${stage_missing[*]}: install them, e.g. sudo apt-get install ${stage_missing[*]}" >&2

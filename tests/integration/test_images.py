@@ -26,7 +26,7 @@ import yaml
 from tests.support import CHART, podman, podman_start
 from vid_operator import config, contract, jobs, pipeline
 from vid_operator.api.models import VideoJobSpec
-from vidop_devcluster.realnode import ImageArchive
+from vidop_devcluster.realnode import PAUSE_IMAGE, ImageArchive
 from vidop_devcluster.s3 import S3Server
 from vidop_stages.media import probe
 
@@ -116,7 +116,8 @@ def test_images_carry_the_names_the_operator_and_the_chart_use(images: ImageArch
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     operator_image = f"{values['image']['repository']}:{chart['appVersion']}"
 
-    expected = {stage_image(stage) for stage in STAGES} | {operator_image}
+    # The real node's containerd starts every pod with the pause image.
+    expected = {stage_image(stage) for stage in STAGES} | {operator_image, PAUSE_IMAGE}
     assert {stage.image for stage in defaults.stages.values()} <= expected
     assert defaults.artifact_retention.image in expected
     assert set(images.ids) == expected
