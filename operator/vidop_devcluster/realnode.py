@@ -34,6 +34,7 @@ without a host; the functions below them act on the host.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
@@ -107,6 +108,16 @@ class Network:
     def gateway(self) -> str:
         """The host's address on the bridge: what pods reach the host at."""
         return str(next(ipaddress.ip_network(self.subnet).hosts()))
+
+    @property
+    def bridge_mac(self) -> str:
+        """A fixed, locally administered MAC for the bridge. Left to itself a
+        Linux bridge takes the lowest MAC of its ports, so it changes when a
+        pod's veth comes or goes, and the pods that cached the gateway's old
+        MAC lose the host until their ARP entry expires (seen: a stage's
+        upload timing out just after a sibling stage's pod ended)."""
+        digest = hashlib.sha256(self.bridge.encode()).digest()
+        return ":".join(f"{byte:02x}" for byte in (0x02, *digest[:5]))
 
 
 @dataclass(frozen=True)
@@ -411,6 +422,7 @@ def prepare_host(layout: Layout, network: Network, suffix: str) -> None:
     )
     if subprocess.run(["ip", "link", "show", network.bridge], capture_output=True).returncode:
         _run("ip", "link", "add", network.bridge, "type", "bridge")
+    _run("ip", "link", "set", network.bridge, "address", network.bridge_mac)
     prefix = ipaddress.ip_network(network.subnet).prefixlen
     with contextlib.suppress(subprocess.CalledProcessError):  # there already
         _run("ip", "addr", "add", f"{network.gateway}/{prefix}", "dev", network.bridge)

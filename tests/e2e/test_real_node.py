@@ -171,6 +171,8 @@ def test_the_pipeline_runs_in_containers_from_the_built_images(
     )
 
     assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
+    # No try lost on the way: each stage reached S3 over the pod network at once.
+    assert [stage["attempts"] for stage in status["stages"]] == [1, 1, 1, 1]
     bucket, _, key = status["outputs"]["videoUri"].removeprefix("s3://").partition("/")
     video = tmp_path / "boat.mp4"
     node_s3.client().download_file(bucket, key, str(video))
@@ -268,7 +270,7 @@ def test_an_allocation_past_the_memory_limit_is_oom_killed_and_the_next_job_gets
     assert "ran out of memory at 128Mi; its next Job gets 512Mi" in warning.message
 
 
-def test_deleting_the_videojob_stops_the_running_container(
+def test_deleting_the_videojob_stops_the_running_container_one_can_exec_into(
     cluster: Cluster, videos: str, real_node: RealNode
 ) -> None:
     marker = f"vidop-sleeper-{secrets.token_hex(4)}"
@@ -288,8 +290,11 @@ def test_deleting_the_videojob_stops_the_running_container(
         return found
 
     pids = wait_until("the stage's process to run", running_on_the_host, TIMEOUT, 0.5)
-    # It runs as the stage user, inside a container of the node's cgroups.
+    # It runs as the stage user; `kubectl exec` reaches it through the kubelet.
     assert os.stat(f"/proc/{pids[0]}").st_uid == 10001
+    (pod,) = _pods(cluster, videos, "sleeper")
+    inside = cluster.kubectl("exec", pod.metadata.name, "-n", videos, "--", "id", "-u")
+    assert inside.stdout.strip() == "10001"
     cluster.kubectl("delete", "videojob", "sleeper", "-n", videos, "--wait=true")
 
     wait_until("the container to stop", lambda: not running_on_the_host(), 60, 0.5)

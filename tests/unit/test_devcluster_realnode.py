@@ -36,6 +36,14 @@ def test_the_gateway_is_the_first_address_of_the_subnet() -> None:
     assert NETWORK.gateway == "10.201.7.1"
 
 
+def test_the_bridge_has_a_fixed_locally_administered_unicast_mac() -> None:
+    mac = bytes.fromhex(NETWORK.bridge_mac.replace(":", ""))
+    assert len(mac) == 6
+    assert mac[0] & 0b10 and not mac[0] & 0b1  # locally administered, unicast
+    assert NETWORK.bridge_mac == realnode.Network(NETWORK.bridge, "10.9.9.0/24").bridge_mac
+    assert NETWORK.bridge_mac != realnode.Network("vidopffffffff", NETWORK.subnet).bridge_mac
+
+
 def test_containerd_keeps_everything_in_the_nodes_folder_and_pulls_nothing() -> None:
     config = tomllib.loads(realnode.containerd_config(LAYOUT, NETWORK))
 
