@@ -7,7 +7,10 @@ COPY pyproject.toml README.md ./
 # The operator package alone: the stages and the development cluster are
 # packages of their own, not copied here.
 COPY operator/vid_operator ./operator/vid_operator
-RUN pip install --no-cache-dir --no-compile --prefix=/install .
+# Bytecode is compiled here: the chart runs the operator with a read-only root
+# filesystem, where it could not be written later, and every start (a new
+# leader included) would compile kopf and the kubernetes client again.
+RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11.11-slim-bookworm
 # Same uid/gid as the chart's securityContext.

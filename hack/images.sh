@@ -17,6 +17,9 @@
 #       so pip reaches the package index through this host's TLS-intercepting
 #       egress; apt sources are this host's Debian sources.
 #   vid-operator/stage-base:<version>       stage_images/base/Dockerfile
+#   vid-operator/stage-code:<version>       the same file, --target code: the
+#                                           project's code alone, which each stage
+#                                           image copies last
 #   ghcr.io/vid-operator/<stage>:<version>  stage_images/vidop_stages/<stage>/Dockerfile,
 #                                           <stage> with - for _ (the operator's defaults)
 #   ghcr.io/vid-operator/operator:<appVersion>  Dockerfile (the chart's default)
@@ -52,6 +55,8 @@ app_version=$(awk -F'"' '$1 == "appVersion: " {print $2; exit}' "$repo/charts/vi
 # The names the Dockerfiles use, read from them so the two never drift.
 python_ref=docker.io/library/$(awk '$1 == "FROM" && $2 ~ /^python:/ {print $2; exit}' "$repo/Dockerfile")
 stage_base_ref=$(awk -F= '$1 == "ARG STAGE_BASE" {print $2; exit}' \
+  "$repo/stage_images/vidop_stages/script_gen/Dockerfile")
+stage_code_ref=$(awk -F= '$1 == "ARG STAGE_CODE" {print $2; exit}' \
   "$repo/stage_images/vidop_stages/script_gen/Dockerfile")
 stages=(script_gen voice_gen video_gen compositing loudness)
 operator_ref=ghcr.io/vid-operator/operator:$app_version
@@ -148,15 +153,17 @@ build_pause() {
 
 build() {
   local ref=$1 dockerfile=$2
-  log "building $ref from $dockerfile"
+  shift 2
+  log "building $ref from $dockerfile $*"
   # --pull=never: every FROM is the stand-in or an image built here, and
   # nothing could be pulled anyway. The build's output goes to stderr so the
   # last line of stdout stays the archive's path.
   podman build --layers --pull=never --network=host --quiet=false \
-    -f "$repo/$dockerfile" -t "$ref" "$repo" >&2
+    -f "$repo/$dockerfile" -t "$ref" "$@" "$repo" >&2
 }
 
 timed ensure_standin
+timed build "$stage_code_ref" stage_images/base/Dockerfile --target code
 timed build "$stage_base_ref" stage_images/base/Dockerfile
 archived=()
 for stage in "${stages[@]}"; do
