@@ -43,8 +43,8 @@ from kubernetes import client
 
 from vid_operator import contract
 from vid_operator.api.models import STAGE_NAMES
-from vidop_devcluster import DevCluster, localnode, localpod, realnode
-from vidop_devcluster.s3 import S3Server
+from vidop_devcluster import ClusterError, DevCluster, localnode, localpod, realnode
+from vidop_devcluster.s3 import LOOPBACK, S3Server
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "videojob.yaml"
@@ -52,7 +52,7 @@ BUCKET = "vid-operator"
 SECRET = "vid-operator-s3"
 NAMESPACE = "default"
 LOCAL_NODE = localpod.NodeShape(name="vidop-local", gpus=1)
-REAL_NODE = realnode.NodeShape(name="vidop-node", gpus=1)
+REAL_NODE = realnode.DEV_NODE
 """The node the stages run on, of either kind: one simulated GPU so video_gen lands there."""
 TIMEOUT = 30 * 60
 
@@ -161,13 +161,19 @@ def main() -> int:
                 f"images built by hack/images.sh ({REAL_NODE.gpus} simulated GPU; stages run "
                 "on the CPU)"
             )
-            cluster.start_node(REAL_NODE)
-            running = cluster.real_node()
+            try:
+                cluster.start_node(REAL_NODE)
+            except ClusterError as error:
+                if choice == "real":
+                    raise SystemExit(f"demo: the real node did not start: {error}") from None
+                why_not_real = f"it did not start: {error}"
+        if why_not_real is None:
+            running = cluster.running_node()
             assert running is not None
             s3_host, logs_hint = running[1].gateway, "kubectl logs <pod>"
             ran_on = f"the real node {REAL_NODE.name} (containers, containerd + kubelet)"
         else:
-            s3_host, logs_hint = "127.0.0.1", str(root / "local-node" / "logs")
+            s3_host, logs_hint = LOOPBACK, str(root / "local-node" / "logs")
             ran_on = f"the local node {LOCAL_NODE.name} (host processes)"
         kubeconfig = str(cluster.kubeconfig)
         kubectl = [str(cluster.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}"]

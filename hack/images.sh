@@ -34,7 +34,8 @@
 # image ID changed. podman keeps layers, so a rebuild after a code change
 # reruns only the layers from the copied code on.
 #
-# Needs root, podman, buildah, runc and mmdebstrap (hack/system-deps.sh).
+# Needs root, podman, runc, mmdebstrap, gcc with a static libc, and go
+# (hack/system-deps.sh installs the packages).
 # podman reads hack/images/containers.conf (CONTAINERS_CONF); /etc is left
 # alone. Builds use the host's network.
 set -euo pipefail
@@ -45,6 +46,9 @@ out=$cache/images
 export CONTAINERS_CONF=$repo/hack/images/containers.conf
 log() { printf '[images] %s\n' "$*" >&2; }
 timed() { local t0=$SECONDS; "$@"; log "$* took $((SECONDS - t0)) s"; }
+# Build folders of this run, removed however it ends.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 
 for tool in podman mmdebstrap; do
   command -v "$tool" >/dev/null || { log "missing $tool: run hack/system-deps.sh (as root)"; exit 1; }
@@ -118,7 +122,8 @@ ensure_standin() {
     return
   fi
   log "making the stand-in $python_ref from Debian packages (recipe $recipe; about half a minute)"
-  tmp=$(mktemp -d)
+  tmp=$scratch/standin
+  mkdir -p "$tmp"
   printf '%s\n' "$sources" > "$tmp/debian.sources"
   make_standin "$tmp/debian.sources" "$tmp/rootfs.tar" 2> "$tmp/mmdebstrap.log" \
     || { tail -n 30 "$tmp/mmdebstrap.log" >&2; rm -rf "$tmp"; exit 1; }
@@ -142,7 +147,8 @@ build_pause() {
   k8s_version=$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$repo/hack/controlplane/go.mod")
   module=$(cd "$repo/hack/controlplane" && GOTOOLCHAIN=local GOFLAGS=-mod=mod \
     go mod download -json "k8s.io/kubernetes@$k8s_version" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
-  context=$(mktemp -d)
+  context=$scratch/pause
+  mkdir -p "$context"
   gcc -Os -static -DVERSION="vidop-$k8s_version" -o "$context/pause" "$module/build/pause/linux/pause.c"
   strip "$context/pause"
   log "building $pause_ref from $module/build/pause/linux/pause.c"

@@ -4,8 +4,9 @@
 #
 #   ffmpeg, ffprobe, espeak-ng     the reference stages run them (the tests and
 #                                  `make demo`): missing ones fail this script
-#   podman, buildah, runc,         `make images` (hack/images.sh) builds the
-#   mmdebstrap                     images with them; it needs root anyway, so
+#   podman, runc, mmdebstrap,      `make images` (hack/images.sh) builds the
+#   gcc, libc6-dev, binutils       images with them (gcc: the static pause
+#                                  binary); it needs root anyway, so
 #                                  on a machine without root their absence is
 #                                  reported and does not fail this script
 #   containerd, runc, the CNI      the development cluster's real node
@@ -13,17 +14,21 @@
 #                                  so reported alike (the demo and the tests
 #                                  then use the process-based local node)
 set -euo pipefail
-# tool=package, per group.
+# tool=package, per group; a tool given by absolute path is a file looked for
+# (a static libc, the CNI plugins: not commands on PATH).
 stage_tools=(ffmpeg=ffmpeg ffprobe=ffmpeg espeak-ng=espeak-ng)
-image_tools=(podman=podman buildah=buildah runc=runc mmdebstrap=mmdebstrap)
-# The CNI plugins are no commands on PATH: their absolute paths are looked up.
+image_tools=(podman=podman runc=runc mmdebstrap=mmdebstrap gcc=gcc strip=binutils
+  /usr/lib/x86_64-linux-gnu/libc.a=libc6-dev)
 node_tools=(containerd=containerd ctr=containerd runc=runc ip=iproute2
   /usr/lib/cni/bridge=containernetworking-plugins)
 
 missing_packages() {
   local entry
   for entry in "$@"; do
-    command -v "${entry%%=*}" >/dev/null || echo "${entry#*=}"
+    case ${entry%%=*} in
+      /*) [ -e "${entry%%=*}" ] || echo "${entry#*=}" ;;
+      *) command -v "${entry%%=*}" >/dev/null || echo "${entry#*=}" ;;
+    esac
   done | sort -u
 }
 mapfile -t stage_missing < <(missing_packages "${stage_tools[@]}")

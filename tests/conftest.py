@@ -132,7 +132,7 @@ def real_node(cluster: Cluster, images: realnode.ImageArchive) -> Iterator[RealN
     are built (or found) by ``hack/images.sh``. An existing cluster must run
     one already (``make cluster-up REAL_NODE=1``)."""
     if cluster.dev is None:
-        running = DevCluster(cluster.kubeconfig.parent).real_node()
+        running = DevCluster(cluster.kubeconfig.parent).running_node()
         if running is None:
             pytest.fail(
                 "VIDOP_USE_EXISTING_CLUSTER=1, but that cluster has no real node: start it "
@@ -141,13 +141,13 @@ def real_node(cluster: Cluster, images: realnode.ImageArchive) -> Iterator[RealN
             )
         yield RealNode(running[0], running[1].gateway)
         return
-    shape = realnode.NodeShape(name="vidop-node", gpus=1)
+    shape = realnode.DEV_NODE
     started = time.monotonic()
     try:
         cluster.dev.start_node(shape, images)
     except ClusterError as error:
         _unavailable("the real node", str(error))
-    running = cluster.dev.real_node()
+    running = cluster.dev.running_node()
     assert running is not None
     print(f"\nreal node up in {time.monotonic() - started:.1f} s (pods reach {running[1].gateway})")
     try:

@@ -18,10 +18,7 @@ from pathlib import Path
 
 from vidop_devcluster import processes
 from vidop_devcluster.cluster import ClusterError, DevCluster
-from vidop_devcluster.realnode import NodeShape
-
-DEMO_NODE = NodeShape(name="vidop-node", gpus=1)
-"""The real node ``up --real-node`` starts: one simulated GPU so GPU stages land there."""
+from vidop_devcluster.realnode import DEV_NODE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--real-node",
         action="store_true",
-        help=f"up: run a real node too ({DEMO_NODE.name}, {DEMO_NODE.gpus} simulated GPU)",
+        help=f"up: run a real node too ({DEV_NODE.name}, {DEV_NODE.gpus} simulated GPU)",
     )
     args = parser.parse_args(argv)
     cluster = DevCluster(
-        args.dir.resolve(), kueue=args.kueue, real_node=DEMO_NODE if args.real_node else None
+        args.dir.resolve(), kueue=args.kueue, real_node=DEV_NODE if args.real_node else None
     )
 
     if args.command == "up":
@@ -57,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         extras = [
             *(["Kueue"] if cluster.kueue_running() else []),
-            *([f"the real node {node[0].name}"] if (node := cluster.real_node()) else []),
+            *([f"the real node {node[0].name}"] if (node := cluster.running_node()) else []),
         ]
         with_extras = f" with {' and '.join(extras)}" if extras else ""
         print(

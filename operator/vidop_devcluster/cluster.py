@@ -218,6 +218,8 @@ class DevCluster:
                 self.start_node(self._real_node, timeout=timeout)
             return
         self.down()  # a half-started or crashed earlier run
+        # Built (or found) before the clock starts: cold, it takes minutes.
+        images = built_images() if self._real_node else None
         bin_dir = self.bin_dir
         self.root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.logs, ignore_errors=True)
@@ -234,8 +236,8 @@ class DevCluster:
             self._start_all(bin_dir, issued, state, deadline)
             if self._kueue:
                 self._start_kueue(state, deadline)
-            if self._real_node:
-                self._start_node(state, self._real_node, deadline)
+            if self._real_node and images:
+                self._start_node(state, self._real_node, images, timeout)
         except BaseException:
             self.down()
             raise
@@ -279,7 +281,7 @@ class DevCluster:
         """The real node's folders (whether or not it runs)."""
         return realnode.Layout(self.root / "node")
 
-    def real_node(self) -> tuple[realnode.NodeShape, realnode.Network] | None:
+    def running_node(self) -> tuple[realnode.NodeShape, realnode.Network] | None:
         """The real node's shape and pod network (pods reach the host at its
         ``gateway``) while it belongs to the cluster, else None."""
         if not self._state_file.exists() or not (node := State.load(self._state_file).node):
@@ -292,20 +294,27 @@ class DevCluster:
         images: realnode.ImageArchive | None = None,
         timeout: float = 180.0,
     ) -> None:
-        """Add a real node to the running cluster and wait until it is Ready:
-        containerd with ``images`` imported (:func:`built_images` when None),
-        and a kubelet registered as ``shape.name``. Nothing happens when it
-        runs already."""
+        """Add a real node to the running cluster and wait until it is Ready
+        (``timeout`` counts from containerd's start, after the images are
+        built): containerd with ``images`` imported (:func:`built_images`
+        when None), and a kubelet registered as ``shape.name``. Nothing
+        happens when it runs already; a node of another shape is an error."""
         if not self._state_file.exists() or not _all_running(
             State.load(self._state_file), COMPONENTS
         ):
             raise ClusterError(f"the cluster in {self.root} is not up: start it before the node")
         state = State.load(self._state_file)
         if state.node and _all_running(state, NODE_COMPONENTS):
+            if realnode.NodeShape(**state.node["shape"]) != shape:
+                raise ClusterError(
+                    f"the cluster in {self.root} runs a real node {state.node['shape']}: "
+                    "stop it first (stop_node) to start another"
+                )
             return
         self._stop_node(state)  # what is left of one that died
+        images = images or built_images()
         try:
-            self._start_node(state, shape, time.monotonic() + timeout, images)
+            self._start_node(state, shape, images, timeout)
         except BaseException:
             self._stop_node(State.load(self._state_file))
             raise
@@ -326,9 +335,7 @@ class DevCluster:
         for started in reversed(state.processes):
             processes.stop(started)
         if state.node:
-            realnode.clean_host(
-                self.node_layout, realnode.Network(**state.node["network"]), state.node["suffix"]
-            )
+            realnode.release(self.node_layout, state.node["suffix"])
         shutil.rmtree(state.etcd_data_dir, ignore_errors=True)
         self._state_file.unlink()
 
@@ -443,6 +450,24 @@ class DevCluster:
             deadline,
             apiserver,
         )
+        with contextlib.closing(self.api_client()) as api:
+            client.RbacAuthorizationV1Api(api).create_cluster_role_binding(
+                {  # type: ignore[arg-type]  # the client takes dicts too
+                    "metadata": {"name": "vidop-devcluster:apiserver-kubelet-client"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": "system:kubelet-api-admin",
+                    },
+                    "subjects": [
+                        {
+                            "apiGroup": "rbac.authorization.k8s.io",
+                            "kind": "User",
+                            "name": pki.KUBELET_CLIENT_USER,
+                        }
+                    ],
+                }
+            )
 
         def component(name: str, port: int) -> list[str]:
             # What kube-controller-manager and kube-scheduler share: their own
@@ -560,23 +585,26 @@ class DevCluster:
         self,
         state: State,
         shape: realnode.NodeShape,
-        deadline: float,
-        images: realnode.ImageArchive | None = None,
+        images: realnode.ImageArchive,
+        timeout: float,
     ) -> None:
         reason = realnode.unavailable_reason(self.bin_dir)
         if reason:
             raise ClusterError(f"no real node on this host: {reason}")
-        images = images or built_images()
         # One suffix per cluster folder: its bridge, cgroups and shims are
         # told apart from another cluster's by it.
         suffix = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
         layout = self.node_layout
-        realnode.clean_host(layout, None, suffix)  # a node killed before it could clean up
-        network = realnode.choose_network(suffix, realnode.host_networks())
-        state.ports.update(_free_ports(["kubelet", "kubelet-healthz"]))
-        state.node = {"shape": asdict(shape), "suffix": suffix, "network": asdict(network)}
-        state.save(self._state_file)
-        realnode.prepare_host(layout, network, suffix)
+        with realnode.host_lock():
+            # Nodes whose clusters died without releasing them (this one's
+            # own earlier node included) go first, and their networks with them.
+            realnode.sweep_stale()
+            network = realnode.choose_network(suffix, realnode.host_networks())
+            state.ports.update(_free_ports(["kubelet", "kubelet-healthz"]))
+            state.node = {"shape": asdict(shape), "suffix": suffix, "network": asdict(network)}
+            state.save(self._state_file)
+            realnode.register(layout, suffix)
+            realnode.prepare_host(layout, network, suffix)
 
         identity = (f"system:node:{shape.name}", "system:nodes")
         client_pair = pki.add_client(self._pki_dir, "kubelet", *identity)
@@ -597,10 +625,11 @@ class DevCluster:
         self._wait_for(
             "containerd's socket",
             lambda: subprocess.run([*ctr, "version"], capture_output=True).returncode == 0,
-            deadline,
+            time.monotonic() + timeout,
             containerd,
         )
-        realnode.import_images(layout, images)
+        realnode.import_images(layout, images)  # 1.2 GB cold: its own time, then the clock
+        deadline = time.monotonic() + timeout
         layout.kubelet_config.write_text(
             yaml.safe_dump(
                 realnode.kubelet_config(
@@ -652,10 +681,10 @@ class DevCluster:
             if started.name in NODE_COMPONENTS:
                 processes.stop(started)
         if state.node:
-            realnode.clean_host(
-                self.node_layout, realnode.Network(**state.node["network"]), state.node["suffix"]
-            )
+            realnode.release(self.node_layout, state.node["suffix"])
         state.processes = [p for p in state.processes if p.name not in NODE_COMPONENTS]
+        for port in ("kubelet", "kubelet-healthz"):
+            state.ports.pop(port, None)
         state.node = None
         state.save(self._state_file)
 

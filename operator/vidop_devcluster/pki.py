@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = datetime.timedelta(days=30)
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+"""The user the API server calls kubelets as."""
 # Kueue's certificate rotator replaces a pair that expires within 90 days.
 _KUEUE_WEBHOOK_VALIDITY = datetime.timedelta(days=365)
 
@@ -170,11 +172,10 @@ def generate(folder: Path, clients: dict[str, tuple[str, str | None]]) -> Cluste
         "apiserver-etcd-client", _name("kube-apiserver-etcd-client"), client=True
     )
 
-    # What a kubeadm cluster gives the API server to call kubelets with.
+    # The API server's identity towards kubelets (logs, exec): a user of its
+    # own, which the cluster binds to system:kubelet-api-admin, as kubeadm does.
     kubelet_client = signed_pair(
-        "apiserver-kubelet-client",
-        _name("kube-apiserver-kubelet-client", "system:masters"),
-        client=True,
+        "apiserver-kubelet-client", _name(KUBELET_CLIENT_USER), client=True
     )
 
     sa_key = ec.generate_private_key(ec.SECP256R1())

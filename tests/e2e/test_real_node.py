@@ -24,7 +24,7 @@ from vid_operator.config import DEFAULT_IMAGE_REPOSITORY
 from vidop_devcluster import realnode
 from vidop_devcluster.s3 import S3Server
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]  # a cold image build comes first
 
 SECRET = "vid-operator-s3"
 BUCKET = "real-node"
