@@ -40,7 +40,7 @@ cluster-down: venv ## Stop the development control plane (only the processes it 
 cluster-status: venv ## Tell whether the development control plane runs
 	$(BIN)/python -m vidop_devcluster status
 
-demo: venv tools system-deps ## The main job: examples/videojob.yaml -> operator -> Jobs -> local node -> MP4 in .demo/output
+demo: venv tools system-deps ## The main job: examples/videojob.yaml -> operator -> Jobs -> real node (containers) or local node -> MP4 in .demo/output
 	$(BIN)/python hack/demo.py
 
 test: venv tools system-deps ## Run every test: unit, then integration on a fresh real control plane
