@@ -286,13 +286,10 @@ class RealNode:
         return realnode.placement(self.shape)
 
 
-def on_the_local_node(
-    local_node: LocalNodeProcess, s3: S3Server, bucket: str, secret: str
-) -> dict[str, Any]:
-    """An operator configuration whose default pipeline runs every stage on
-    the local node (real processes), against ``s3``'s ``bucket`` with the
-    credentials in the Secret ``secret``."""
-    placement = local_node.placement()
+def stages_on(placement: dict[str, Any], s3: S3Server, bucket: str, secret: str) -> dict[str, Any]:
+    """An operator configuration whose default pipeline runs every stage with
+    ``placement`` (a node's, e.g. the local node's: real processes), against
+    ``s3``'s ``bucket`` with the credentials in the Secret ``secret``."""
     return {
         "s3": {"endpointUrl": s3.endpoint_url, "bucket": bucket, "credentialsSecret": secret},
         "stages": {stage: placement for stage in STAGE_NAMES},

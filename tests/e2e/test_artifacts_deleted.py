@@ -15,8 +15,8 @@ from tests.support import (
     Operator,
     create_s3_secret,
     get_videojob,
-    on_the_local_node,
     running_operator,
+    stages_on,
     videojob_manifest,
     wait_for_phase,
     wait_until,
@@ -37,7 +37,7 @@ def operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:
     s3.create_bucket(BUCKET)
-    configuration = on_the_local_node(local_node, s3, BUCKET, SECRET)
+    configuration = stages_on(local_node.placement(), s3, BUCKET, SECRET)
     # The cleanup Job runs there too, as a real process.
     configuration["artifactRetention"] = {"policy": "delete", **local_node.placement()}
     with running_operator(cluster, tmp_path_factory.mktemp("operator"), configuration) as running:

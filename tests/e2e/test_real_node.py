@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.support import Cluster, Operator, RealNode, create_s3_secret, wait_until
-from vid_operator.api.models import STAGE_NAMES
+from tests.support import Cluster, Operator, RealNode, create_s3_secret, stages_on, wait_until
 from vid_operator.config import DEFAULT_IMAGE_REPOSITORY
 from vidop_devcluster import realnode
 from vidop_devcluster.s3 import S3Server
@@ -83,12 +82,7 @@ def operator(
         cluster,
         tmp_path_factory.mktemp("operator"),
         {
-            "s3": {
-                "endpointUrl": node_s3.endpoint_url,
-                "bucket": BUCKET,
-                "credentialsSecret": SECRET,
-            },
-            "stages": {stage: on_the_node for stage in STAGE_NAMES},
+            **stages_on(on_the_node, node_s3, BUCKET, SECRET),
             "priorityClasses": {"high": None, "low": None},
         },
     )

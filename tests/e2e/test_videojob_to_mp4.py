@@ -22,7 +22,7 @@ from tests.support import (
     Operator,
     create_s3_secret,
     integrated_lufs,
-    on_the_local_node,
+    stages_on,
     wait_until,
 )
 from vidop_devcluster.s3 import S3Server
@@ -53,7 +53,7 @@ def operator(
         cluster,
         tmp_path_factory.mktemp("operator"),
         {
-            **on_the_local_node(local_node, s3, BUCKET, SECRET),
+            **stages_on(local_node.placement(), s3, BUCKET, SECRET),
             "priorityClasses": {"high": None, "low": None},
         },
     )
