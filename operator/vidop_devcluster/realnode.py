@@ -505,20 +505,31 @@ def register(layout: Layout, suffix: str) -> None:
     saved = HOST_RECORDS / "kernel-settings.json"
     if not saved.exists():
         saved.write_text(json.dumps({name: _sysctl(name) for name in KERNEL_TUNABLES}))
-    (HOST_RECORDS / f"{suffix}.json").write_text(json.dumps({"root": str(layout.root)}))
+    # The process that registers it too: until its containerd runs, the node
+    # is not stale while that process lives (another cluster's sweep must not
+    # take a node that is still starting).
+    record = {
+        "root": str(layout.root),
+        "owner": os.getpid(),
+        "ownerStart": _start_time(os.getpid()),
+    }
+    (HOST_RECORDS / f"{suffix}.json").write_text(json.dumps(record))
 
 
 def sweep_stale() -> list[Path]:
     """Release the nodes recorded on the host whose containerd no longer
-    runs: their cluster was stopped or killed without releasing them (a
-    killed test session). Under :func:`host_lock`. Returns their folders."""
+    runs, nor the process that started them: their cluster was stopped or
+    killed without releasing them (a killed test session). Under
+    :func:`host_lock`. Returns their folders."""
     swept = []
-    for record in sorted(HOST_RECORDS.glob("*.json")):
-        if record.name == "kernel-settings.json":
+    for path in sorted(HOST_RECORDS.glob("*.json")):
+        if path.name == "kernel-settings.json":
             continue
-        layout = Layout(Path(json.loads(record.read_text())["root"]))
-        if not _containerd_runs(layout):
-            _release(layout, record.stem)
+        record = json.loads(path.read_text())
+        layout = Layout(Path(record["root"]))
+        owner_lives = _start_time(record["owner"]) == record["ownerStart"]
+        if not (owner_lives or _containerd_runs(layout)):
+            _release(layout, path.stem)
             swept.append(layout.root)
     return swept
 
@@ -581,6 +592,15 @@ def _containerd_runs(layout: Layout) -> bool:
                 if wanted in (proc / "cmdline").read_bytes().split(b"\0"):
                     return True
     return False
+
+
+def _start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot), or None when it is
+    gone: with the PID it names one process, never a recycled PID."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, IndexError):
+        return None
 
 
 def _sysctl(name: str) -> str:

@@ -293,3 +293,28 @@ def test_deleting_the_videojob_stops_the_running_container_one_can_exec_into(
 
     wait_until("the container to stop", lambda: not running_on_the_host(), 60, 0.5)
     wait_until("the stage pods to go", lambda: not _pods(cluster, videos, "sleeper"), 60, 0.5)
+
+
+def test_the_nodes_credentials_reach_only_what_a_node_may(
+    cluster: Cluster, namespace: str, real_node: RealNode
+) -> None:
+    # The kubelet's own kubeconfig: system:node:<name> in system:nodes, held to
+    # its own Node and its pods' references by the Node authorizer and
+    # NodeRestriction, as in a real cluster.
+    as_node = f"--kubeconfig={cluster.kubeconfig.parent / 'kubelet.kubeconfig'}"
+    client.CoreV1Api(cluster.api).create_namespaced_secret(
+        namespace, {"metadata": {"name": "not-for-nodes"}, "stringData": {"k": "v"}}
+    )
+
+    def as_the_node(*args: str) -> str:
+        done = cluster.kubectl(as_node, *args, check=False)
+        assert done.returncode != 0, done.stdout
+        return done.stderr
+
+    assert "forbidden" in as_the_node("get", "secret", "not-for-nodes", "-n", namespace)
+    assert "forbidden" in as_the_node("label", "node", "kwok-gpu-0", "vidop.io/x=y")
+    restricted = "node-restriction.kubernetes.io/pool=mine"
+    assert "forbidden" in as_the_node("label", "node", real_node.shape.name, restricted)
+    # What it may: read its own Node.
+    own = cluster.kubectl(as_node, "get", "node", real_node.shape.name, "-o", "name")
+    assert own.stdout.strip() == f"node/{real_node.shape.name}"
