@@ -54,3 +54,31 @@ def test_apiserver_certificate_names_loopback_and_the_service(tmp_path: Path) ->
     )
     assert "127.0.0.1" in [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
     assert "kubernetes.default.svc" in sans.get_values_for_type(x509.DNSName)
+
+
+def test_the_api_server_calls_kubelets_as_its_own_user_not_a_master(tmp_path: Path) -> None:
+    issued = pki.generate(tmp_path, {})
+
+    subject = _load(issued.kubelet_client.cert).subject
+    assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == pki.KUBELET_CLIENT_USER
+    assert not subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+
+
+def test_a_kubelet_gets_a_node_identity_to_serve_and_to_call_with(tmp_path: Path) -> None:
+    issued = pki.generate(tmp_path, {})
+    identity = ("system:node:vidop-node", "system:nodes")
+
+    calling = _load(pki.add_client(tmp_path, "kubelet", *identity).cert)
+    serving = _load(pki.add_serving(tmp_path, "kubelet-serving", *identity, ["10.1.2.1", "n"]).cert)
+
+    ca = _load(issued.ca.cert)
+    for cert in (calling, serving):
+        cert.verify_directly_issued_by(ca)
+        assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == (
+            "system:nodes"
+        )
+    usage = serving.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.1.2.1"]
+    assert sans.get_values_for_type(x509.DNSName) == ["n"]
