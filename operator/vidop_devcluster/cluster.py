@@ -805,23 +805,24 @@ class DevCluster:
 def built_images() -> realnode.ImageArchive:
     """The images for the real node: those of ``$VIDOP_IMAGES_ARCHIVE`` if
     set, else whatever ``hack/images.sh`` builds or finds in podman's layer
-    cache (it prints the archive's path last)."""
+    cache (it prints the archive's path last). Raises ClusterError when there
+    are none."""
     if env := os.environ.get("VIDOP_IMAGES_ARCHIVE"):
-        return realnode.ImageArchive.read(Path(env))
-    script = _REPO_ROOT / "hack" / "images.sh"
-    if not script.exists():
-        raise ClusterError(f"set VIDOP_IMAGES_ARCHIVE: {script} is not there to build the images")
-    result = subprocess.run(
-        ["bash", str(script)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise ClusterError(
-            f"{script} failed with exit code {result.returncode}:\n{result.stderr[-4000:]}"
-        )
-    return realnode.ImageArchive.read(Path(result.stdout.strip().splitlines()[-1]))
+        archive = Path(env)
+    else:
+        script = _REPO_ROOT / "hack" / "images.sh"
+        if not script.exists():
+            raise ClusterError(f"set VIDOP_IMAGES_ARCHIVE: {script} is not there to build them")
+        result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ClusterError(
+                f"{script} failed with exit code {result.returncode}:\n{result.stderr[-4000:]}"
+            )
+        archive = Path(result.stdout.strip().splitlines()[-1])
+    try:
+        return realnode.ImageArchive.read(archive)
+    except (OSError, ValueError, KeyError) as error:
+        raise ClusterError(f"no image listing for {archive}: {error}") from error
 
 
 def _all_running(state: State, names: Sequence[str]) -> bool:
