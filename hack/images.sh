@@ -48,7 +48,8 @@ log() { printf '[images] %s\n' "$*" >&2; }
 timed() { local t0=$SECONDS; "$@"; log "$* took $((SECONDS - t0)) s"; }
 # Build folders of this run, removed however it ends.
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+partial=()  # half-written archive or listing of this run, if any
+trap 'rm -rf "$scratch" "${partial[@]}"' EXIT
 
 for tool in podman mmdebstrap; do
   command -v "$tool" >/dev/null || { log "missing $tool: run hack/system-deps.sh (as root)"; exit 1; }
@@ -193,9 +194,13 @@ if [ -e "$archive" ] && [ -e "$manifest" ] && [ "$(cat "$manifest")" = "$listing
   log "no image changed since $archive was written"
 else
   log "saving ${#archived[@]} images into $archive"
-  rm -f "$archive.tmp"
-  timed podman save --multi-image-archive --format docker-archive -o "$archive.tmp" "${archived[@]}"
-  mv "$archive.tmp" "$archive"
-  printf '%s\n' "$listing" > "$manifest"
+  # Written beside their final names and renamed into place, the listing
+  # last: a concurrent run or reader never sees half of either.
+  partial=("$archive.tmp.$$" "$manifest.tmp.$$")
+  timed podman save --multi-image-archive --format docker-archive \
+    -o "$archive.tmp.$$" "${archived[@]}"
+  mv "$archive.tmp.$$" "$archive"
+  printf '%s\n' "$listing" > "$manifest.tmp.$$"
+  mv "$manifest.tmp.$$" "$manifest"
 fi
 echo "$archive"

@@ -39,7 +39,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -218,8 +218,9 @@ class DevCluster:
                 self.start_node(self._real_node, timeout=timeout)
             return
         self.down()  # a half-started or crashed earlier run
-        # Built (or found) before the clock starts: cold, it takes minutes.
-        images = built_images() if self._real_node else None
+        # Built (or found) before the clock starts: cold, it takes minutes;
+        # and only where a node can run at all.
+        images = self._node_images() if self._real_node else None
         bin_dir = self.bin_dir
         self.root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.logs, ignore_errors=True)
@@ -237,7 +238,8 @@ class DevCluster:
             if self._kueue:
                 self._start_kueue(state, deadline)
             if self._real_node and images:
-                self._start_node(state, self._real_node, images, timeout)
+                with _as_cluster_error("the real node"):
+                    self._start_node(state, self._real_node, images, timeout)
         except BaseException:
             self.down()
             raise
@@ -286,6 +288,8 @@ class DevCluster:
         ``gateway``) while it belongs to the cluster, else None."""
         if not self._state_file.exists() or not (node := State.load(self._state_file).node):
             return None
+        if "shape" not in node:  # recorded by an earlier version of this module
+            return None
         return realnode.NodeShape(**node["shape"]), realnode.Network(**node["network"])
 
     def start_node(
@@ -311,12 +315,17 @@ class DevCluster:
                     "stop it first (stop_node) to start another"
                 )
             return
-        self._stop_node(state)  # what is left of one that died
-        images = images or built_images()
+        with _as_cluster_error("the real node"):
+            self._stop_node(state)  # what is left of one that died
+        images = images or self._node_images()
         try:
-            self._start_node(state, shape, images, timeout)
-        except BaseException:
-            self._stop_node(State.load(self._state_file))
+            with _as_cluster_error("the real node"):
+                self._start_node(state, shape, images, timeout)
+        except BaseException as error:
+            try:
+                self._stop_node(State.load(self._state_file))
+            except (OSError, RuntimeError) as cleanup_error:
+                error.add_note(f"and stopping what had started failed: {cleanup_error}")
             raise
 
     def stop_node(self) -> None:
@@ -334,10 +343,12 @@ class DevCluster:
         state = State.load(self._state_file)
         for started in reversed(state.processes):
             processes.stop(started)
-        if state.node:
-            realnode.release(self.node_layout, state.node["suffix"])
-        shutil.rmtree(state.etcd_data_dir, ignore_errors=True)
-        self._state_file.unlink()
+        try:
+            if state.node:
+                realnode.release(self.node_layout, state.node["suffix"])
+        finally:  # the cluster can always be started again
+            shutil.rmtree(state.etcd_data_dir, ignore_errors=True)
+            self._state_file.unlink()
 
     def api_client(self) -> client.ApiClient:
         """A kubernetes ``ApiClient`` authenticated as the cluster admin."""
@@ -581,6 +592,13 @@ class DevCluster:
             manager,
         )
 
+    def _node_images(self) -> realnode.ImageArchive:
+        """The images, once the host is known to run a node at all (a host
+        without root or containerd is told so before minutes of building)."""
+        if reason := realnode.unavailable_reason(self.bin_dir):
+            raise ClusterError(f"no real node on this host: {reason}")
+        return built_images()
+
     def _start_node(
         self,
         state: State,
@@ -588,9 +606,6 @@ class DevCluster:
         images: realnode.ImageArchive,
         timeout: float,
     ) -> None:
-        reason = realnode.unavailable_reason(self.bin_dir)
-        if reason:
-            raise ClusterError(f"no real node on this host: {reason}")
         # One suffix per cluster folder: its bridge, cgroups and shims are
         # told apart from another cluster's by it.
         suffix = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
@@ -800,6 +815,18 @@ class DevCluster:
                 return names <= ready
 
             self._wait_for("all nodes Ready", all_ready, deadline, kwok)
+
+
+@contextlib.contextmanager
+def _as_cluster_error(what: str) -> Iterator[None]:
+    """The host's refusals (a failed ``ip`` or ``ctr``, an unwritable /run)
+    as ClusterError, which callers expect when a part cannot start."""
+    try:
+        yield
+    except ClusterError:
+        raise
+    except (OSError, RuntimeError) as error:
+        raise ClusterError(f"{what}: {error}") from error
 
 
 def built_images() -> realnode.ImageArchive:

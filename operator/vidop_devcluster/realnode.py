@@ -46,6 +46,7 @@ import fcntl
 import hashlib
 import ipaddress
 import json
+import logging
 import os
 import re
 import shutil
@@ -77,9 +78,11 @@ CNI_BIN_DIR = Path("/usr/lib/cni")
 """Where Debian's containernetworking-plugins puts the plugins."""
 _CNI_PLUGINS = ("bridge", "host-local", "loopback")
 _HOST_PROGRAMS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "ip")
+_log = logging.getLogger(__name__)
 HOST_RECORDS = Path("/run/vidop-nodes")
 """The host's record of the real nodes it runs (one JSON file per node) and
 of the kernel settings before the first of them, under a lock file."""
+_KERNEL_SETTINGS = "kernel-settings.json"
 KERNEL_TUNABLES = (
     "vm/overcommit_memory",
     "vm/panic_on_oom",
@@ -502,9 +505,9 @@ def host_lock() -> Iterator[None]:
 def register(layout: Layout, suffix: str) -> None:
     """Record the node on the host (under :func:`host_lock`); the first one
     also records the kernel settings the kubelet is about to change."""
-    saved = HOST_RECORDS / "kernel-settings.json"
+    saved = HOST_RECORDS / _KERNEL_SETTINGS
     if not saved.exists():
-        saved.write_text(json.dumps({name: _sysctl(name) for name in KERNEL_TUNABLES}))
+        _write_whole(saved, json.dumps({name: _sysctl(name) for name in KERNEL_TUNABLES}))
     # The process that registers it too: until its containerd runs, the node
     # is not stale while that process lives (another cluster's sweep must not
     # take a node that is still starting).
@@ -513,24 +516,37 @@ def register(layout: Layout, suffix: str) -> None:
         "owner": os.getpid(),
         "ownerStart": _start_time(os.getpid()),
     }
-    (HOST_RECORDS / f"{suffix}.json").write_text(json.dumps(record))
+    _write_whole(HOST_RECORDS / f"{suffix}.json", json.dumps(record))
 
 
-def sweep_stale() -> list[Path]:
-    """Release the nodes recorded on the host whose containerd no longer
-    runs, nor the process that started them: their cluster was stopped or
-    killed without releasing them (a killed test session). Under
-    :func:`host_lock`. Returns their folders."""
+def sweep_stale() -> list[str]:
+    """Release the nodes recorded on the host whose containerd and kubelet no
+    longer run, nor the process that started them: their cluster was stopped
+    or killed without releasing them (a killed test session). Under
+    :func:`host_lock`. A record that cannot be read (half written by a
+    killed process) still has its bridge and cgroups removed; a node that
+    cannot be released is reported and left for the next sweep, never in the
+    way of the node being started. Returns the suffixes released."""
     swept = []
     for path in sorted(HOST_RECORDS.glob("*.json")):
-        if path.name == "kernel-settings.json":
+        if path.name == _KERNEL_SETTINGS:
             continue
-        record = json.loads(path.read_text())
-        layout = Layout(Path(record["root"]))
-        owner_lives = _start_time(record["owner"]) == record["ownerStart"]
-        if not (owner_lives or _containerd_runs(layout)):
+        try:
+            record = json.loads(path.read_text())
+            layout: Layout | None = Layout(Path(record["root"]))
+        except (OSError, ValueError, KeyError):
+            record, layout = {}, None
+        owner_lives = record.get("owner") is not None and (
+            _start_time(record["owner"]) == record.get("ownerStart")
+        )
+        if owner_lives or (layout is not None and _node_runs(layout)):
+            continue
+        try:
             _release(layout, path.stem)
-            swept.append(layout.root)
+        except (OSError, RuntimeError) as error:
+            _log.warning("could not release the stale node %s: %s", path.stem, error)
+            continue
+        swept.append(path.stem)
     return swept
 
 
@@ -542,34 +558,45 @@ def release(layout: Layout, suffix: str) -> None:
         _release(layout, suffix)
 
 
-def _release(layout: Layout, suffix: str) -> None:
+def _release(layout: Layout | None, suffix: str) -> None:
     clean_host(layout, suffix)
     (HOST_RECORDS / f"{suffix}.json").unlink(missing_ok=True)
-    saved = HOST_RECORDS / "kernel-settings.json"
-    others = [r for r in HOST_RECORDS.glob("*.json") if r.name != saved.name]
-    if not others and saved.exists():
-        for name, value in json.loads(saved.read_text()).items():
-            (Path("/proc/sys") / name).write_text(value)
-        saved.unlink()
+    saved = HOST_RECORDS / _KERNEL_SETTINGS
+    others = [r for r in HOST_RECORDS.glob("*.json") if r.name != _KERNEL_SETTINGS]
+    if others or not saved.exists():
+        return
+    before = json.loads(saved.read_text())
+    saved.unlink()
+    failed = []
+    for name, value in before.items():
+        try:
+            if _sysctl(name) != value:
+                (Path("/proc/sys") / name).write_text(value)
+        except OSError as error:
+            failed.append(f"{name}={value} ({error})")
+    if failed:
+        raise RuntimeError(f"could not put back the kernel settings {', '.join(failed)}")
 
 
-def clean_host(layout: Layout, suffix: str) -> None:
+def clean_host(layout: Layout | None, suffix: str) -> None:
     """Kill every process still in the node's cgroups (its containers) and
     every shim of its containerd (they outlive containerd), detach the
     mounts under its folder, delete its bridge and cgroups and its runtime
-    state. Safe to call more than once; containerd's image store stays."""
+    state. Safe to call more than once; containerd's image store stays.
+    Without ``layout`` (its record was unreadable) only what is named after
+    ``suffix`` goes: the cgroups' processes, the bridge and the cgroups."""
     for _ in range(3):
         pids = [pid for path in _cgroup_dirs(suffix) for pid in _pids_below(path)]
-        pids += _shims_of(layout.containerd_socket)
+        pids += _shims_of(layout.containerd_socket) if layout else []
         if not pids:
             break
         for pid in set(pids):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         _wait_gone(pids)
-    for mount_point in _mounts_below(layout.root):
+    for mount_point in _mounts_below(layout.root) if layout else []:
         subprocess.run(["umount", "--lazy", mount_point], capture_output=True, check=False)
-    if left := _mounts_below(layout.root):
+    if layout and (left := _mounts_below(layout.root)):
         # Never delete through a mount: it may be a host folder bound in.
         raise RuntimeError(f"could not unmount {', '.join(left)}")
     subprocess.run(["ip", "link", "del", bridge_name(suffix)], capture_output=True, check=False)
@@ -579,28 +606,43 @@ def clean_host(layout: Layout, suffix: str) -> None:
                 folder.rmdir()
         with contextlib.suppress(OSError):
             path.rmdir()
-    shutil.rmtree(layout.containerd_state, ignore_errors=True)
-    shutil.rmtree(layout.kubelet_root, ignore_errors=True)
-    shutil.rmtree(layout.cni_ipam_dir, ignore_errors=True)
+    if layout:
+        shutil.rmtree(layout.containerd_state, ignore_errors=True)
+        shutil.rmtree(layout.kubelet_root, ignore_errors=True)
+        shutil.rmtree(layout.cni_ipam_dir, ignore_errors=True)
 
 
-def _containerd_runs(layout: Layout) -> bool:
-    wanted = os.fsencode(f"--config={layout.containerd_config}")
+def _node_runs(layout: Layout) -> bool:
+    """Whether the node's containerd or kubelet runs (either alone still
+    uses its folder, bridge and cgroups)."""
+    wanted = {
+        os.fsencode(f"--config={layout.containerd_config}"),
+        os.fsencode(f"--config={layout.kubelet_config}"),
+    }
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
-                if wanted in (proc / "cmdline").read_bytes().split(b"\0"):
+                if wanted & set((proc / "cmdline").read_bytes().split(b"\0")):
                     return True
     return False
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` whole or not at all (the partial file never matches
+    the ``*.json`` a sweep reads)."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def _start_time(pid: int) -> str | None:
     """When ``pid`` started (clock ticks since boot), or None when it is
     gone: with the PID it names one process, never a recycled PID."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (FileNotFoundError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
         return None
+    return None if len(fields) < 20 or fields[0] == "Z" else fields[19]
 
 
 def _sysctl(name: str) -> str:

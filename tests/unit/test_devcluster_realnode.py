@@ -4,6 +4,8 @@ the CNI plugins and the kubelet are told, checked without a host."""
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -162,3 +164,24 @@ def test_the_same_suffix_gets_the_same_network_and_another_suffix_another() -> N
     one = realnode.choose_network("3e16c048", [])
     assert realnode.choose_network("3e16c048", []) == one
     assert realnode.choose_network("3e16c049", []).subnet != one.subnet
+
+
+def test_a_sweep_releases_dead_and_unreadable_records_and_keeps_live_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The host's records, moved to a folder of the test's: a half-written one
+    # (a process killed mid-write), one from before records named their
+    # owner, one whose owner (this process) lives. No node of these runs, so
+    # releasing one only deletes what is named after its suffix: nothing here.
+    monkeypatch.setattr(realnode, "HOST_RECORDS", tmp_path)
+    (tmp_path / "0000dead.json").write_text('{"root": ')
+    (tmp_path / "000000ff.json").write_text(json.dumps({"root": str(tmp_path / "old")}))
+    alive = {"root": str(tmp_path / "mine"), "owner": os.getpid()}
+    alive["ownerStart"] = realnode._start_time(os.getpid())
+    (tmp_path / "0000a11e.json").write_text(json.dumps(alive))
+
+    with realnode.host_lock():
+        swept = realnode.sweep_stale()
+
+    assert sorted(swept) == ["000000ff", "0000dead"]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["0000a11e.json"]
