@@ -680,11 +680,9 @@ class DevCluster:
 
             def ready() -> bool:
                 try:
-                    node = core.read_node(shape.name)
+                    return _is_ready(core.read_node(shape.name))
                 except client.ApiException:
                     return False
-                conditions = (node.status.conditions if node.status else None) or []
-                return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
             self._wait_for(f"node {shape.name} Ready", ready, deadline, kubelet)
             if shape.gpus:
@@ -802,16 +800,7 @@ class DevCluster:
 
             def all_ready() -> bool:
                 listed = core.list_node(label_selector=f"{nodes.KWOK_NODE_LABEL}=true")
-                ready = {
-                    n.metadata.name
-                    for n in listed.items
-                    if n.metadata
-                    and n.status
-                    and any(
-                        c.type == "Ready" and c.status == "True"
-                        for c in (n.status.conditions or [])
-                    )
-                }
+                ready = {n.metadata.name for n in listed.items if n.metadata and _is_ready(n)}
                 return names <= ready
 
             self._wait_for("all nodes Ready", all_ready, deadline, kwok)
@@ -850,6 +839,11 @@ def built_images() -> realnode.ImageArchive:
         return realnode.ImageArchive.read(archive)
     except (OSError, ValueError, KeyError) as error:
         raise ClusterError(f"no image listing for {archive}: {error}") from error
+
+
+def _is_ready(node: client.V1Node) -> bool:
+    conditions = (node.status.conditions if node.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def _all_running(state: State, names: Sequence[str]) -> bool:

@@ -58,10 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vidop_devcluster.localpod import SIMULATED_GPU_ANNOTATION
 from vidop_devcluster.nodes import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT_KEY
 
 REAL_NODE_LABEL = "vidop.io/real-node"
-SIMULATED_GPU_ANNOTATION = "vidop.io/simulated-gpu"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 """The sandbox image: built by ``hack/images.sh`` from the pause.c of the
 ``k8s.io/kubernetes`` module, never pulled."""
@@ -619,12 +619,15 @@ def _node_runs(layout: Layout) -> bool:
         os.fsencode(f"--config={layout.containerd_config}"),
         os.fsencode(f"--config={layout.kubelet_config}"),
     }
+    return any(wanted & set(argv) for _, argv in _command_lines())
+
+
+def _command_lines() -> Iterator[tuple[int, list[bytes]]]:
+    """Every process's PID and argv (those that end meanwhile are skipped)."""
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
-                if wanted & set((proc / "cmdline").read_bytes().split(b"\0")):
-                    return True
-    return False
+                yield int(proc.name), (proc / "cmdline").read_bytes().split(b"\0")
 
 
 def _write_whole(path: Path, text: str) -> None:
@@ -672,19 +675,12 @@ def _pids_below(path: Path) -> Iterator[int]:
 
 def _shims_of(socket: Path) -> list[int]:
     """containerd's shims started for ``socket`` (they outlive containerd)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if (
-                argv
-                and argv[0].endswith(b"containerd-shim-runc-v2")
-                and os.fsencode(str(socket)) in argv
-            ):
-                found.append(int(proc.name))
-    return found
+    address = os.fsencode(str(socket))
+    return [
+        pid
+        for pid, argv in _command_lines()
+        if argv[0].endswith(b"containerd-shim-runc-v2") and address in argv
+    ]
 
 
 def _wait_gone(pids: Sequence[int], timeout: float = 10.0) -> None:
