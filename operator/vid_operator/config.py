@@ -232,6 +232,21 @@ def _default_pipeline() -> dict[str, StageConfig]:
     }
 
 
+class StageProgress(CamelModel):
+    """In-stage progress reports (``vid_operator.contract``: the progress
+    annotation). Off unless a ServiceAccount is named: it must exist in every
+    namespace the operator serves, with the chart's RoleBinding (patch pods)
+    and admission policy (only its own pod, only that annotation)."""
+
+    service_account_name: DNSSubdomain | None = None
+    """The ServiceAccount stage pods run as to report progress; its token is
+    projected pod-bound and short-lived, never automounted. A stage whose
+    pipeline names its own ServiceAccount reports no progress."""
+    api_server: str | None = Field(default=None, pattern=r"^https://")
+    """The API server's URL as the stage pods reach it; unset: the in-cluster
+    address (``KUBERNETES_SERVICE_HOST``)."""
+
+
 class OperatorConfig(CamelModel):
     """Everything the operator is configured with."""
 
@@ -254,6 +269,7 @@ class OperatorConfig(CamelModel):
     )
     """PriorityClass per VideoJob priority; None leaves the cluster default."""
     queueing: Queueing = Queueing()
+    stage_progress: StageProgress = StageProgress()
     watch_namespaces: list[str] = Field(default_factory=list)
     """Namespaces to serve; empty serves the whole cluster."""
 

@@ -16,11 +16,22 @@ agree by construction. Pure: no Kubernetes client, no boto3.
   it, or stores the one it computed; its summary then carries
   :data:`SUMMARY_DIGEST` and :data:`SUMMARY_CACHED` (the operator keys the
   next stages on the digest, see :mod:`vid_operator.cache`).
+- Fan-out: a stage that runs once per item of an upstream stage's output is
+  one Indexed Job; each pod gets :data:`ENV_ITEMS` and Kubernetes'
+  :data:`ENV_ITEM_INDEX`, and writes under :func:`item_folder` of its stage's
+  folder (and caches there too), so items never overwrite each other.
+- Progress: where the operator mounts a progress token, a stage may report
+  its percent and a short message by patching :data:`PROGRESS_ANNOTATION` on
+  its own pod (:func:`encode_progress`), at most once every
+  :data:`PROGRESS_MIN_INTERVAL_SECONDS`; the operator reads it from its pod
+  watch (:func:`read_progress`). An admission policy holds the token to
+  exactly that patch.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 ENV_JOB_NAME = "VIDOP_JOB_NAME"
@@ -46,6 +57,23 @@ ENV_CACHE_LOCATION = "VIDOP_CACHE_LOCATION"
 """``s3://<bucket>/<prefix>/<namespace>/_cache/<key>/``: where a result with
 that key is stored (:func:`cache_location`)."""
 
+ENV_ITEMS = "VIDOP_ITEMS"
+"""How many items a fanned-out stage runs over (its Indexed Job's completions)."""
+ENV_ITEM_INDEX = "JOB_COMPLETION_INDEX"
+"""Which item this pod runs, from 0: set by the Job controller in each pod of
+an Indexed Job (so reserved like the contract's own)."""
+ENV_POD_NAME = "VIDOP_POD_NAME"
+"""The stage's own pod (from the downward API): the one object its progress
+token may patch."""
+ENV_PROGRESS_TOKEN_FILE = "VIDOP_PROGRESS_TOKEN_FILE"
+"""The projected, pod-bound ServiceAccount token to report progress with;
+unset: the stage reports none."""
+ENV_API_SERVER = "VIDOP_API_SERVER"
+"""The API server's URL for progress reports; unset: the in-cluster one
+(``KUBERNETES_SERVICE_HOST`` and ``KUBERNETES_SERVICE_PORT``)."""
+ENV_API_CA_FILE = "VIDOP_API_CA_FILE"
+"""The CA bundle that signs the API server's certificate."""
+
 CONTRACT_ENV = frozenset(
     {
         ENV_JOB_NAME,
@@ -62,6 +90,12 @@ CONTRACT_ENV = frozenset(
         ENV_TERMINATION_MESSAGE_PATH,
         ENV_CACHE_KEY,
         ENV_CACHE_LOCATION,
+        ENV_ITEMS,
+        ENV_ITEM_INDEX,
+        ENV_POD_NAME,
+        ENV_PROGRESS_TOKEN_FILE,
+        ENV_API_SERVER,
+        ENV_API_CA_FILE,
     }
 )
 """Every variable the operator sets: nobody else may set one (a second entry
@@ -74,6 +108,14 @@ SCRATCH_DIR = "/scratch"
 SCRATCH_VOLUME = "scratch"
 """The pod volume mounted at :data:`SCRATCH_DIR`."""
 MAX_SUMMARY_BYTES = 4096
+PROGRESS_VOLUME = "vidop-progress"
+"""The projected volume with the progress token and the API server's CA."""
+PROGRESS_DIR = "/var/run/vidop/progress"
+PROGRESS_TOKEN_PATH = "token"
+PROGRESS_CA_PATH = "ca.crt"
+PROGRESS_TOKEN_SECONDS = 600
+"""The token's lifetime (the least the API server allows); the kubelet
+renews it well before it runs out."""
 
 EXIT_OK = 0
 EXIT_INVALID_INPUT = 2
@@ -91,6 +133,67 @@ CACHE_FOLDER = "_cache"
 """The folder beside a namespace's VideoJobs that holds its cached results: a
 VideoJob's name is a DNS name, which cannot start with ``_``, so none can be
 called that."""
+
+
+MAX_ITEMS = 64
+"""The most items one stage fans out over (an Indexed Job's completions)."""
+
+
+def item_folder(index: int) -> str:
+    """Where item ``index`` of a fanned-out stage keeps its outputs, inside the
+    stage's folder (``items/0003/``): sorted by name, they are in item order."""
+    return f"items/{index:04d}/"
+
+
+PROGRESS_ANNOTATION = "vidop.io/progress"
+"""The pod annotation a stage reports its progress in (:func:`encode_progress`)."""
+PROGRESS_MIN_INTERVAL_SECONDS = 5.0
+"""A stage reports progress at most this often (and the operator writes the
+VideoJob's status at most about that often for it)."""
+MAX_PROGRESS_MESSAGE_CHARS = 120
+MAX_PROGRESS_BYTES = 256
+"""The most the annotation's value may hold (the admission policy's bound)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a stage is: a whole percent and a few words."""
+
+    percent: int
+    message: str = ""
+
+
+def encode_progress(percent: float, message: str = "") -> str:
+    """The annotation's value: compact JSON, percent clamped to 0..100 and
+    the message cut to :data:`MAX_PROGRESS_MESSAGE_CHARS` characters."""
+    clamped = max(0, min(100, int(percent)))
+    words = " ".join(message.split())[:MAX_PROGRESS_MESSAGE_CHARS]
+    value = json.dumps({"percent": clamped, "message": words}, separators=(",", ":"))
+    # Multi-byte characters may push 120 characters past the byte bound.
+    while len(value.encode()) > MAX_PROGRESS_BYTES:
+        words = words[:-1]
+        value = json.dumps({"percent": clamped, "message": words}, separators=(",", ":"))
+    return value
+
+
+def read_progress(value: str | None) -> Progress | None:
+    """The annotation's value as progress; None for anything that is not what
+    :func:`encode_progress` writes (the stage's own words: never trusted)."""
+    if not value or len(value.encode(errors="replace")) > MAX_PROGRESS_BYTES:
+        return None
+    try:
+        raw = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    percent, message = raw.get("percent"), raw.get("message", "")
+    if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+        return None
+    if not isinstance(message, str):
+        return None
+    words = " ".join(message.split())[:MAX_PROGRESS_MESSAGE_CHARS]
+    return Progress(percent=percent, message=words)
 
 
 def artifact_prefix(bucket: str, prefix: str, namespace: str, videojob: str, uid: str) -> str:

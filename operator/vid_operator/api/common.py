@@ -320,6 +320,24 @@ class OnOOM(CamelModel):
     """The most memory a try may get; an OOM kill at this limit fails the stage."""
 
 
+class FanOut(CamelModel):
+    """Run the stage once per item of an upstream stage's output (video_gen
+    once per scene): one Indexed Job whose pods each get their item's index
+    (``JOB_COMPLETION_INDEX``) and the count (``VIDOP_ITEMS``), a failed item
+    retried alone. The count is read from the upstream stage's summary."""
+
+    over: str = Field(min_length=1, max_length=24)
+    """The stage whose output holds the items; one of ``dependsOn``."""
+    count_field: str = Field(default="scenes", min_length=1, max_length=64)
+    """The key of that stage's summary that holds how many items there are
+    (a whole number from 1 to 64)."""
+    parallelism: int | None = Field(default=None, ge=1, le=64)
+    """The most items that run at once; absent: all of them."""
+    backoff_limit_per_index: int | None = Field(default=None, ge=0, le=20)
+    """Retries of each item before the stage fails; absent: the stage's
+    backoffLimit."""
+
+
 class StageTemplate(CamelModel):
     """How one stage runs: its container and its pod. A field left out takes
     the layer below (the operator's ``stageDefaults``, then built-in ones)."""
@@ -383,6 +401,8 @@ class StageTemplate(CamelModel):
         default=None, max_length=16
     )
     """Annotations added to the stage's pods (monitoring, a mesh)."""
+    fan_out: FanOut | None = None
+    """Run once per item of an upstream stage's output, as one Indexed Job."""
     cache: bool | None = None
     """Reuse a stored result of this stage computed from the same image,
     command, args, env, job parameters and inputs instead of computing it

@@ -116,6 +116,10 @@ _PIPELINE_STAGE_RULES: list[dict[str, str]] = [
         "rule": "!has(self.maxGpus) || !has(self.gpus) || self.maxGpus >= self.gpus",
         "message": "maxGpus must be at least gpus",
     },
+    {
+        "rule": "!has(self.fanOut) || (has(self.dependsOn) && self.fanOut.over in self.dependsOn)",
+        "message": "fanOut.over must be one of the stage's dependsOn",
+    },
 ]
 
 # The VideoPipeline's rules, as above.
@@ -171,17 +175,20 @@ _PIPELINE_RULES: dict[str, list[dict[str, str]]] = {
             " emptyDir, ephemeral",
         },
         {
-            "rule": f"self.name != '{contract.SCRATCH_VOLUME}'",
-            "message": f"the volume name {contract.SCRATCH_VOLUME} is the stage contract's",
+            "rule": f"self.name != '{contract.SCRATCH_VOLUME}'"
+            f" && self.name != '{contract.PROGRESS_VOLUME}'",
+            "message": f"the volume names {contract.SCRATCH_VOLUME} and"
+            f" {contract.PROGRESS_VOLUME} are the stage contract's",
         },
     ],
     "spec.stages[].volumeMounts[].mountPath": [
         {
             "rule": f"self != '{contract.SCRATCH_DIR}'"
             f" && !self.startsWith('{contract.SCRATCH_DIR}/')"
-            f" && self != '{contract.TERMINATION_MESSAGE_PATH}'",
-            "message": f"{contract.SCRATCH_DIR} and {contract.TERMINATION_MESSAGE_PATH} are"
-            " the stage contract's",
+            f" && self != '{contract.TERMINATION_MESSAGE_PATH}'"
+            f" && !self.startsWith('{contract.PROGRESS_DIR.rsplit('/', 1)[0]}')",
+            "message": f"{contract.SCRATCH_DIR}, {contract.TERMINATION_MESSAGE_PATH} and"
+            f" {contract.PROGRESS_DIR.rsplit('/', 1)[0]} are the stage contract's",
         }
     ],
     "spec.stages[].podLabels": [

@@ -74,8 +74,13 @@ TENANT_RESERVED_ENV_NAMES = (
     "SSL_CERT_DIR",
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
+    contract.ENV_ITEM_INDEX,
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
 )
-"""...nor these, nor where it sends traffic and which certificates it trusts."""
+"""...nor these, nor where it sends traffic and which certificates it trusts
+(the API server's address: the stage's progress token goes there), nor which
+item of a fanned-out stage a pod runs."""
 
 
 def tenant_env_refusal(name: str) -> str | None:
