@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 from vid_operator.api.common import (
     CamelModel,
     DNSSubdomain,
+    FanOut,
     LabelKey,
     LocalObjectReference,
     OverridableField,
@@ -217,6 +218,8 @@ def _default_pipeline() -> dict[str, StageConfig]:
         "video_gen": _stage(
             "video_gen",
             depends_on=["script_gen"],
+            # One pod per scene, on as many GPUs as are free.
+            fan_out=FanOut(over="script_gen", count_field="scenes"),
             gpus=1,
             resources=Resources(
                 requests={"cpu": "2", "memory": "4Gi"}, limits={"cpu": "4", "memory": "8Gi"}

@@ -62,7 +62,12 @@ def pod_failure_policy() -> dict[str, Any]:
 
 
 def _environment(
-    owner: Owner, spec: VideoJobSpec, stage: Stage, config: OperatorConfig, cache_key: str | None
+    owner: Owner,
+    spec: VideoJobSpec,
+    stage: Stage,
+    config: OperatorConfig,
+    cache_key: str | None,
+    items: int | None,
 ) -> list[dict[str, Any]]:
     bucket, prefix = _location(spec, config)
     params = models.job_params(spec)
@@ -87,8 +92,83 @@ def _environment(
         location = contract.cache_location(bucket, prefix, owner.namespace, cache_key)
         env.append({"name": contract.ENV_CACHE_KEY, "value": cache_key})
         env.append({"name": contract.ENV_CACHE_LOCATION, "value": location})
+    if items is not None:
+        env.append({"name": contract.ENV_ITEMS, "value": str(items)})
+    if reports_progress(stage, config):
+        env.extend(_progress_environment(config))
     env.extend(e.model_dump(by_alias=True, exclude_none=True) for e in stage.env)
     return env
+
+
+def reports_progress(stage: Stage, config: OperatorConfig) -> bool:
+    """The stage's pod gets a progress token: the configuration names the
+    progress ServiceAccount and the pipeline names none of its own for the
+    stage (whose token would carry that account's rights instead)."""
+    return (
+        config.stage_progress.service_account_name is not None
+        and stage.service_account_name is None
+    )
+
+
+def _progress_environment(config: OperatorConfig) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": contract.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {
+            "name": contract.ENV_PROGRESS_TOKEN_FILE,
+            "value": f"{contract.PROGRESS_DIR}/{contract.PROGRESS_TOKEN_PATH}",
+        },
+        {
+            "name": contract.ENV_API_CA_FILE,
+            "value": f"{contract.PROGRESS_DIR}/{contract.PROGRESS_CA_PATH}",
+        },
+    ]
+    if config.stage_progress.api_server:
+        env.append({"name": contract.ENV_API_SERVER, "value": config.stage_progress.api_server})
+    return env
+
+
+def _progress_volume() -> dict[str, Any]:
+    """The token that may patch one annotation of its own pod (the chart's
+    admission policy holds it to that), short-lived and bound to the pod, and
+    the CA to check the API server with: what a kubelet projects for a
+    ServiceAccount, but never automounted and with nothing else."""
+    return {
+        "name": contract.PROGRESS_VOLUME,
+        "projected": {
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "path": contract.PROGRESS_TOKEN_PATH,
+                        "expirationSeconds": contract.PROGRESS_TOKEN_SECONDS,
+                    }
+                },
+                {
+                    "configMap": {
+                        "name": "kube-root-ca.crt",
+                        "items": [{"key": "ca.crt", "path": contract.PROGRESS_CA_PATH}],
+                    }
+                },
+            ]
+        },
+    }
+
+
+def _fan_out(stage: Stage, items: int) -> dict[str, Any]:
+    """The Indexed Job's settings: one completion per item, each retried
+    alone up to its own limit, the whole Job failed once one item is out of
+    retries (the others would be wasted: the stage fails anyway)."""
+    assert stage.fan_out is not None
+    per_item = stage.fan_out.backoff_limit_per_index
+    per_item = stage.backoff_limit if per_item is None else per_item
+    return {
+        "completionMode": "Indexed",
+        "completions": items,
+        "parallelism": min(items, stage.fan_out.parallelism or items),
+        "backoffLimitPerIndex": per_item,
+        "maxFailedIndexes": 0,
+        # Every item may use all its retries; the per-item limit decides.
+        "backoffLimit": items * (per_item + 1),
+    }
 
 
 def build_cleanup_job(owner: Owner, spec: VideoJobSpec, config: OperatorConfig) -> dict[str, Any]:
@@ -256,16 +336,18 @@ def build_stage_job(
     run: int = 0,
     *,
     cache_key: str | None = None,
+    items: int | None = None,
 ) -> dict[str, Any]:
     """The Job for ``stage`` of the VideoJob ``owner``; ``run`` counts the
     stage's Jobs before this one (see :func:`naming.stage_job_name`); with a
     ``cache_key`` (:mod:`vid_operator.cache`) the stage may reuse a stored
-    result."""
+    result; with ``items`` (a stage that fans out) it is an Indexed Job of
+    that many completions."""
     labels = naming.labels(owner.name, stage.name)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": stage.image,
-        "env": _environment(owner, spec, stage, config, cache_key),
+        "env": _environment(owner, spec, stage, config, cache_key, items),
         "resources": _resources(stage, config),
         "terminationMessagePath": contract.TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
@@ -275,6 +357,11 @@ def build_stage_job(
         ],
         "securityContext": _container_security(),
     }
+    progress = reports_progress(stage, config)
+    if progress:
+        container["volumeMounts"].append(
+            {"name": contract.PROGRESS_VOLUME, "mountPath": contract.PROGRESS_DIR, "readOnly": True}
+        )
     if stage.env_from:
         container["envFrom"] = [
             e.model_dump(by_alias=True, exclude_none=True) for e in stage.env_from
@@ -285,7 +372,8 @@ def build_stage_job(
         container["args"] = stage.args
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        # A stage gets an API token only when its pipeline names the account.
+        # A stage gets an API token only when its pipeline names the account
+        # (the progress token is projected, never automounted).
         "automountServiceAccountToken": stage.service_account_name is not None,
         "enableServiceLinks": False,
         "securityContext": _pod_security(),
@@ -293,11 +381,14 @@ def build_stage_job(
         "volumes": [
             {"name": contract.SCRATCH_VOLUME, "emptyDir": {}},
             *(v.model_dump(by_alias=True, exclude_none=True) for v in stage.volumes),
+            *([_progress_volume()] if progress else []),
         ],
         **_placement(stage, config),
     }
     if stage.service_account_name is not None:
         pod_spec["serviceAccountName"] = stage.service_account_name
+    elif progress:
+        pod_spec["serviceAccountName"] = config.stage_progress.service_account_name
     if stage.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in stage.image_pull_secrets]
     if stage.termination_grace_period_seconds is not None:
@@ -322,12 +413,18 @@ def build_stage_job(
             "spec": pod_spec,
         },
     }
+    if items is not None:
+        job_spec.update(_fan_out(stage, items))
     if stage.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = stage.active_deadline_seconds
-    metadata = {
+    metadata: dict[str, Any] = {
         "name": naming.stage_job_name(owner.name, stage.name, run),
         "namespace": owner.namespace,
         "labels": {**queued, **labels, **({naming.RUN_LABEL: str(run)} if run else {})},
         "ownerReferences": [owner_reference(owner)],
     }
+    if queued and items is not None:
+        # Kueue may admit a fanned-out stage on fewer GPUs than it has items
+        # (partial admission): its items then take turns on them.
+        metadata["annotations"] = {queueing.MIN_PARALLELISM_ANNOTATION: "1"}
     return _job(metadata, job_spec, config)

@@ -21,6 +21,7 @@ from typing import Any
 
 from vid_operator.api.common import (
     EnvFromSource,
+    FanOut,
     OnOOM,
     PipelineEnvVar,
     Resources,
@@ -33,6 +34,7 @@ from vid_operator.api.common import (
 from vid_operator.api.models import OVERRIDE_FIELD_NAMES, StageOverride, VideoJobSpec
 from vid_operator.api.pipelines import PipelineOverridePolicy, VideoPipelineSpec
 from vid_operator.config import OperatorConfig
+from vid_operator.contract import MAX_ITEMS
 
 
 class InvalidSpec(ValueError):
@@ -69,6 +71,8 @@ class Stage:
     on_oom: OnOOM | None = None
     cache: bool = False
     """Its result may be reused (see :mod:`vid_operator.cache`)."""
+    fan_out: FanOut | None = None
+    """It runs once per item of an upstream stage's output (an Indexed Job)."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,35 @@ def check(spec: VideoPipelineSpec) -> None:
             f" {MAX_PIPELINE_BYTES // 1024} KiB a VideoJob can keep a copy of"
         )
     order({stage.name: stage.depends_on or [] for stage in spec.stages})
+    for stage in spec.stages:
+        _check_fan_out(stage.name, stage)
+
+
+def _check_fan_out(name: str, template: StageTemplate) -> None:
+    """InvalidSpec unless the stage fans out over one of its dependencies
+    (the CRD says so too; the operator's own pipeline has no CRD)."""
+    if template.fan_out and template.fan_out.over not in (template.depends_on or []):
+        raise InvalidSpec(
+            f"stage {name}: fanOut.over names {template.fan_out.over}, which is not one of"
+            " its dependsOn"
+        )
+
+
+def fan_out_items(stage: Stage, outputs: Mapping[str, Mapping[str, Any] | None]) -> int | None:
+    """How many items ``stage`` runs over: the count its upstream stage's
+    summary gives (None: it does not fan out); InvalidSpec, in words, when
+    that summary has no whole number from 1 to ``contract.MAX_ITEMS`` there."""
+    if stage.fan_out is None:
+        return None
+    over, field_name = stage.fan_out.over, stage.fan_out.count_field
+    count = (outputs.get(over) or {}).get(field_name)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_ITEMS:
+        said = "has none" if count is None else f"has {str(count)[:40]}"
+        raise InvalidSpec(
+            f"stage {stage.name} fans out over the {field_name} of {over}'s summary, which"
+            f" {said}: it must be a whole number from 1 to {MAX_ITEMS}"
+        )
+    return count
 
 
 def resolve(
@@ -191,6 +224,7 @@ def _resolve(
         _check_override(name, override, template, config, source, base)
         override = _literal(override)
         settings = _first_set([base, override.model_dump()])
+    _check_fan_out(name, template)
     return Stage(
         name=name,
         image=settings["image"],
@@ -228,6 +262,7 @@ def _resolve(
         # Only its author knows whether a stage's output is a function of its
         # inputs: a VideoPipeline's stage is cached when it says so.
         cache=bool(template.cache),
+        fan_out=template.fan_out,
     )
 
 

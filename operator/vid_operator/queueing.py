@@ -24,6 +24,8 @@ QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
 """Kueue's label naming the LocalQueue that admits a Job."""
 WORKLOAD_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 """Kueue's label naming a Job's WorkloadPriorityClass."""
+MIN_PARALLELISM_ANNOTATION = "kueue.x-k8s.io/job-min-parallelism"
+"""Kueue's annotation: the fewest pods of a Job it may admit it with."""
 
 _PRIORITY_ORDER = {Priority.HIGH: 0, Priority.DEFAULT: 1, Priority.LOW: 2}
 

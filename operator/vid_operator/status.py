@@ -44,11 +44,16 @@ MAX_INVALID_CHARS = 2048
 # Why a Job failed, in words, by the reason on its Failed condition.
 _FAILURE_WORDS = {
     "BackoffLimitExceeded": "failed on every retry (backoffLimit reached)",
+    "MaxFailedIndexesExceeded": "an item failed on every retry (backoffLimitPerIndex reached)",
     "PodFailurePolicy": "exited with code 2 (invalid input); not retried",
     "DeadlineExceeded": "ran past activeDeadlineSeconds",
 }
 # A failed stage's reason, by the reason on its Job's Failed condition.
-_FAILURE_REASONS = {"PodFailurePolicy": "InvalidInput"}
+_FAILURE_REASONS = {
+    "PodFailurePolicy": "InvalidInput",
+    # One word for "out of retries", whether one Job or one of its items ran out.
+    "MaxFailedIndexesExceeded": "BackoffLimitExceeded",
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,12 @@ class ObservedJob:
     """Why the operator ended it (``Reason: words``), if it did."""
     queue_name: str | None = None
     """The Kueue LocalQueue that admits it (Kueue resumes it), if any."""
+    items: int | None = None
+    """A fanned-out stage's item count (its Indexed Job's completions)."""
+    succeeded: int = 0
+    active: int = 0
+    cache_key: str | None = None
+    """The stage's cache key, as its Job's pods get it."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,8 @@ class ObservedPod:
     waiting: str | None = None
     """Why its container cannot start: an image that cannot be pulled, a
     missing Secret or ConfigMap."""
+    progress: contract.Progress | None = None
+    """What the stage last reported of its progress (its pod's annotation)."""
     # The clocks of the stage's limits. Not compared: a pod that only starts
     # (its clock stops) needs no reconcile, and one whose limit runs has a
     # timer of its VideoJob's (Outcome.recheck_at) or the resync for that.
@@ -193,6 +206,15 @@ def observe_job(job: Mapping[str, Any]) -> ObservedJob:
     meta, spec = job["metadata"], job.get("spec") or {}
     containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
     limits = (containers[0].get("resources") or {}).get("limits") or {}
+    indexed = spec.get("completionMode") == "Indexed"
+    cache_key = next(
+        (
+            str(variable.get("value"))
+            for variable in containers[0].get("env") or []
+            if variable.get("name") == contract.ENV_CACHE_KEY
+        ),
+        None,
+    )
     return ObservedJob(
         name=meta["name"],
         created=_timestamp(meta.get("creationTimestamp")) or "",
@@ -207,6 +229,10 @@ def observe_job(job: Mapping[str, Any]) -> ObservedJob:
         memory_limit=str(limits["memory"]) if "memory" in limits else None,
         ended=(meta.get("annotations") or {}).get(naming.ENDED_ANNOTATION),
         queue_name=(meta.get("labels") or {}).get(queueing.QUEUE_NAME_LABEL),
+        items=int(spec.get("completions") or 1) if indexed else None,
+        succeeded=status.get("succeeded", 0) or 0,
+        active=status.get("active", 0) or 0,
+        cache_key=cache_key,
     )
 
 
@@ -269,7 +295,9 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
             cause = reason
             if reason in _PULL_FAILURES:
                 pull_failing_since = scheduled or created
+    annotations = pod.get("metadata", {}).get("annotations") or {}
     return ObservedPod(
+        progress=contract.read_progress(annotations.get(contract.PROGRESS_ANNOTATION)),
         unschedulable=unschedulable,
         finished=finished,
         summary=summary,
@@ -360,15 +388,22 @@ def _stage_status(
             history.append(_earlier(previous, previous.reason))
         run = job.run
     # Failed pods, plus the try that is running or succeeded; so the count
-    # does not move while a pod merely starts.
+    # does not move while a pod merely starts. (Items: every pod so far.)
     attempts = job.failed + (0 if job.finished == "Failed" else 1)
+    if job.items is not None:
+        attempts = job.failed + job.succeeded + job.active
     # A Job that exists has had a try, and the count never drops: failures
     # the podFailurePolicy ignores (disruptions) are not in job.failed, so a
     # Job that then runs past its deadline would otherwise go from 1 to 0.
     attempts = max(attempts, 1, previous.attempts if previous and same_job else 0)
     message: str | None = None
     reason: str | None = None
-    if job.finished == "Complete" and not (pod and not pod.finished):
+    progress: str | None = None
+    if job.items is not None and job.finished == "Complete":
+        # Many pods, no one summary: the items and the key their results
+        # are cached under, which stands for their contents.
+        phase = Phase.SUCCEEDED
+    elif job.finished == "Complete" and not (pod and not pod.finished):
         phase = Phase.SUCCEEDED
         message = pod.summary_refused if pod else None
     elif job.ended:
@@ -415,7 +450,18 @@ def _stage_status(
             message = unschedulable_in_words(pod.unschedulable, gpus)
         elif pod and pod.waiting:
             message, reason = pod.waiting, pod.cause
-    outputs = pod.summary if pod and pod.summary else (previous.outputs if previous else None)
+        if job.items is not None:
+            progress = f"{job.succeeded}/{job.items}"
+        elif pod and pod.progress and not pod.finished:
+            progress = f"{pod.progress.percent}%"
+            message = message or pod.progress.message or None
+    outputs: dict[str, Any] | None
+    if job.items is not None:
+        outputs = {"items": job.items}
+        if job.cache_key:
+            outputs[contract.SUMMARY_DIGEST] = job.cache_key
+    else:
+        outputs = pod.summary if pod and pod.summary else (previous.outputs if previous else None)
     return StageStatus(
         name=name,
         phase=phase,
@@ -430,10 +476,18 @@ def _stage_status(
         reason=reason,
         outputs=outputs if phase == Phase.SUCCEEDED else None,
         run=run,
+        progress=progress,
         memory_limit=job.memory_limit if memory else None,
         history=history[-MAX_STAGE_HISTORY:],
         cached=_cached(outputs) if phase == Phase.SUCCEEDED else None,
     )
+
+
+def _progress_in_words(done: int, total: int, stages: list[StageStatus]) -> str:
+    """``2/4``, with what the running stages say of themselves: ``2/4
+    (video_gen 5/8)``; the PROGRESS column of ``kubectl get vj``."""
+    running = [f"{s.name} {s.progress}" for s in stages if s.progress]
+    return f"{done}/{total}" + (f" ({', '.join(running)})" if running else "")
 
 
 def unschedulable_in_words(said: str, gpus: int) -> str:
@@ -871,7 +925,7 @@ def plan(
     status = VideoJobStatus(
         phase=phase,
         stage=current,
-        progress=f"{len(succeeded)}/{len(stages)}",
+        progress=_progress_in_words(len(succeeded), len(stages), stage_statuses),
         stages=stage_statuses,
         conditions=conditions,
         observed_generation=generation,

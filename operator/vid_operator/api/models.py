@@ -309,8 +309,12 @@ class StageStatus(CamelModel):
     """When the stage's Job was created."""
     completion_time: str | None = None
     """When the stage finished."""
+    progress: str | None = Field(default=None, max_length=16)
+    """While it runs: items done out of all (``5/8``) for a stage that fans
+    out, else the percent the stage reports itself (``40%``), if it does."""
     message: str | None = Field(default=None, max_length=1024)
-    """Why the stage is where it is, e.g. waiting for a GPU."""
+    """Why the stage is where it is, e.g. waiting for a GPU; while it runs,
+    what it says it is doing, if it reports progress."""
     reason: str | None = Field(default=None, max_length=64)
     """One word for why it failed or cannot start: OOMKilled,
     BackoffLimitExceeded, DeadlineExceeded, InvalidInput, ImagePullBackOff, ..."""
@@ -353,7 +357,8 @@ class VideoJobStatus(CamelModel):
     stage: str | None = None
     """The stage(s) running now, or the one that failed."""
     progress: str | None = None
-    """Succeeded stages out of all, e.g. 2/4."""
+    """Succeeded stages out of all, with what running stages report of
+    themselves, e.g. ``2/4`` or ``1/4 (video_gen 5/8)``."""
     stages: list[StageStatus] = Field(default_factory=list, max_length=MAX_STAGES)
     """One entry per stage of the pipeline."""
     conditions: list[Condition] = Field(default_factory=list, max_length=8)

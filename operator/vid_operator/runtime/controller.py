@@ -31,7 +31,7 @@ import structlog
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from vid_operator import jobs, metrics, naming, pipeline, queueing, status
+from vid_operator import contract, jobs, metrics, naming, pipeline, queueing, status
 from vid_operator.api import models, pipelines
 from vid_operator.config import OperatorConfig
 from vid_operator.kube import JobRejected, Kube, StatusRefused
@@ -745,7 +745,14 @@ class Controller:
             return
         outcome = executed.outcome
         if outcome.hold_back and outcome.patch:
-            self._held_writes.schedule(record.uid, PROGRESS_WRITE_DELAY, tag="held")
+            if not outcome.counters_only:
+                self._held_writes.schedule(record.uid, PROGRESS_WRITE_DELAY, tag="held")
+            elif not self._held_writes.pending(record.uid):
+                # Progress counters alone: one write per stage every few
+                # seconds at most, however many items finish in between.
+                self._held_writes.schedule(
+                    record.uid, contract.PROGRESS_MIN_INTERVAL_SECONDS, tag="counters"
+                )
         else:
             self._held_writes.cancel(record.uid)
         if outcome.ttl_due is None:

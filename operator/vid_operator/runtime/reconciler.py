@@ -98,6 +98,9 @@ class Outcome:
     hold_back: bool = False
     """The write only reports progress: make it a moment later, with whatever
     else has happened by then (two stages that finish together, one write)."""
+    counters_only: bool = False
+    """Held back, and all it moves is the running stages' progress (items
+    done, a stage's own percent and words): it may wait longer still."""
     ttl_due: datetime.datetime | None = None
     """When the finished VideoJob is to be deleted (ttlSecondsAfterFinished)."""
     recheck_at: datetime.datetime | None = None
@@ -210,21 +213,26 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         by_name = {stage.name: stage for stage in stages}
         # The stages before one that starts have all succeeded: their outputs.
         outputs = {s.name: s.outputs for s in plan.status.stages}
-        create = tuple(
-            _stage_job(
-                start.stage.name,
-                jobs.build_stage_job(
-                    owner,
-                    spec,
-                    start.stage,
-                    config,
-                    start.run,
-                    cache_key=cache.stage_key(spec, start.stage, by_name, outputs),
-                ),
-                now,
+        try:
+            create = tuple(
+                _stage_job(
+                    start.stage.name,
+                    jobs.build_stage_job(
+                        owner,
+                        spec,
+                        start.stage,
+                        config,
+                        start.run,
+                        cache_key=cache.stage_key(spec, start.stage, by_name, outputs),
+                        items=pipeline.fan_out_items(start.stage, outputs),
+                    ),
+                    now,
+                )
+                for start in plan.start
             )
-            for start in plan.start
-        )
+        except pipeline.InvalidSpec as error:
+            # An upstream stage's summary says no usable item count.
+            return _invalid(snapshot, plan.status, str(error))
         observed_jobs.update({job.stage: job.observed for job in create})
         for job in create:
             pods.pop(job.stage, None)  # an earlier Job's, if any: the new one has none
@@ -266,8 +274,25 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         keep_failed=_kept_failed(previous, plan.status, config),
         events=events,
         hold_back=progress_only,
+        counters_only=progress_only and _counters_only(previous, plan.status),
         recheck_at=plan.recheck_at,
     )
+
+
+def _counters_only(previous: VideoJobStatus, current: VideoJobStatus) -> bool:
+    """The two statuses differ in the running stages' progress at most."""
+
+    def without_progress(whole: VideoJobStatus, others: VideoJobStatus) -> VideoJobStatus:
+        reporting = {s.name for s in [*whole.stages, *others.stages] if s.progress}
+        stages = [
+            s.model_copy(update={"progress": None, "message": None})
+            if s.name in reporting
+            else s
+            for s in whole.stages
+        ]
+        return whole.model_copy(update={"progress": None, "stages": stages})
+
+    return without_progress(previous, current) == without_progress(current, previous)
 
 
 def _pipeline_snapshot(
@@ -369,6 +394,7 @@ def _outcome(
     keep_failed: Mapping[str, int | None] | None = None,
     events: list[Event] | tuple[Event, ...] = (),
     hold_back: bool = False,
+    counters_only: bool = False,
     recheck_at: datetime.datetime | None = None,
 ) -> Outcome:
     raw = new_status.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -382,6 +408,7 @@ def _outcome(
         keep_failed=dict(keep_failed or {}),
         events=tuple(events),
         hold_back=hold_back,
+        counters_only=counters_only,
         ttl_due=_ttl_due(snapshot.ttl_seconds_after_finished, raw),
         recheck_at=recheck_at,
     )

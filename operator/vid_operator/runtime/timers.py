@@ -66,6 +66,10 @@ class DelayedCalls(Generic[Key]):
         due = self._clock.now() + delay
         self._pending[key] = (tag, asyncio.get_running_loop().create_task(self._run(key, due)))
 
+    def pending(self, key: Key) -> bool:
+        """A call for ``key`` waits to be made."""
+        return key in self._pending
+
     def cancel(self, key: Key) -> None:
         current = self._pending.pop(key, None)
         if current is not None:
