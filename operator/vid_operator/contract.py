@@ -139,10 +139,14 @@ MAX_ITEMS = 64
 """The most items one stage fans out over (an Indexed Job's completions)."""
 
 
+ITEMS_FOLDER = "items/"
+"""The folder inside a fanned-out stage's that holds one folder per item."""
+
+
 def item_folder(index: int) -> str:
     """Where item ``index`` of a fanned-out stage keeps its outputs, inside the
     stage's folder (``items/0003/``): sorted by name, they are in item order."""
-    return f"items/{index:04d}/"
+    return f"{ITEMS_FOLDER}{index:04d}/"
 
 
 PROGRESS_ANNOTATION = "vidop.io/progress"

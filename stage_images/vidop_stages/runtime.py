@@ -90,12 +90,42 @@ class StageEnvironment:
     s3_endpoint: str | None
     cache_location: str | None = None
     """Where a result with the stage's cache key is kept; None: not cached."""
+    item: Item | None = None
+    """The item this pod runs, where the stage fans out."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of a stage that fans out: which of how many."""
+
+    index: int
+    count: int
+
+
+def read_item(environ: Mapping[str, str]) -> Item | None:
+    """The pod's item (``VIDOP_ITEMS`` and the Job controller's
+    ``JOB_COMPLETION_INDEX``), None for a stage that does not fan out;
+    ValueError for a pair that cannot be."""
+    count, index = environ.get(contract.ENV_ITEMS), environ.get(contract.ENV_ITEM_INDEX)
+    if not count:
+        return None
+    if not index:
+        raise ValueError(f"{contract.ENV_ITEMS} is set but {contract.ENV_ITEM_INDEX} is not")
+    item = Item(index=int(index), count=int(count))
+    if not 0 <= item.index < item.count <= contract.MAX_ITEMS:
+        raise ValueError(f"item {item.index} of {item.count} is not one of 1 to 64 items")
+    return item
 
 
 def read_environment(environ: Mapping[str, str]) -> StageEnvironment:
     """Raises InvalidInput for bad job parameters and ValueError for a
     contract variable the operator did not set or set wrong."""
     bucket, key_prefix = parse_artifact_prefix(_required(environ, contract.ENV_ARTIFACT_PREFIX))
+    item = read_item(environ)
+    cache_location = environ.get(contract.ENV_CACHE_LOCATION) or None
+    if cache_location and item:
+        # Each item is stored on its own, beside the others of the same key.
+        cache_location += contract.item_folder(item.index)
     return StageEnvironment(
         stage=_required(environ, contract.ENV_STAGE),
         params=parse_params(_required(environ, contract.ENV_PARAMS)),
@@ -104,7 +134,8 @@ def read_environment(environ: Mapping[str, str]) -> StageEnvironment:
         scratch_dir=Path(environ.get(contract.ENV_SCRATCH_DIR, contract.SCRATCH_DIR)),
         termination_message_path=termination_message_path(environ),
         s3_endpoint=environ.get(contract.ENV_S3_ENDPOINT) or None,
-        cache_location=environ.get(contract.ENV_CACHE_LOCATION) or None,
+        cache_location=cache_location,
+        item=item,
     )
 
 
@@ -151,17 +182,26 @@ def failure_message(error: BaseException) -> str:
 class ArtifactStore:
     """The job's artifacts in S3, seen from one stage."""
 
-    def __init__(self, client: S3Client, bucket: str, key_prefix: str, stage: str) -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        key_prefix: str,
+        stage: str,
+        item: Item | None = None,
+    ) -> None:
         self._client = client
         self._bucket = bucket
         self._key_prefix = key_prefix
         self._stage = stage
+        # An item writes in its own folder inside the stage's.
+        self._own_folder = contract.item_folder(item.index) if item else ""
         self.published: dict[str, str] = {}
         """Name -> content sha256 of each output published so far."""
 
     @property
     def outputs(self) -> StageOutputs:
-        return StageOutputs(self._bucket, self.key(self._stage, ""))
+        return StageOutputs(self._bucket, self.key(self._stage, self._own_folder))
 
     def key(self, stage: str, name: str) -> str:
         return f"{self._key_prefix}{stage}/{name}"
@@ -181,6 +221,28 @@ class ArtifactStore:
             raise RuntimeError(f"cannot read {uri}: {error}") from error
         return destination
 
+    def fetch_items(self, artifact: Artifact, folder: Path) -> list[Path]:
+        """Download the file named like ``artifact`` of every item of its
+        stage, in item order, into ``folder``; empty when that stage did not
+        fan out. ValueError when an item's file is missing."""
+        items_prefix = self.key(artifact.stage, contract.ITEMS_FOLDER)
+        paginator = self._client.get_paginator("list_objects_v2")
+        keys = sorted(
+            entry["Key"]
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=items_prefix)
+            for entry in page.get("Contents", [])
+            if entry["Key"].endswith("/" + artifact.name)
+        )
+        expected = [self.key(artifact.stage, contract.item_folder(i)) for i in range(len(keys))]
+        if [key.removesuffix(artifact.name) for key in keys] != expected:
+            raise ValueError(f"{artifact.stage}'s items are not numbered 0 to {len(keys) - 1}")
+        paths = []
+        for index, key in enumerate(keys):
+            destination = folder / f"{index:04d}-{artifact.name}"
+            self._client.download_file(self._bucket, key, str(destination))
+            paths.append(destination)
+        return paths
+
     def publish(self, source: Path, artifact: Artifact) -> str:
         """Upload ``source`` as this stage's output named like ``artifact``,
         under this stage's own name (which a custom pipeline may choose);
@@ -189,10 +251,10 @@ class ArtifactStore:
         self._client.upload_file(
             str(source),
             self._bucket,
-            self.key(self._stage, artifact.name),
+            self.key(self._stage, self._own_folder + artifact.name),
             ExtraArgs={"ContentType": artifact.content_type},
         )
-        return self.uri(self._stage, artifact.name)
+        return self.uri(self._stage, self._own_folder + artifact.name)
 
 
 @dataclass(frozen=True)
@@ -204,6 +266,8 @@ class StageContext:
     workdir: Path
     """A fresh, empty folder of its own, removed when the stage ends."""
     log: structlog.typing.FilteringBoundLogger
+    item: Item | None = None
+    """The item this pod runs, where the stage fans out."""
 
 
 StageWork = Callable[[StageContext], Summary]
@@ -218,6 +282,8 @@ def run_stage(work: StageWork) -> int:
     try:
         environment = read_environment(os.environ)
         log = log.bind(stage=environment.stage)
+        if environment.item:
+            log = log.bind(item=environment.item.index)
         log.info(
             "stage starting",
             bucket=environment.bucket,
@@ -231,12 +297,16 @@ def run_stage(work: StageWork) -> int:
         try:
             client = s3_client(environment.s3_endpoint)
             store = ArtifactStore(
-                client, environment.bucket, environment.key_prefix, environment.stage
+                client,
+                environment.bucket,
+                environment.key_prefix,
+                environment.stage,
+                environment.item,
             )
             cache = _result_cache(client, environment.cache_location, log)
             summary = cache.restore(store.outputs) if cache else None
             if summary is None:
-                context = StageContext(environment.params, store, workdir, log)
+                context = StageContext(environment.params, store, workdir, log, environment.item)
                 summary = _computed(work, context, cache)
             message = encode_summary(summary)
         finally:

@@ -158,7 +158,9 @@ def test_the_next_stage_is_keyed_on_the_summary_of_the_one_before() -> None:
             finished="Complete",
             finished_at="2026-11-22T05:59:30Z",
         )
-        pod = status.ObservedPod(finished=True, summary={contract.SUMMARY_DIGEST: digest})
+        pod = status.ObservedPod(
+            finished=True, summary={contract.SUMMARY_DIGEST: digest, "scenes": 2}
+        )
         snapshot = Snapshot(
             namespace="media",
             name="cat",

@@ -15,6 +15,8 @@ from vid_operator.runtime.reconciler import Snapshot
 
 NOW = datetime.datetime(2026, 11, 22, 6, 0, tzinfo=datetime.UTC)
 CONFIG = config.OperatorConfig()
+ONE_JOB_PER_STAGE = config.from_mapping({"stages": {"video_gen": {"fanOut": None}}})
+"""The default pipeline without its fan-out: video_gen needs no scene count."""
 
 
 def _job(stage: str, finished: str | None = None, **fields: Any) -> status.ObservedJob:
@@ -125,7 +127,8 @@ def test_each_start_and_success_posts_one_normal_event_with_the_write_that_says_
         ("Started", "VideoJob started"),
         ("StageStarted", "stage script_gen started"),
     ]
-    assert said(step("script_gen")) == [
+    script = status.ObservedPod(finished=True, summary={"scenes": 2})
+    assert said(step("script_gen", script_gen=script)) == [
         ("StageSucceeded", "stage script_gen succeeded in 42 s"),
         ("StageStarted", "stage voice_gen started"),
         ("StageStarted", "stage video_gen started"),
@@ -350,7 +353,7 @@ def test_a_summary_the_contract_refuses_is_named_on_the_succeeded_stage() -> Non
         }
     )
 
-    outcome = reconciler.reconcile(_snapshot(done, pods={"script_gen": pod}), CONFIG)
+    outcome = reconciler.reconcile(_snapshot(done, pods={"script_gen": pod}), ONE_JOB_PER_STAGE)
 
     script = next(s for s in outcome.status["stages"] if s["name"] == "script_gen")
     assert script["phase"] == Phase.SUCCEEDED and "outputs" not in script

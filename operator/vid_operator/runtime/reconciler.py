@@ -285,9 +285,7 @@ def _counters_only(previous: VideoJobStatus, current: VideoJobStatus) -> bool:
     def without_progress(whole: VideoJobStatus, others: VideoJobStatus) -> VideoJobStatus:
         reporting = {s.name for s in [*whole.stages, *others.stages] if s.progress}
         stages = [
-            s.model_copy(update={"progress": None, "message": None})
-            if s.name in reporting
-            else s
+            s.model_copy(update={"progress": None, "message": None}) if s.name in reporting else s
             for s in whole.stages
         ]
         return whole.model_copy(update={"progress": None, "stages": stages})

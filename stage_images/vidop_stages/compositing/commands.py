@@ -1,4 +1,5 @@
-"""The ffmpeg commands compositing runs: the mux and the thumbnail. Pure.
+"""The ffmpeg commands compositing runs: the join of a fanned-out
+video_gen's scene clips, the mux and the thumbnail. Pure.
 
 Called by :mod:`vidop_stages.compositing.main`. The mux copies video_gen's
 H.264 as it is, encodes the narration to AAC (48 kHz, stereo) and the SRT to
@@ -13,6 +14,7 @@ video_gen both kept to the script's timeline.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from vidop_stages.compositing.validation import AUDIO_CHANNELS, AUDIO_SAMPLE_RATE
@@ -22,6 +24,28 @@ AUDIO_BITRATE = "128k"
 THUMBNAIL_MAX_WIDTH = 640
 THUMBNAIL_AT_FRACTION = 1 / 3
 """Where the thumbnail is taken: past the first scene's opening, usually."""
+
+
+def concat_command(list_file: Path, output: Path) -> list[str]:
+    """Join clips of the same encoding end to end without re-encoding: the
+    concat demuxer reads ``list_file`` (one ``file '<path>'`` line per clip,
+    :func:`concat_list`) and copies their packets."""
+    return [
+        *FFMPEG,
+        "-f", "concat",
+        # The list names absolute paths in the stage's own scratch folder.
+        "-safe", "0",
+        "-i", str(list_file),
+        "-c", "copy",
+        "-movflags", "+faststart",
+        str(output),
+    ]  # fmt: skip
+
+
+def concat_list(clips: Sequence[Path]) -> str:
+    """The concat demuxer's list of ``clips``, quoted as it reads them."""
+    quoted = (str(clip).replace("'", "'\\''") for clip in clips)
+    return "".join(f"file '{path}'\n" for path in quoted)
 
 
 def mux_command(

@@ -6,6 +6,9 @@ the result with ffprobe (:mod:`vidop_stages.compositing.validation`) and
 uploads both. Writes ``compositing/video.mp4`` and
 ``compositing/thumbnail.jpg`` (:mod:`vidop_stages.artifacts`).
 
+A video_gen that fanned out (one pod per scene) left one clip per scene;
+they are joined end to end without re-encoding first.
+
 The narration may come from another stage than voice_gen, one a custom
 pipeline runs over it (the loudness stage): ``NARRATION_STAGE`` names it
 (:mod:`vidop_stages.compositing.sources`); the subtitles stay voice_gen's.
@@ -19,9 +22,15 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from vidop_stages import artifacts
-from vidop_stages.compositing.commands import mux_command, thumbnail_command
+from vidop_stages.compositing.commands import (
+    concat_command,
+    concat_list,
+    mux_command,
+    thumbnail_command,
+)
 from vidop_stages.compositing.sources import narration_artifact
 from vidop_stages.compositing.validation import final_video_problems
 from vidop_stages.media import probe
@@ -39,7 +48,7 @@ def composite(context: StageContext) -> Summary:
     # Before any download: a bad stage name is the user's, and fails at once.
     narration_source = narration_artifact(os.environ)
     context.log.info("narration source", stage=narration_source.stage)
-    video = context.store.fetch(artifacts.SCENE_VIDEO, workdir / "scenes.mp4")
+    video = _scene_video(context)
     narration = context.store.fetch(narration_source, workdir / narration_source.name)
     subtitles = context.store.fetch(artifacts.SUBTITLES, workdir / artifacts.SUBTITLES.name)
 
@@ -62,3 +71,18 @@ def composite(context: StageContext) -> Summary:
         "resolution": params.resolution,
         "sizeBytes": output.stat().st_size,
     }
+
+
+def _scene_video(context: StageContext) -> Path:
+    """video_gen's video: its one file, or its scene clips joined in order."""
+    joined = context.workdir / "scenes.mp4"
+    clips_folder = context.workdir / "clips"
+    clips_folder.mkdir()
+    clips = context.store.fetch_items(artifacts.SCENE_VIDEO, clips_folder)
+    if not clips:
+        return context.store.fetch(artifacts.SCENE_VIDEO, joined)
+    list_file = context.workdir / "clips.txt"
+    list_file.write_text(concat_list(clips), encoding="utf-8")
+    run_tool(concat_command(list_file, joined))
+    context.log.info("scene clips joined", clips=len(clips))
+    return joined

@@ -9,7 +9,10 @@ windows in parallel. Encodes with NVENC when a working NVIDIA GPU is there,
 otherwise with libx264.
 
 Writes ``video_gen/video.mp4`` (video only, :mod:`vidop_stages.artifacts`);
-the summary gives its URI, frame count, encoder and size.
+the summary gives its URI, frame count, encoder and size. Fanned out (one pod
+per scene, ``vid_operator.contract``: items), each pod renders only its scene
+into ``video_gen/items/<index>/video.mp4``, exactly that scene's frames, and
+compositing joins them.
 """
 
 from __future__ import annotations
@@ -49,9 +52,19 @@ def render_video(context: StageContext) -> Summary:
     script.check_planned_for(params.duration_seconds, params.fps)
     encoder = pick_encoder(params.width, params.height, context.log)
 
+    scenes = list(zip(script.scenes, script.windows(params.fps), strict=True))
+    if context.item is not None:
+        # One pod per scene: this one renders its own, the compositing
+        # stage joins them.
+        if context.item.count != len(scenes):
+            raise ValueError(
+                f"the stage runs over {context.item.count} scenes, the script has {len(scenes)}"
+            )
+        scenes = [scenes[context.item.index]]
+
     started = time.monotonic()
     clips = []
-    for scene, (first, end) in zip(script.scenes, script.windows(params.fps), strict=True):
+    for scene, (first, end) in scenes:
         keyframe = context.workdir / f"keyframe-{scene.index:03d}.png"
         draw_keyframe(scene, params.width, params.height).save(
             keyframe, compress_level=_PNG_COMPRESSION
@@ -63,21 +76,23 @@ def render_video(context: StageContext) -> Summary:
     context.log.info(
         "video rendered",
         encoder=encoder,
+        scenes=[scene.index for scene, _ in scenes],
         keyframes_seconds=round(drawn - started, 2),
         encode_seconds=round(time.monotonic() - drawn, 2),
     )
 
+    frames = sum(clip.frames for clip in clips)
     video = probe(output).first("video")
-    expected = (params.total_frames, params.width, params.height)
+    expected = (frames, params.width, params.height)
     if video is None or (video.frames, video.width, video.height) != expected:
         raise ValueError(f"ffmpeg wrote {video}, expected frames, width, height {expected}")
     return {
         "video": context.store.publish(output, artifacts.SCENE_VIDEO),
-        "frames": params.total_frames,
+        "frames": frames,
         "fps": params.fps,
-        "durationSeconds": params.total_frames / params.fps,
+        "durationSeconds": frames / params.fps,
         "resolution": params.resolution,
-        "scenes": len(clips),
+        "scenes": [scene.index for scene, _ in scenes],
         "encoder": encoder,
     }
 
