@@ -112,6 +112,14 @@ def _ffprobe(path: Path) -> dict[str, Any]:
     return result
 
 
+def _cached_items(s3: S3Server, namespace: str, stage: dict[str, Any]) -> dict[str, Any]:
+    """When each item of a fanned-out stage had its cache record written
+    (the cache key is the stage's digest), by key."""
+    prefix = f"videojobs/{namespace}/_cache/{stage['outputs']['digest']}/items/"
+    listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: o["LastModified"] for o in listed if o["Key"].endswith("record.json")}
+
+
 def _download(s3: S3Server, uri: str, to: Path) -> Path:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     s3.client().download_file(bucket, key, str(to))
@@ -304,6 +312,7 @@ def test_the_same_videojob_again_reuses_every_stage_from_the_cache(
     MP4 is as playable and as long (byte-identical, as the copy it is)."""
     prompt = "A red fox runs through fresh snow. Snowflakes drift past."
     runs: dict[str, tuple[float, dict[str, Any]]] = {}
+    stored_items: list[dict[str, Any]] = []
     for name in ("fox-fresh", "fox-again"):
         started = time.monotonic()
         cluster.apply(
@@ -314,6 +323,7 @@ def test_the_same_videojob_again_reuses_every_stage_from_the_cache(
         )
         runs[name] = (time.monotonic() - started, status)
         assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
+        stored_items.append(_cached_items(s3, videos, _stage(status, "video_gen")))
 
     (fresh_seconds, fresh), (cached_seconds, cached) = runs["fox-fresh"], runs["fox-again"]
     print(
@@ -322,9 +332,15 @@ def test_the_same_videojob_again_reuses_every_stage_from_the_cache(
     )
     for stage in STAGES:
         computed, reused = _stage(fresh, stage), _stage(cached, stage)
+        assert reused["outputs"]["digest"] == computed["outputs"]["digest"]
+        if stage == "video_gen":
+            # One pod per scene: each item is cached on its own, and its
+            # record, written when it was computed, was only read since.
+            assert computed["outputs"]["items"] == len(stored_items[0]) >= 2
+            assert stored_items[1] == stored_items[0]
+            continue
         assert (computed["cached"], reused["cached"]) == (False, True), stage
         assert reused["outputs"]["cached"] is True
-        assert reused["outputs"]["digest"] == computed["outputs"]["digest"]
     assert cached["outputs"]["videoUri"].startswith(f"s3://{BUCKET}/videojobs/{videos}/fox-again/")
     assert cached_seconds < fresh_seconds
 

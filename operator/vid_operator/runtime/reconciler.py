@@ -280,12 +280,15 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
 
 
 def _counters_only(previous: VideoJobStatus, current: VideoJobStatus) -> bool:
-    """The two statuses differ in the running stages' progress at most."""
+    """The two statuses differ in the running stages' progress at most (for
+    a stage that fans out, its pods so far move with its items)."""
 
     def without_progress(whole: VideoJobStatus, others: VideoJobStatus) -> VideoJobStatus:
         reporting = {s.name for s in [*whole.stages, *others.stages] if s.progress}
         stages = [
-            s.model_copy(update={"progress": None, "message": None}) if s.name in reporting else s
+            s.model_copy(update={"progress": None, "message": None, "attempts": 0})
+            if s.name in reporting
+            else s
             for s in whole.stages
         ]
         return whole.model_copy(update={"progress": None, "stages": stages})
