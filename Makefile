@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export VIDOP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
 .PHONY: help venv tools system-deps images cluster-up cluster-down cluster-status demo test test-unit \
-        test-integration lint crds chart controlplane-gomod clean bench bench-queueing chaos
+        test-integration lint crds chart controlplane-gomod clean bench bench-queueing bench-fanout bench-realtime chaos
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,12 @@ bench: venv tools ## Benchmark the operator against an oracle on its own control
 
 bench-queueing: venv tools ## Many VideoJobs on 16 GPUs through Kueue and without: GPU utilisation while work waits (BENCH_ARGS=--help)
 	$(BIN)/python -m tests.benchmarks.queueing $(BENCH_ARGS)
+
+bench-fanout: venv tools ## VideoJobs of 8 scenes on 16 kwok GPUs, one pod per scene against one pod for all: video_gen wall time, GPU utilisation (BENCH_ARGS=--help)
+	$(BIN)/python -m tests.benchmarks.fanout $(BENCH_ARGS)
+
+bench-realtime: venv tools system-deps ## A 60 s VideoJob by the real stages on the local node at 720p (fanned out and not) and 1080p: stage times against real time (BENCH_ARGS=--help)
+	$(BIN)/python -m tests.benchmarks.realtime $(BENCH_ARGS)
 
 chaos: venv tools ## Full chaos run: hundreds of VideoJobs, operator kills, an API server restart, hostile input
 	$(BIN)/pytest tests/chaos/chaos_full.py -s $(CHAOS_ARGS)

@@ -54,15 +54,16 @@ MODES = ("kueue", "kueue-all", "scheduler", "cap")
 
 
 class GpuWork:
-    """When each video_gen Job of a namespace was created (its work waits
+    """When each piece of video_gen work of a namespace was created (it waits
     from then), and when its pod was first seen running and finished, by
     watches (arrival times: the objects' own stamps have one-second
-    resolution)."""
+    resolution). A piece is a Job, or one item of a Job that fans out (an
+    Indexed Job's completions all wait from its creation)."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.created: dict[str, float] = {}
-        self.started: dict[str, float] = {}
-        self.finished: dict[str, float] = {}
+        self.created: dict[Piece, float] = {}
+        self.started: dict[Piece, float] = {}
+        self.finished: dict[Piece, float] = {}
         self._watches = [
             WatchThread(
                 self._job,
@@ -88,17 +89,24 @@ class GpuWork:
             watching.__exit__()
 
     def _job(self, _: str, job: Any, now: float) -> None:
-        self.created.setdefault(job.metadata.name, now)
+        items = job.spec.completions if job.spec.completion_mode == "Indexed" else None
+        for index in range(items or 1):
+            self.created.setdefault((job.metadata.name, index), now)
 
     def _pod(self, _: str, pod: Any, now: float) -> None:
         job = pod.metadata.labels["batch.kubernetes.io/job-name"]
+        index = (pod.metadata.annotations or {}).get(COMPLETION_INDEX, "0")
+        piece = (job, int(index))
         if pod.status.phase in ("Running", "Succeeded", "Failed"):
-            self.started.setdefault(job, now)
+            self.started.setdefault(piece, now)
         if pod.status.phase in ("Succeeded", "Failed"):
-            self.finished.setdefault(job, now)
+            self.finished.setdefault(piece, now)
 
 
+Piece = tuple[str, int]
+"""A Job's name and an item index (0 for a Job that does not fan out)."""
 GPU_STAGE = "vidop.io/stage=video_gen"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 
 def figures(work: GpuWork, gpus: int) -> dict[str, float]:
@@ -106,12 +114,12 @@ def figures(work: GpuWork, gpus: int) -> dict[str, float]:
     exists, its pod has not started), and the refill latencies: from a GPU
     freed while work waits to the next start."""
     changes: list[tuple[float, int, int]] = []  # (when, waiting +/-, running +/-)
-    for job, created in work.created.items():
-        started = work.started.get(job)
+    for piece, created in work.created.items():
+        started = work.started.get(piece)
         changes.append((created, 1, 0))
         if started is not None:
             changes.append((started, -1, 1))
-            changes.append((work.finished.get(job, started), 0, -1))
+            changes.append((work.finished.get(piece, started), 0, -1))
     changes.sort()
     waiting = running = 0
     waited = used = 0.0
@@ -126,8 +134,8 @@ def figures(work: GpuWork, gpus: int) -> dict[str, float]:
     for freed in sorted(work.finished.values()):
         later = [s for s in starts if s >= freed]
         still_waiting = any(
-            created < freed and work.started.get(job, float("inf")) > freed
-            for job, created in work.created.items()
+            created < freed and work.started.get(piece, float("inf")) > freed
+            for piece, created in work.created.items()
         )
         if later and still_waiting:
             refills.append(later[0] - freed)
@@ -185,8 +193,12 @@ def run_mode(
 
         def submit(index: int) -> None:
             videojob = kwok_videojob(f"vj-{index:05d}", run_time=f"{args.stage_seconds}s")
-            video = videojob["spec"]["stages"]["video_gen"]["podAnnotations"]
-            video["kwok.vidop.io/run-time"] = f"{args.gpu_seconds}s"
+            stages = videojob["spec"]["stages"]
+            stages["video_gen"]["podAnnotations"]["kwok.vidop.io/run-time"] = f"{args.gpu_seconds}s"
+            # One scene: one GPU for --gpu-seconds (the fan-out benchmark
+            # measures more).
+            script = stages["script_gen"]["podAnnotations"]
+            script["kwok.vidop.io/termination-message"] = json.dumps({"scenes": 1})
             custom.create_namespaced_custom_object(
                 "vidop.io", "v1alpha1", namespace, "videojobs", videojob
             )
