@@ -163,7 +163,9 @@ class ProgressReporter:
         try:
             token = target.token_file.read_text().strip()
         except OSError as error:
-            self._log.warning("progress not reported: no token", reason=error.strerror)
+            self._log.warning(
+                "progress not reported", token_file=str(target.token_file), error=error.strerror
+            )
             return False
         request = patch_request(target, value, token)
         try:
