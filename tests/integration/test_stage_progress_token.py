@@ -4,11 +4,13 @@ progress, and a token exactly as the kubelet projects it into a stage pod
 (the TokenRequest API, bound to the pod). With it a stage patches its own
 pod's progress annotation, and nothing else; once the pod is gone the token
 is worthless. The stage side's reporter (vidop_stages.progress) delivers its
-annotation with such a token."""
+annotation with such a token, also from a pod of the local node, which
+projects the token as a kubelet does."""
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import structlog
 import yaml
 from kubernetes import client
 
-from tests.support import Cluster, render_chart, wait_until
+from tests.support import Cluster, LocalNodeProcess, render_chart, wait_until
 from vid_operator import contract
 from vidop_stages.progress import ProgressReporter, target_from_environment
 
@@ -424,3 +426,101 @@ def test_the_stage_reporter_delivers_its_progress_with_the_projected_token(
     now[0] += contract.PROGRESS_MIN_INTERVAL_SECONDS
     report(70, "lost")
     assert contract.read_progress(annotation()) == contract.Progress(60, "scene 4 of 7")
+
+
+REPORT_FROM_A_POD = """
+import os, sys
+import structlog
+from vidop_stages.progress import ProgressReporter, target_from_environment
+target = target_from_environment(os.environ)
+if target is None:
+    sys.exit(3)
+ProgressReporter(target, structlog.get_logger())(55, "reported from the local node")
+"""
+
+
+def test_the_local_node_projects_the_token_a_stage_reports_with(
+    cluster: Cluster, installed: ProgressInstall, local_node: LocalNodeProcess
+) -> None:
+    """The local node projects the progress volume as a kubelet does (a
+    pod-bound token from the TokenRequest API, the cluster's CA from
+    kube-root-ca.crt) and gives the pod the API server's address: a process
+    there reports its progress with them alone."""
+    namespace = installed.namespace
+    progress_file = f"{contract.PROGRESS_DIR}/{contract.PROGRESS_TOKEN_PATH}"
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "stage-a"},
+            "spec": {
+                **local_node.placement(),
+                "restartPolicy": "Never",
+                "serviceAccountName": installed.account,
+                "automountServiceAccountToken": False,
+                "containers": [
+                    {
+                        "name": "stage",
+                        "image": "registry.example/stage:1",
+                        "command": [sys.executable, "-c", REPORT_FROM_A_POD],
+                        "env": [
+                            {
+                                "name": contract.ENV_POD_NAME,
+                                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                            },
+                            {"name": contract.ENV_JOB_NAMESPACE, "value": namespace},
+                            {"name": contract.ENV_PROGRESS_TOKEN_FILE, "value": progress_file},
+                            {
+                                "name": contract.ENV_API_CA_FILE,
+                                "value": f"{contract.PROGRESS_DIR}/{contract.PROGRESS_CA_PATH}",
+                            },
+                        ],
+                        "volumeMounts": [
+                            {
+                                "name": contract.PROGRESS_VOLUME,
+                                "mountPath": contract.PROGRESS_DIR,
+                                "readOnly": True,
+                            }
+                        ],
+                    }
+                ],
+                "volumes": [
+                    {
+                        "name": contract.PROGRESS_VOLUME,
+                        "projected": {
+                            "sources": [
+                                {
+                                    "serviceAccountToken": {
+                                        "path": contract.PROGRESS_TOKEN_PATH,
+                                        "expirationSeconds": contract.PROGRESS_TOKEN_SECONDS,
+                                    }
+                                },
+                                {
+                                    "configMap": {
+                                        "name": "kube-root-ca.crt",
+                                        "items": [
+                                            {
+                                                "key": contract.PROGRESS_CA_PATH,
+                                                "path": contract.PROGRESS_CA_PATH,
+                                            }
+                                        ],
+                                    }
+                                },
+                            ]
+                        },
+                    }
+                ],
+            },
+        },
+    )
+
+    def ended() -> Any:
+        pod = core.read_namespaced_pod("stage-a", namespace)
+        return pod if pod.status.phase in ("Succeeded", "Failed") else None
+
+    pod = wait_until("the pod to end", ended, timeout=60)
+    log = local_node.folder / "logs" / f"{namespace}_stage-a.log"
+    assert pod.status.phase == "Succeeded", log.read_text() if log.exists() else pod.status
+    assert contract.read_progress(
+        (pod.metadata.annotations or {}).get(contract.PROGRESS_ANNOTATION)
+    ) == contract.Progress(55, "reported from the local node")
