@@ -9,9 +9,9 @@ controller and operator drive real stage programs:
 - watches the pods bound to it, and runs each one's container command with
   its environment (literal values, Secret/ConfigMap keys, the downward API,
   and the API server's address as KUBERNETES_SERVICE_HOST and _PORT) in a
-  sandbox folder: emptyDir mounts and the termination-message file are host
-  paths there, and environment values and arguments naming those container
-  paths are rewritten to them;
+  sandbox folder: emptyDir and projected mounts and the termination-message
+  file are host paths there, and environment values and arguments naming
+  those container paths are rewritten to them;
 - projects the projected volumes' serviceAccountToken sources (a token
   bound to the pod, from the TokenRequest API, replaced at 80 % of its
   lifetime) and configMap sources (the progress token and the cluster's CA,
