@@ -186,6 +186,20 @@ class PodDisruptionBudget(ChartModel):
     min_available: Annotated[int, Field(ge=0)] | Percentage | None = None
 
 
+class StageProgressValues(ChartModel):
+    """In-stage progress reports: the progress ServiceAccount, its rights and
+    the admission policy that holds its token to one annotation."""
+
+    enabled: bool
+    """Give stage pods the progress token and install what it needs."""
+    service_account_name: DNSSubdomain
+    """The ServiceAccount stage pods report progress as."""
+    namespaces: list[str]
+    """Where to create it and its RoleBinding; empty: watchNamespaces."""
+    api_server: str = Field(pattern=r"^(https://.+)?$")
+    """The API server's URL as stage pods reach it; empty: the in-cluster one."""
+
+
 class AdmissionPolicy(ChartModel):
     """The ValidatingAdmissionPolicy on the operator's own writes."""
 
@@ -288,6 +302,7 @@ class ChartValues(ChartModel):
     """Operator pods; above 1 needs leader election."""
     leader_election: LeaderElection
     pod_disruption_budget: PodDisruptionBudget
+    stage_progress: StageProgressValues
     admission_policy: AdmissionPolicy
     rbac: Rbac
     log_level: Literal["debug", "info", "warning", "error"]
@@ -329,6 +344,8 @@ _CONSTRAINTS: dict[str, dict[str, Any]] = {
     # A namespace is a DNS label; a repeated one would render its Role twice.
     "watchNamespaces": {"uniqueItems": True},
     "watchNamespaces[]": _DNS_LABEL,
+    "stageProgress.namespaces": {"uniqueItems": True},
+    "stageProgress.namespaces[]": _DNS_LABEL,
     "s3.region": {"minLength": 1},
     "s3.bucket": {"minLength": 3, "maxLength": 63},
     "s3.allowedBuckets": {"uniqueItems": True},

@@ -7,10 +7,15 @@ controller and operator drive real stage programs:
 
 - registers its Node and keeps it alive (a Lease renewed every 10 s);
 - watches the pods bound to it, and runs each one's container command with
-  its environment (literal values, Secret/ConfigMap keys, the downward API)
-  in a sandbox folder: emptyDir mounts and the termination-message file are
-  host paths there, and environment values and arguments naming those
-  container paths are rewritten to them;
+  its environment (literal values, Secret/ConfigMap keys, the downward API,
+  and the API server's address as KUBERNETES_SERVICE_HOST and _PORT) in a
+  sandbox folder: emptyDir and projected mounts and the termination-message
+  file are host paths there, and environment values and arguments naming
+  those container paths are rewritten to them;
+- projects the projected volumes' serviceAccountToken sources (a token
+  bound to the pod, from the TokenRequest API, replaced at 80 % of its
+  lifetime) and configMap sources (the progress token and the cluster's CA,
+  ``vid_operator.contract``) into their folders there;
 - reports Running, then Succeeded/Failed with the exit code and the
   termination message, as a kubelet would, so podFailurePolicy works;
 - kills the process when the pod is deleted (SIGTERM, then SIGKILL after the
@@ -78,6 +83,8 @@ class _RunningPod:
     process: subprocess.Popen[bytes] | None = None
     started_at: str = ""
     deleting: threading.Event = field(default_factory=threading.Event)
+    exited: threading.Event = field(default_factory=threading.Event)
+    """Its process has ended."""
     grace_seconds: int = MAX_GRACE_SECONDS
     ended: bool = False
     """Its final status is reported: a deletion now only needs completing."""
@@ -262,6 +269,72 @@ class LocalNode:
 
         return read
 
+    def _tokens(self, pod: dict[str, Any]) -> localpod.TokenSource:
+        """Issues the tokens of ``pod``'s projected volumes, as its ServiceAccount."""
+        account = localpod.service_account_of(pod)
+        namespace = pod["metadata"]["namespace"]
+
+        def issue(request: Mapping[str, Any]) -> str:
+            try:
+                answer = self.core.create_namespaced_service_account_token(
+                    account,
+                    namespace,
+                    request,  # type: ignore[arg-type]  # dicts work too
+                )
+            except ApiException as error:
+                # A ServiceAccount not there yet: a kubelet retries too.
+                raise PodConfigError(
+                    f"token of ServiceAccount {account!r}: {error.status} {error.reason}"
+                ) from error
+            if answer.status is None or not answer.status.token:
+                raise PodConfigError(f"token of ServiceAccount {account!r}: none issued")
+            return str(answer.status.token)
+
+        return issue
+
+    def _projected(
+        self, pod: dict[str, Any], container: dict[str, Any]
+    ) -> dict[str, dict[str, str]]:
+        """Volume name -> its files, for each projected volume the container mounts."""
+        return {
+            volume["name"]: localpod.projected_files(
+                pod, volume, tokens=self._tokens(pod), config_maps=self._lookup("ConfigMap")
+            )
+            for volume in localpod.projected_volumes(pod, container)
+        }
+
+    @staticmethod
+    def _write_projected(sandbox: Path, projected: Mapping[str, Mapping[str, str]]) -> None:
+        """Each file replaced whole (a reader sees the old token or the new one)."""
+        for volume, files in projected.items():
+            folder = localpod.volume_folder(sandbox, volume)
+            for relative, content in files.items():
+                target = folder / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                staged = target.with_name(f".{target.name}.new")
+                staged.write_text(content)
+                staged.chmod(0o600)
+                os.replace(staged, target)
+
+    def _refresh_projected(
+        self, pod: dict[str, Any], container: dict[str, Any], running: _RunningPod
+    ) -> None:
+        """Replaces the pod's projected tokens before they expire, while it runs."""
+        requests = [
+            localpod.token_request(pod, source["serviceAccountToken"])
+            for volume in localpod.projected_volumes(pod, container)
+            for source in volume["projected"].get("sources") or []
+            if "serviceAccountToken" in source
+        ]
+        if not requests:
+            return
+        every = min(localpod.token_refresh_seconds(request) for request in requests)
+        while not running.exited.wait(every):
+            try:
+                self._write_projected(self._sandbox(running.uid), self._projected(pod, container))
+            except Exception as error:  # the next round tries again; the token still holds
+                log.warning("projected token refresh failed", pod=running.name, error=str(error))
+
     def _run(self, pod: dict[str, Any], running: _RunningPod) -> None:
         name = running.container
         try:
@@ -276,6 +349,7 @@ class LocalNode:
                         secrets=self._lookup("Secret"),
                         config_maps=self._lookup("ConfigMap"),
                     )
+                    projected = self._projected(pod, container)
                     break
                 except PodConfigError as error:
                     self._patch_status(
@@ -300,6 +374,7 @@ class LocalNode:
                 container.get("terminationMessagePath") or "/dev/termination-log"
             ):
                 host_path.mkdir(parents=True, exist_ok=True)
+        self._write_projected(sandbox, projected)
         work = sandbox / "work"
         work.mkdir(parents=True, exist_ok=True)
         log_file = self.root / "logs" / f"{running.namespace}_{running.name}.log"
@@ -309,6 +384,7 @@ class LocalNode:
             "HOME": str(work),
             "TMPDIR": str(work),
             "LANG": "C.UTF-8",
+            **localpod.service_environment(self.api.configuration.host),
             **env,
         }
         with self.lock:
@@ -354,7 +430,14 @@ class LocalNode:
         self._patch_status(
             pod, localpod.running_status(name, running.process.pid, running.started_at)
         )
+        threading.Thread(
+            target=self._refresh_projected,
+            args=(pod, container, running),
+            name=f"tokens-{running.name}",
+            daemon=True,
+        ).start()
         returncode = running.process.wait()
+        running.exited.set()
         message_file = paths[container.get("terminationMessagePath") or "/dev/termination-log"]
         message = message_file.read_text(errors="replace") if message_file.is_file() else ""
         exit_code = localpod.exit_code_of(returncode)

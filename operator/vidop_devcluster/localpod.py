@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vidop_devcluster.nodes import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT_KEY
 
@@ -148,20 +149,126 @@ def container_of(pod: Mapping[str, Any]) -> dict[str, Any]:
 def host_paths(
     pod: Mapping[str, Any], container: Mapping[str, Any], sandbox: Path
 ) -> dict[str, Path]:
-    """Container path -> host path: each emptyDir mount gets a folder in the
-    pod's sandbox, the termination message a file."""
+    """Container path -> host path: each emptyDir or projected mount gets a
+    folder in the pod's sandbox, the termination message a file."""
     volumes = {volume["name"]: volume for volume in pod["spec"].get("volumes") or []}
     paths: dict[str, Path] = {}
     for mount in container.get("volumeMounts") or []:
         volume = volumes.get(mount["name"], {})
-        if "emptyDir" not in volume:
+        if "emptyDir" not in volume and "projected" not in volume:
             raise UnsupportedPod(
-                f"volume {mount['name']!r}: the local node supports emptyDir volumes only"
+                f"volume {mount['name']!r}: the local node supports emptyDir and projected "
+                "volumes only"
             )
-        paths[mount["mountPath"].rstrip("/") or "/"] = sandbox / "volumes" / mount["name"]
+        paths[mount["mountPath"].rstrip("/") or "/"] = volume_folder(sandbox, mount["name"])
     message_path = container.get("terminationMessagePath") or "/dev/termination-log"
     paths[message_path] = sandbox / "termination-log"
     return paths
+
+
+def volume_folder(sandbox: Path, volume: str) -> Path:
+    """Where a pod volume's files are on the host."""
+    return sandbox / "volumes" / volume
+
+
+DEFAULT_TOKEN_SECONDS = 3600
+"""A projected token's lifetime when the pod names none (the API's default)."""
+
+
+def projected_volumes(pod: Mapping[str, Any], container: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The projected volumes the container mounts."""
+    mounted = {mount["name"] for mount in container.get("volumeMounts") or []}
+    return [
+        volume
+        for volume in pod["spec"].get("volumes") or []
+        if "projected" in volume and volume["name"] in mounted
+    ]
+
+
+def token_request(pod: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
+    """The TokenRequest a kubelet makes for a ``serviceAccountToken``
+    projection: the pod's ServiceAccount, bound to the pod (so the token dies
+    with it), for the projection's audience and lifetime."""
+    metadata = pod["metadata"]
+    spec: dict[str, Any] = {
+        "expirationSeconds": source.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS,
+        "boundObjectRef": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": metadata["name"],
+            "uid": metadata["uid"],
+        },
+    }
+    if source.get("audience"):
+        spec["audiences"] = [source["audience"]]
+    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+
+
+def service_account_of(pod: Mapping[str, Any]) -> str:
+    return str(pod["spec"].get("serviceAccountName") or "default")
+
+
+TokenSource = Callable[[Mapping[str, Any]], str]
+"""A TokenRequest (:func:`token_request`) -> the token the API server issued."""
+
+
+def projected_files(
+    pod: Mapping[str, Any], volume: Mapping[str, Any], *, tokens: TokenSource, config_maps: Lookup
+) -> dict[str, str]:
+    """A projected volume's files (path inside it -> content), as a kubelet
+    writes them: ``serviceAccountToken`` and ``configMap`` sources (all
+    keys, or the listed ``items``); a missing ConfigMap or key is a
+    :class:`PodConfigError` unless the source is optional."""
+    namespace = pod["metadata"]["namespace"]
+    files: dict[str, str] = {}
+    for source in volume["projected"].get("sources") or []:
+        if "serviceAccountToken" in source:
+            token = source["serviceAccountToken"]
+            files[token["path"]] = tokens(token_request(pod, token))
+        elif "configMap" in source:
+            files.update(_config_map_files(source["configMap"], namespace, config_maps))
+        else:
+            kinds = ", ".join(sorted(source))
+            raise UnsupportedPod(
+                f"volume {volume['name']!r}: the local node projects serviceAccountToken and "
+                f"configMap sources only, not {kinds}"
+            )
+    return files
+
+
+def _config_map_files(
+    ref: Mapping[str, Any], namespace: str, config_maps: Lookup
+) -> dict[str, str]:
+    data = config_maps(namespace, ref["name"])
+    if data is None:
+        if ref.get("optional"):
+            return {}
+        raise PodConfigError(f"ConfigMap {ref['name']!r} not found")
+    items = ref.get("items") or [{"key": key, "path": key} for key in data]
+    files: dict[str, str] = {}
+    for item in items:
+        if item["key"] not in data:
+            if ref.get("optional"):
+                continue
+            raise PodConfigError(f"ConfigMap {ref['name']!r} has no key {item['key']!r}")
+        files[item["path"]] = data[item["key"]]
+    return files
+
+
+def token_refresh_seconds(request: Mapping[str, Any]) -> float:
+    """When a kubelet replaces a projected token: once 80 % of its lifetime
+    has passed, so a reader never holds an expired one."""
+    return 0.8 * float(request["spec"]["expirationSeconds"])
+
+
+def service_environment(api_server: str) -> dict[str, str]:
+    """``KUBERNETES_SERVICE_HOST`` and ``_PORT``, which a kubelet gives every
+    container: here the API server the node itself talks to (pods run on the
+    host, so its address is theirs too)."""
+    address = urlsplit(api_server)
+    host = address.hostname or "127.0.0.1"
+    port = address.port or 443
+    return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": str(port)}
 
 
 def map_path(value: str, paths: Mapping[str, Path]) -> str:

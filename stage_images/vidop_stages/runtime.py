@@ -51,6 +51,8 @@ from vidop_stages.artifacts import Artifact
 from vidop_stages.cache import ResultCache, StageOutputs, file_sha256, outputs_digest
 from vidop_stages.errors import InvalidInput
 from vidop_stages.params import JobParams, parse_params
+from vidop_stages.progress import ProgressReporter
+from vidop_stages.progress import from_environment as progress_reporter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -266,6 +268,9 @@ class StageContext:
     workdir: Path
     """A fresh, empty folder of its own, removed when the stage ends."""
     log: structlog.typing.FilteringBoundLogger
+    progress: ProgressReporter
+    """``context.progress(percent, message)`` reports how far the stage is
+    (:mod:`vidop_stages.progress`; does nothing without a progress token)."""
     item: Item | None = None
     """The item this pod runs, where the stage fans out."""
 
@@ -306,7 +311,14 @@ def run_stage(work: StageWork) -> int:
             cache = _result_cache(client, environment.cache_location, log)
             summary = cache.restore(store.outputs) if cache else None
             if summary is None:
-                context = StageContext(environment.params, store, workdir, log, environment.item)
+                context = StageContext(
+                    environment.params,
+                    store,
+                    workdir,
+                    log,
+                    progress_reporter(log),
+                    environment.item,
+                )
                 summary = _computed(work, context, cache)
             message = encode_summary(summary)
         finally:

@@ -21,7 +21,7 @@ from kubernetes import client
 from pydantic import BaseModel
 
 from tests.support import CHART, Cluster, render_chart, wait_until
-from vid_operator import config
+from vid_operator import config, contract
 from vid_operator.api import crd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -485,6 +485,98 @@ def test_namespace_mode_has_roles_only_in_the_watched_namespaces(cluster: Cluste
     assert _config(documents).watch_namespaces == ["media", "batch-a"]
 
 
+def _progress_objects(documents: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """(kind, namespace) of each object of the in-stage progress feature."""
+    return _kinds([d for d in documents if d["metadata"]["name"].endswith("stage-progress")])
+
+
+def test_stage_progress_is_off_by_default(cluster: Cluster) -> None:
+    documents = render_chart(cluster.bin_dir, "watchNamespaces={media}")
+
+    assert _progress_objects(documents) == []
+    assert _config(documents).stage_progress == config.StageProgress()
+
+
+@pytest.mark.parametrize(
+    ("sets", "namespaces"),
+    [
+        (("watchNamespaces={media,batch-a}",), ["batch-a", "media"]),
+        (("watchNamespaces={media}", "stageProgress.namespaces={team-x}"), ["team-x"]),
+        # Cluster-wide, no list: the platform creates them per namespace.
+        ((), []),
+    ],
+)
+def test_stage_progress_gets_its_account_rights_and_policy(
+    cluster: Cluster, sets: tuple[str, ...], namespaces: list[str]
+) -> None:
+    documents = render_chart(
+        cluster.bin_dir,
+        "stageProgress.enabled=true",
+        "stageProgress.serviceAccountName=progress",
+        "stageProgress.apiServer=https://api.example:6443",
+        # The progress policy is not optional: without it the token could
+        # change any pod of its namespace.
+        "admissionPolicy.enabled=false",
+        *sets,
+    )
+
+    assert _progress_objects(documents) == sorted(
+        [
+            ("ClusterRole", None),
+            ("ValidatingAdmissionPolicy", None),
+            ("ValidatingAdmissionPolicyBinding", None),
+            *(("RoleBinding", ns) for ns in namespaces),
+        ]
+    )
+    accounts = [d for d in documents if d["kind"] == "ServiceAccount"]
+    progress_accounts = [a for a in accounts if a["metadata"]["name"] == "progress"]
+    assert sorted(a["metadata"]["namespace"] for a in progress_accounts) == namespaces
+    assert all(a["automountServiceAccountToken"] is False for a in progress_accounts)
+    (role,) = [
+        d
+        for d in documents
+        if d["kind"] == "ClusterRole" and "stage-progress" in d["metadata"]["name"]
+    ]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}]
+    for binding in (
+        d
+        for d in documents
+        if d["kind"] == "RoleBinding" and "stage-progress" in d["metadata"]["name"]
+    ):
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": "progress",
+                "namespace": binding["metadata"]["namespace"],
+            }
+        ]
+    (policy,) = [d for d in documents if d["kind"] == "ValidatingAdmissionPolicy"]
+    (condition,) = policy["spec"]["matchConditions"]
+    assert "'^system:serviceaccount:[^:]+:progress$'" in condition["expression"]
+    assert f"<= {contract.MAX_PROGRESS_BYTES}" in " ".join(
+        v["expression"] for v in policy["spec"]["validations"]
+    )
+    assert _config(documents).stage_progress == config.StageProgress(
+        service_account_name="progress", api_server="https://api.example:6443"
+    )
+
+
+def test_stage_progress_api_server_must_be_https(cluster: Cluster) -> None:
+    result = _helm(
+        cluster.bin_dir,
+        "template",
+        "x",
+        str(CHART),
+        "--set",
+        "stageProgress.apiServer=http://api.example:6443",
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "stageProgress" in result.stderr and "apiServer" in result.stderr
+
+
 def test_priority_classes_are_created_and_mapped_only_when_asked(cluster: Cluster) -> None:
     documents = render_chart(cluster.bin_dir, "priorityClasses.create=true")
 
@@ -709,6 +801,7 @@ def test_a_service_monitor_without_the_service_is_refused(cluster: Cluster) -> N
         ("leaderElection.enabled=false", "replicaCount=1"),
         ("podDisruptionBudget.minAvailable=50%",),
         ("queueing.kueue.enabled=true", "queueing.maxRunning=10"),
+        ("stageProgress.enabled=true", "stageProgress.namespaces={default}"),
     ],
 )
 def test_rendered_manifests_pass_server_side_dry_run(

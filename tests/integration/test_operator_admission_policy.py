@@ -27,7 +27,7 @@ from tests.support import (
     wait_until,
 )
 from vid_operator import config as operator_config
-from vid_operator import jobs, kube, naming, pipeline, queueing
+from vid_operator import contract, jobs, kube, naming, pipeline, queueing
 from vid_operator.api.models import VideoJobSpec
 from vid_operator.api.pipelines import VideoPipelineSpec
 
@@ -79,7 +79,14 @@ def installed(
         "--server-side",
         "--force-conflicts",
     )
-    (policy,) = [d["metadata"]["name"] for d in wanted if d["kind"] == "ValidatingAdmissionPolicy"]
+    # The operator's own policy (with stageProgress, the progress token's is
+    # applied beside it: it judges only that ServiceAccount's requests).
+    (policy,) = [
+        d["metadata"]["name"]
+        for d in wanted
+        if d["kind"] == "ValidatingAdmissionPolicy"
+        and d["metadata"]["name"].endswith("-operator-writes")
+    ]
     (account,) = [d["metadata"]["name"] for d in wanted if d["kind"] == "ServiceAccount"]
     (configmap,) = [d for d in documents if d["kind"] == "ConfigMap"]
     configuration = yaml.safe_load(configmap["data"]["config.yaml"])
@@ -339,6 +346,134 @@ def _pipeline_job(namespace: str) -> dict[str, Any]:
     configured = operator_config.OperatorConfig()
     (stage,) = pipeline.resolve(spec, configured, source)
     return jobs.build_stage_job(jobs.Owner("cat", namespace, "0000-test"), spec, stage, configured)
+
+
+PROGRESS = {"stageProgress": {"enabled": True}}
+"""Values of an install whose stages report progress (vid_operator.contract)."""
+PROGRESS_ACCOUNT = "vidop-stage-progress"
+"""The chart's default stageProgress.serviceAccountName."""
+
+
+def _progress_job(namespace: str, account: str = PROGRESS_ACCOUNT) -> dict[str, Any]:
+    """A stage Job exactly as the operator builds it when stages report
+    progress (``stageProgress.serviceAccountName``): the progress
+    ServiceAccount, no automounted token, the projected pod-bound token and
+    the cluster's CA, and the contract's variables."""
+    configured = operator_config.from_mapping({"stageProgress": {"serviceAccountName": account}})
+    spec = VideoJobSpec.model_validate({"prompt": "a cat"})
+    (stage, *_) = pipeline.resolve(spec, configured)
+    return jobs.build_stage_job(jobs.Owner("cat", namespace, "0000-test"), spec, stage, configured)
+
+
+def _with_progress(job: dict[str, Any], account: str = PROGRESS_ACCOUNT) -> dict[str, Any]:
+    """``job`` given what the operator adds to a stage that reports progress
+    (taken from :func:`_progress_job`), for Jobs the operator never builds."""
+    progress = _progress_job(job["metadata"]["namespace"], account)
+    pod, progress_pod = _pod(job), _pod(progress)
+    pod.update(serviceAccountName=account, automountServiceAccountToken=False)
+    pod.setdefault("volumes", []).extend(
+        v for v in progress_pod["volumes"] if v["name"] == contract.PROGRESS_VOLUME
+    )
+    container, progress_container = _container(job), _container(progress)
+    container.setdefault("volumeMounts", []).extend(
+        m for m in progress_container["volumeMounts"] if m["name"] == contract.PROGRESS_VOLUME
+    )
+    names = {e["name"] for e in container.get("env", [])}
+    container.setdefault("env", []).extend(
+        e for e in progress_container["env"] if e["name"] not in names
+    )
+    return job
+
+
+def _progress_sources(job: dict[str, Any]) -> list[dict[str, Any]]:
+    (volume,) = [v for v in _pod(job)["volumes"] if v["name"] == contract.PROGRESS_VOLUME]
+    sources: list[dict[str, Any]] = volume["projected"]["sources"]
+    return sources
+
+
+@pytest.mark.parametrize("installed", [PROGRESS], indirect=True)
+def test_with_stage_progress_a_stage_job_may_carry_exactly_the_progress_token(
+    namespace: str, installed: Installed
+) -> None:
+    def progress_job(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        job = _progress_job(namespace)
+        change(job)
+        return job
+
+    def renamed(job: dict[str, Any]) -> None:
+        _pod(job)["volumes"][-1]["name"] = "tokens"
+        _container(job)["volumeMounts"][-1]["name"] = "tokens"
+
+    # As the operator builds it: admitted; so is a pipeline's own account.
+    assert _refusal(installed, _progress_job(namespace)) is None
+    assert _refusal(installed, _pipeline_job(namespace)) is None
+    refusals = {
+        "with the token automounted too": (
+            progress_job(lambda job: _pod(job).update(automountServiceAccountToken=True)),
+            "its token not automounted",
+        ),
+        "for another audience": (
+            progress_job(
+                lambda job: _progress_sources(job)[0]["serviceAccountToken"].update(
+                    audience="vault"
+                )
+            ),
+            "only projected volume is vidop-progress",
+        ),
+        "for longer": (
+            progress_job(
+                lambda job: _progress_sources(job)[0]["serviceAccountToken"].update(
+                    expirationSeconds=86400
+                )
+            ),
+            "only projected volume is vidop-progress",
+        ),
+        "with a Secret beside it": (
+            progress_job(
+                lambda job: _progress_sources(job).append({"secret": {"name": "s3-keys"}})
+            ),
+            "only projected volume is vidop-progress",
+        ),
+        "with another ConfigMap": (
+            progress_job(
+                lambda job: _progress_sources(job)[1]["configMap"].update(name="settings")
+            ),
+            "only projected volume is vidop-progress",
+        ),
+        "under another name": (
+            progress_job(renamed),
+            "only projected volume is vidop-progress",
+        ),
+        "of a pipeline's own ServiceAccount": (
+            _with_progress(_pipeline_job(namespace), account="renderer"),
+            "only projected volume is vidop-progress",
+        ),
+        "as a ServiceAccount the platform did not list": (
+            _changed_pipeline_job(namespace, lambda pod: pod.update(serviceAccountName="admin")),
+            "(one of renderer)",
+        ),
+    }
+    for case, (job, words) in refusals.items():
+        message = _refusal(installed, job)
+        assert message is not None, f"admitted: a Job {case}"
+        assert f"ValidatingAdmissionPolicy '{installed.policy}'" in message, (case, message)
+        assert words in message, (case, message)
+
+
+def test_without_stage_progress_no_stage_job_carries_the_progress_token(
+    namespace: str, installed: Installed
+) -> None:
+    def without_volume(job: dict[str, Any]) -> None:
+        _pod(job)["volumes"].pop()
+        _container(job)["volumeMounts"].pop()
+
+    whole = _refusal(installed, _progress_job(namespace))
+    account_only = _refusal(
+        installed, _changed(namespace, lambda job: without_volume(_with_progress(job)))
+    )
+
+    assert whole is not None and "(never hostPath)" in whole, whole
+    assert account_only is not None and "(one of renderer)" in account_only, account_only
 
 
 def test_the_operator_changes_only_what_it_changes_of_a_job_and_a_videojob(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from vid_operator import contract
 from vidop_devcluster import localpod
 from vidop_devcluster.localpod import NodeShape, PodConfigError, UnsupportedPod
 
@@ -130,11 +131,143 @@ def test_container_paths_map_into_the_sandbox(tmp_path: Path) -> None:
     assert localpod.map_path("see /scratch", paths) == "see /scratch"
 
 
-def test_volumes_other_than_emptydir_are_refused(tmp_path: Path) -> None:
-    pod = _pod(volumeMounts=[{"name": "token", "mountPath": "/var/run/secrets"}])
-    pod["spec"]["volumes"] = [{"name": "token", "projected": {"sources": []}}]
-    with pytest.raises(UnsupportedPod, match="emptyDir volumes only"):
+def test_volumes_other_than_emptydir_and_projected_are_refused(tmp_path: Path) -> None:
+    pod = _pod(volumeMounts=[{"name": "keys", "mountPath": "/var/run/keys"}])
+    pod["spec"]["volumes"] = [{"name": "keys", "secret": {"secretName": "keys"}}]
+    with pytest.raises(UnsupportedPod, match="emptyDir and projected volumes only"):
         localpod.host_paths(pod, pod["spec"]["containers"][0], tmp_path)
+
+
+def _progress_pod() -> dict[str, Any]:
+    """A stage pod that reports progress, as vid_operator.jobs builds it."""
+    pod = _pod(
+        volumeMounts=[
+            {"name": "scratch", "mountPath": "/scratch"},
+            {
+                "name": contract.PROGRESS_VOLUME,
+                "mountPath": contract.PROGRESS_DIR,
+                "readOnly": True,
+            },
+        ],
+        env=[
+            {
+                "name": contract.ENV_POD_NAME,
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+            },
+            {
+                "name": contract.ENV_PROGRESS_TOKEN_FILE,
+                "value": f"{contract.PROGRESS_DIR}/{contract.PROGRESS_TOKEN_PATH}",
+            },
+        ],
+    )
+    pod["spec"]["serviceAccountName"] = "vidop-stage-progress"
+    pod["spec"]["volumes"].append(
+        {
+            "name": contract.PROGRESS_VOLUME,
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            "path": contract.PROGRESS_TOKEN_PATH,
+                            "expirationSeconds": contract.PROGRESS_TOKEN_SECONDS,
+                        }
+                    },
+                    {
+                        "configMap": {
+                            "name": "kube-root-ca.crt",
+                            "items": [{"key": "ca.crt", "path": contract.PROGRESS_CA_PATH}],
+                        }
+                    },
+                ],
+            },
+        }
+    )
+    return pod
+
+
+def test_the_progress_volume_is_projected_into_the_sandbox_as_a_kubelet_would(
+    tmp_path: Path,
+) -> None:
+    pod = _progress_pod()
+    container = pod["spec"]["containers"][0]
+    requests: list[Any] = []
+
+    def issue(request: Any) -> str:
+        requests.append(request)
+        return "token-for-" + request["spec"]["boundObjectRef"]["name"]
+
+    def config_maps(namespace: str, name: str) -> dict[str, str] | None:
+        found = {("media", "kube-root-ca.crt"): {"ca.crt": "-----BEGIN CERTIFICATE-----"}}
+        return found.get((namespace, name))
+
+    (volume,) = localpod.projected_volumes(pod, container)
+    files = localpod.projected_files(pod, volume, tokens=issue, config_maps=config_maps)
+    paths = localpod.host_paths(pod, container, tmp_path)
+    env = {key: localpod.map_path(value, paths) for key, value in _env(pod).items()}
+
+    assert files == {
+        "token": "token-for-cat-video-gen-x1",
+        "ca.crt": "-----BEGIN CERTIFICATE-----",
+    }
+    # A token bound to the pod: it stops working when the pod is gone.
+    assert requests == [
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": 600,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": "cat-video-gen-x1",
+                    "uid": "u-1",
+                },
+            },
+        }
+    ]
+    assert localpod.service_account_of(pod) == "vidop-stage-progress"
+    assert localpod.token_refresh_seconds(requests[0]) == 480
+    assert env == {
+        contract.ENV_POD_NAME: "cat-video-gen-x1",
+        contract.ENV_PROGRESS_TOKEN_FILE: str(tmp_path / "volumes/vidop-progress/token"),
+    }
+    assert (
+        localpod.volume_folder(tmp_path, contract.PROGRESS_VOLUME)
+        == Path(env[contract.ENV_PROGRESS_TOKEN_FILE]).parent
+    )
+
+
+def test_projected_sources_a_kubelet_would_wait_for_or_cannot_project(tmp_path: Path) -> None:
+    pod = _progress_pod()
+    (volume,) = localpod.projected_volumes(pod, pod["spec"]["containers"][0])
+
+    def no_config_maps(namespace: str, name: str) -> dict[str, str] | None:
+        return None
+
+    # The ConfigMap may still appear: retried, as a kubelet does.
+    with pytest.raises(PodConfigError, match=r"kube-root-ca\.crt"):
+        localpod.projected_files(pod, volume, tokens=lambda r: "t", config_maps=no_config_maps)
+    volume["projected"]["sources"][1]["configMap"]["optional"] = True
+    assert localpod.projected_files(
+        pod, volume, tokens=lambda r: "t", config_maps=no_config_maps
+    ) == {"token": "t"}
+    # An audience and no lifetime: the API's default lifetime.
+    token = volume["projected"]["sources"][0]["serviceAccountToken"]
+    del token["expirationSeconds"]
+    token["audience"] = "vault"
+    assert localpod.token_request(pod, token)["spec"]["audiences"] == ["vault"]
+    assert localpod.token_request(pod, token)["spec"]["expirationSeconds"] == 3600
+    volume["projected"]["sources"].append({"downwardAPI": {"items": []}})
+    with pytest.raises(UnsupportedPod, match="not downwardAPI"):
+        localpod.projected_files(pod, volume, tokens=lambda r: "t", config_maps=no_config_maps)
+
+
+def test_pods_reach_the_api_server_the_node_talks_to() -> None:
+    assert localpod.service_environment("https://127.0.0.1:36443") == {
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": "36443",
+    }
 
 
 def test_command_line_is_command_then_args_expanded() -> None:

@@ -84,4 +84,12 @@ overridePolicy:
   allowedFields: {{ toJson .Values.overridePolicy.allowedFields }}
   allowedImages: {{ toJson .Values.overridePolicy.allowedImages }}
   allowedPodAnnotations: {{ toJson .Values.overridePolicy.allowedPodAnnotations }}
+stageProgress:
+{{- if .Values.stageProgress.enabled }}
+  serviceAccountName: {{ .Values.stageProgress.serviceAccountName | toJson }}
+  apiServer: {{ .Values.stageProgress.apiServer | default nil | toJson }}
+{{- else }}
+  serviceAccountName: null
+  apiServer: null
+{{- end }}
 {{- end }}
