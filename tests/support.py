@@ -338,6 +338,62 @@ def render_chart(
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+@dataclass(frozen=True)
+class ProgressInstall:
+    """The chart's progress objects for one release, in force in one namespace."""
+
+    namespace: str
+    account: str
+    policy: str
+
+
+@contextlib.contextmanager
+def stage_progress_installed(cluster: Cluster, namespace: str) -> Iterator[ProgressInstall]:
+    """The chart's objects for in-stage progress (``stageProgress.enabled``,
+    in ``namespace``) applied: the ClusterRole, the ServiceAccount, its
+    RoleBinding and the admission policy with its binding; the cluster-scoped
+    ones removed afterwards. The ServiceAccount's name is the namespace's
+    own: the policy matches that name in every namespace, and another test's
+    policy may still be going away."""
+    release = f"g{namespace[-6:]}"
+    account = f"progress-{namespace[-6:]}"
+    name = f"{release}-vid-operator-stage-progress"
+    documents = render_chart(
+        cluster.bin_dir,
+        release=release,
+        namespace="vid-operator",
+        values={
+            "stageProgress": {
+                "enabled": True,
+                "serviceAccountName": account,
+                "namespaces": [namespace],
+            }
+        },
+    )
+    kinds = {
+        "ClusterRole",
+        "ServiceAccount",
+        "RoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+    wanted = [
+        d for d in documents if d["kind"] in kinds and d["metadata"]["name"] in (name, account)
+    ]
+    assert len(wanted) == 5, [(d["kind"], d["metadata"]["name"]) for d in documents]
+    cluster.apply({"apiVersion": "v1", "kind": "List", "items": wanted}, None, "--server-side")
+    try:
+        yield ProgressInstall(namespace, account, name)
+    finally:
+        cluster.kubectl(
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy,clusterrole",
+            "-l",
+            f"app.kubernetes.io/instance={release}",
+            "--wait=false",
+        )
+
+
 def videojob_manifest(name: str, **spec: Any) -> dict[str, Any]:
     """A VideoJob to apply: a prompt, and ``spec``'s fields."""
     return {

@@ -9,7 +9,6 @@ projects the token as a kubelet does."""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,66 +19,24 @@ import structlog
 import yaml
 from kubernetes import client
 
-from tests.support import Cluster, LocalNodeProcess, render_chart, wait_until
+from tests.support import (
+    Cluster,
+    LocalNodeProcess,
+    ProgressInstall,
+    stage_progress_installed,
+    wait_until,
+)
 from vid_operator import contract
 from vidop_stages.progress import ProgressReporter, target_from_environment
 
 pytestmark = pytest.mark.cluster
 
 
-@dataclasses.dataclass
-class ProgressInstall:
-    """The chart's progress objects for one release, in force in one namespace."""
-
-    namespace: str
-    account: str
-    policy: str
-
-
 @pytest.fixture
 def installed(cluster: Cluster, namespace: str) -> Iterator[ProgressInstall]:
-    """The release's progress objects (stageProgress.enabled, in the test's
-    namespace) applied, and the cluster-scoped ones removed afterwards. The
-    ServiceAccount's name is the test's own: the policy matches that name in
-    every namespace, and another test's policy may still be going away."""
-    release = f"g{namespace[-6:]}"
-    account = f"progress-{namespace[-6:]}"
-    documents = render_chart(
-        cluster.bin_dir,
-        release=release,
-        namespace="vid-operator",
-        values={
-            "stageProgress": {
-                "enabled": True,
-                "serviceAccountName": account,
-                "namespaces": [namespace],
-            }
-        },
-    )
-    wanted = [
-        d
-        for d in documents
-        if (d["kind"], d["metadata"]["name"])
-        in {
-            ("ClusterRole", f"{release}-vid-operator-stage-progress"),
-            ("ServiceAccount", account),
-            ("RoleBinding", f"{release}-vid-operator-stage-progress"),
-            ("ValidatingAdmissionPolicy", f"{release}-vid-operator-stage-progress"),
-            ("ValidatingAdmissionPolicyBinding", f"{release}-vid-operator-stage-progress"),
-        }
-    ]
-    assert len(wanted) == 5, [(d["kind"], d["metadata"]["name"]) for d in documents]
-    cluster.apply({"apiVersion": "v1", "kind": "List", "items": wanted}, None, "--server-side")
-    try:
-        yield ProgressInstall(namespace, account, f"{release}-vid-operator-stage-progress")
-    finally:
-        cluster.kubectl(
-            "delete",
-            "validatingadmissionpolicybinding,validatingadmissionpolicy,clusterrole",
-            "-l",
-            f"app.kubernetes.io/instance={release}",
-            "--wait=false",
-        )
+    """The release's progress objects in force in the test's namespace."""
+    with stage_progress_installed(cluster, namespace) as install:
+        yield install
 
 
 def _pod(cluster: Cluster, installed: ProgressInstall, name: str) -> dict[str, Any]:

@@ -64,7 +64,9 @@ def render_video(context: StageContext) -> Summary:
 
     started = time.monotonic()
     clips = []
-    for scene, (first, end) in scenes:
+    for drawn_count, (scene, (first, end)) in enumerate(scenes):
+        # Drawing is the first fifth of the work, encoding the rest.
+        context.progress(20 * drawn_count / len(scenes), f"drawing scene {scene.index + 1}")
         keyframe = context.workdir / f"keyframe-{scene.index:03d}.png"
         draw_keyframe(scene, params.width, params.height).save(
             keyframe, compress_level=_PNG_COMPRESSION
@@ -72,6 +74,7 @@ def render_video(context: StageContext) -> Summary:
         clips.append(SceneClip(keyframe, end - first, scene.motion))
     drawn = time.monotonic()
     output = context.workdir / artifacts.SCENE_VIDEO.name
+    context.progress(20, f"encoding {sum(clip.frames for clip in clips)} frames")
     run_tool(render_command(clips, params.width, params.height, params.fps, encoder, output))
     context.log.info(
         "video rendered",

@@ -65,7 +65,9 @@ def generate_voice(context: StageContext) -> Summary:
     script_path = context.store.fetch(artifacts.SCRIPT, context.workdir / artifacts.SCRIPT.name)
     script = SceneScript.from_json(script_path.read_text(encoding="utf-8"))
     script.check_planned_for(context.params.duration_seconds, context.params.fps)
+    context.progress(0, f"speaking {len(script.scenes)} scenes")
     narration = narrate(script, voice, context.workdir, context.log)
+    context.progress(90, "writing narration and subtitles")
 
     wav_path = context.workdir / artifacts.NARRATION.name
     write_wav(wav_path, narration.samples, narration.rate)
