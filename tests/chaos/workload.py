@@ -11,6 +11,7 @@ or of the wrong shape (the API server must refuse them at apply time).
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ RUN_TIME = "kwok.vidop.io/run-time"
 EXIT_CODE = "kwok.vidop.io/exit-code"
 DISRUPTION = "kwok.vidop.io/disruption"
 TERMINATION_MESSAGE = "kwok.vidop.io/termination-message"
+SCENES = 2
+"""Scenes of every script: video_gen runs two pods."""
 TERMINATION_REASON = "kwok.vidop.io/termination-reason"
 OOM_AT_MEMORY = "kwok.vidop.io/oom-at-memory"
 WAITING_REASON = "kwok.vidop.io/waiting-reason"
@@ -90,12 +93,16 @@ def _videojob(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stages(run_time: str, **overrides: dict[str, Any]) -> dict[str, Any]:
-    """Every stage runs ``run_time``; ``overrides`` add to a stage's settings
-    (their pod annotations add to the run time)."""
+    """Every stage runs ``run_time``, and script_gen's script has
+    ``SCENES`` scenes (video_gen fans out over them); ``overrides`` add to a
+    stage's settings (their pod annotations add to these)."""
     stages: dict[str, Any] = {}
     for stage in STAGE_NAMES:
         settings = dict(overrides.get(stage, {}))
-        annotations = {RUN_TIME: run_time, **settings.pop("podAnnotations", {})}
+        annotations = {RUN_TIME: run_time}
+        if stage == "script_gen":
+            annotations[TERMINATION_MESSAGE] = json.dumps({"scenes": SCENES})
+        annotations.update(settings.pop("podAnnotations", {}))
         stages[stage] = {"podAnnotations": annotations, **settings}
     return stages
 
@@ -296,8 +303,9 @@ def hostile_accepted(prefix: str) -> list[Item]:
         )
     # Stage summaries the status cannot hold, from stages that exit 0: each
     # is left out (the stage's message says why) and the VideoJob succeeds.
+    # (voice_gen's: video_gen needs script_gen's scene count.)
     for kind, summary in HOSTILE_SUMMARIES.items():
-        stages = _stages("0s", script_gen={"podAnnotations": {TERMINATION_MESSAGE: summary}})
+        stages = _stages("0s", voice_gen={"podAnnotations": {TERMINATION_MESSAGE: summary}})
         items.append(
             Item(
                 f"hostile-summary-{kind}",
