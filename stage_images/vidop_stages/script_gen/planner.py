@@ -11,8 +11,9 @@ on it, see :mod:`vidop_stages.scenescript`):
 
 1. The narration gets a word budget of :data:`WORDS_PER_SECOND` times the
    duration: a little slower than espeak-ng's default rate, which leaves room
-   for pauses; in Chinese and Japanese, written without spaces, two
-   characters count as a word. The prompt's own sentences (cut at every
+   for pauses; in Chinese and Japanese, written without spaces, each
+   character counts as a word (espeak-ng speaks a syllable a character, at
+   about its pace for English words). The prompt's own sentences (cut at every
    sentence end, full-width or Arabic ones too, then by pysbd's rules) come
    first; generated lines, in English, Chinese or Arabic after the prompt's
    script, fill the rest of the budget.
@@ -185,12 +186,12 @@ def split_sentences(text: str) -> list[str]:
 
 
 def word_count(text: str) -> int:
-    """Words as speech takes time: runs of letters or digits, where two
-    characters of a script written without spaces (Chinese, Japanese) count
+    """Words as speech takes time: runs of letters or digits, where each
+    character of a script written without spaces (Chinese, Japanese) counts
     as one word."""
     unspaced = sum(1 for character in text if is_unspaced(character) and WORD.match(character))
     spaced = "".join(" " if is_unspaced(character) else character for character in text)
-    return len(WORD.findall(spaced)) + math.ceil(unspaced / 2)
+    return len(WORD.findall(spaced)) + unspaced
 
 
 def prompt_keywords(prompt: str) -> list[str]:

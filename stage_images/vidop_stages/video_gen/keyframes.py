@@ -407,10 +407,10 @@ def _bird(canvas: Canvas, slot: int) -> None:
     # A small flock in the sky: each bird two arcs, a gull's "m".
     dark = (*_shade(_mix(canvas.sky_top, (20, 20, 30), 0.7), 1.0), 230)
     for _ in range(canvas.rng.randint(3, 6)):
-        size = canvas.unit * canvas.rng.uniform(0.03, 0.07)
+        size = canvas.unit * canvas.rng.uniform(0.04, 0.08)
         x = canvas.width * canvas.rng.uniform(0.25, 0.75)
         y = canvas.horizon * canvas.rng.uniform(0.25, 0.75)
-        line = max(2, round(size * 0.12))
+        line = max(2, round(size * 0.15))
         canvas.draw.arc(
             (x - size, y - size * 0.4, x, y + size * 0.4), 200, 340, fill=dark, width=line
         )
