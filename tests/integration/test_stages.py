@@ -389,11 +389,13 @@ def test_voice_gen_speeds_up_narration_that_overruns_its_window(
 
 
 def _srt_cues(text: str) -> list[tuple[float, float, str]]:
+    """Each cue's start, end and text, its wrapped lines joined again by the
+    spaces they were broken at (the English spoken here)."""
     cues = []
     for block in text.strip().split("\n\n"):
-        number, timing, cue_text = block.split("\n")
+        number, timing, *lines = block.split("\n")
         start, end = (_srt_seconds(stamp) for stamp in timing.split(" --> "))
-        cues.append((start, end, cue_text))
+        cues.append((start, end, " ".join(lines)))
         assert number == str(len(cues))
     return cues
 
