@@ -4,6 +4,9 @@
 #
 #   ffmpeg, ffprobe, espeak-ng     the reference stages run them (the tests and
 #                                  `make demo`): missing ones fail this script
+#   fonts-noto-core, -cjk,         video_gen's titles in any script (Noto files
+#   libfribidi0                    at fixed paths; FriBiDi lets Pillow's libraqm
+#                                  shape Arabic): stage code too, required alike
 #   podman, runc, mmdebstrap,      `make images` (hack/images.sh) builds the
 #   gcc, libc6-dev, binutils       images with them (gcc: the static pause
 #                                  binary); it needs root anyway, so
@@ -16,7 +19,13 @@
 set -euo pipefail
 # tool=package, per group; a tool given by absolute path is a file looked for
 # (a static libc, the CNI plugins: not commands on PATH).
-stage_tools=(ffmpeg=ffmpeg ffprobe=ffmpeg espeak-ng=espeak-ng)
+# FriBiDi's library lives under the architecture's folder.
+fribidi=/no-fribidi/libfribidi.so.0
+for candidate in /usr/lib/*/libfribidi.so.0; do [ -e "$candidate" ] && fribidi=$candidate; done
+stage_tools=(ffmpeg=ffmpeg ffprobe=ffmpeg espeak-ng=espeak-ng
+  /usr/share/fonts/truetype/noto/NotoSansArabic-Bold.ttf=fonts-noto-core
+  /usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc=fonts-noto-cjk
+  "$fribidi=libfribidi0")
 # gcc names the static libc it would link (just "libc.a" when it has none).
 libc_a=$(gcc -print-file-name=libc.a 2>/dev/null || true)
 [ "${libc_a#/}" != "$libc_a" ] || libc_a=/no-static-libc/libc.a

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, TypeVar
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: ``motifs`` (a list, drawing order) replaced ``motif``; four palette colours."""
 # Seconds are written with microsecond precision: far below one audio sample
 # (1/22050 s), so rounding never moves a window edge.
 _SECONDS_DIGITS = 6
@@ -49,12 +50,14 @@ class Scene:
     """The sentences spoken over this scene, in order."""
     caption: str
     palette: tuple[str, ...]
-    """``#rrggbb`` colours, darkest first."""
-    motif: str
-    """The shape family drawn on the keyframe (see video_gen's keyframes)."""
+    """``#rrggbb`` colours: sky at the top, sky at the horizon, ground, accent."""
+    motifs: tuple[str, ...]
+    """What the keyframe shows, in drawing order: sky, terrain, subjects,
+    weather (names from :mod:`vidop_stages.script_gen.looks`, drawn by
+    video_gen's keyframes)."""
     motion: Motion
     seed: int
-    """Seeds the placement of the motif's shapes, so a re-render is identical."""
+    """Seeds the placement of the motifs' shapes, so a re-render is identical."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def _scene_document(scene: Scene) -> dict[str, Any]:
         "narration": list(scene.narration),
         "caption": scene.caption,
         "palette": list(scene.palette),
-        "motif": scene.motif,
+        "motifs": list(scene.motifs),
         "motion": {
             "zoomFrom": scene.motion.zoom_from,
             "zoomTo": scene.motion.zoom_to,
@@ -152,7 +155,7 @@ def _scene(entry: Any) -> Scene:
         narration=tuple(_strings(entry, "narration")),
         caption=_typed(entry, "caption", str),
         palette=tuple(_strings(entry, "palette")),
-        motif=_typed(entry, "motif", str),
+        motifs=tuple(_strings(entry, "motifs")),
         motion=Motion(
             zoom_from=_number(motion, "zoomFrom"),
             zoom_to=_number(motion, "zoomTo"),

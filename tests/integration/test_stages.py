@@ -352,7 +352,8 @@ def test_voice_gen_speeds_up_narration_that_overruns_its_window(
     at its normal rate says in about four."""
     job = _job(s3, s3_bucket, tmp_path, durationSeconds=2, fps=10)
     still = Motion(zoom_from=1.0, zoom_to=1.0, pan_from=(0.5, 0.5), pan_to=(0.5, 0.5))
-    scene = Scene(0, 0.0, 1.0, (), "", ("#000000", "#101010", "#ffffff"), "circles", still, 1)
+    palette = ("#000000", "#101010", "#202020", "#ffffff")
+    scene = Scene(0, 0.0, 1.0, (), "", palette, ("hills",), still, 1)
     long = "Fourteen words are far too many to say inside one short second of time."
     script = SceneScript(
         prompt=long,
@@ -388,11 +389,13 @@ def test_voice_gen_speeds_up_narration_that_overruns_its_window(
 
 
 def _srt_cues(text: str) -> list[tuple[float, float, str]]:
+    """Each cue's start, end and text, its wrapped lines joined again by the
+    spaces they were broken at (the English spoken here)."""
     cues = []
     for block in text.strip().split("\n\n"):
-        number, timing, cue_text = block.split("\n")
+        number, timing, *lines = block.split("\n")
         start, end = (_srt_seconds(stamp) for stamp in timing.split(" --> "))
-        cues.append((start, end, cue_text))
+        cues.append((start, end, " ".join(lines)))
         assert number == str(len(cues))
     return cues
 

@@ -1,6 +1,9 @@
 """script_gen's planner: a deterministic script whose timeline voice_gen and
 video_gen can both keep to without seeing each other."""
 
+# Full-width punctuation and letters that look Latin are what these tests are about.
+# ruff: noqa: RUF001
+
 import random
 
 import pytest
@@ -8,10 +11,11 @@ import pytest
 from vidop_stages.errors import InvalidInput
 from vidop_stages.params import JobParams
 from vidop_stages.scenescript import SceneScript
+from vidop_stages.script_gen.looks import LIGHTS, PLACES, SUBJECTS, named_subjects, read_look
 from vidop_stages.script_gen.planner import (
-    MOTIFS,
     apportion,
     group_sentences,
+    language_of,
     narration,
     plan_script,
     prompt_keywords,
@@ -147,9 +151,9 @@ def test_scene_visuals_are_well_formed() -> None:
     script = plan_script(_params("A night sky full of stars over the ocean.", duration=60))
 
     for scene in script.scenes:
-        assert len(scene.palette) == 3
+        assert len(scene.palette) == 4
         assert all(len(colour) == 7 and colour.startswith("#") for colour in scene.palette)
-        assert scene.motif in MOTIFS
+        assert scene.motifs == ("stars", "moon", "sea")
         assert min(scene.motion.zoom_from, scene.motion.zoom_to) >= 1.0
         assert max(scene.motion.zoom_from, scene.motion.zoom_to) <= 1.3
         assert all(0 <= v <= 1 for v in (*scene.motion.pan_from, *scene.motion.pan_to))
@@ -165,8 +169,103 @@ def test_script_from_another_timeline_is_refused() -> None:
 
 
 def test_malformed_script_is_refused() -> None:
-    with pytest.raises(ValueError, match="version 1"):
+    with pytest.raises(ValueError, match="version 2"):
         SceneScript.from_json('{"version": 99}')
     with pytest.raises(ValueError, match="no scenes"):
         broken = plan_script(_params()).to_json().replace('"scenes": [', '"scenes": [], "x": [', 1)
         SceneScript.from_json(broken)
+
+
+CHINESE = "日落时，一只猫在巨浪上冲浪。海滩上的人群在欢呼！"
+ARABIC = "قطة تركب موجة عملاقة عند غروب الشمس. الجمهور على الشاطئ يهتف!"
+
+
+def test_full_width_and_arabic_sentence_ends_split_and_are_kept() -> None:
+    assert split_sentences(CHINESE + "“真的吗？”他问") == [
+        "日落时，一只猫在巨浪上冲浪。",
+        "海滩上的人群在欢呼！",
+        "“真的吗？”",
+        "他问。",  # a Chinese full stop where the text just stops, never "."
+    ]
+    assert split_sentences("هل ترى القطة؟ نعم، أراها") == ["هل ترى القطة؟", "نعم، أراها."]
+    assert split_sentences("मैं घर जा रहा हूँ। अब") == ["मैं घर जा रहा हूँ।", "अब।"]
+    assert split_sentences("一只猫在冲浪，") == ["一只猫在冲浪。"]
+
+
+def test_chinese_counts_a_character_a_word_and_is_cut_between_characters() -> None:
+    assert word_count("一只猫在巨浪上冲浪。") == 9
+    assert word_count("GPU加速") == 3
+    script = plan_script(_params("一只猫在巨浪上冲浪，海滩上的人群在欢呼", duration=1))
+
+    assert script.sentences == ["一只。"]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "language"),
+    [(PROMPT, "en"), (CHINESE, "zh"), (ARABIC, "ar"), ("猫がサーフィンをする。", "en")],
+)
+def test_generated_lines_speak_the_prompts_language(prompt: str, language: str) -> None:
+    assert language_of(prompt) == language
+
+
+def test_a_chinese_prompt_makes_a_chinese_script() -> None:
+    script = plan_script(_params(CHINESE, duration=10))
+
+    assert script.sentences == ["日落时，一只猫在巨浪上冲浪。", "海滩上的人群在欢呼！"]
+    assert [scene.caption for scene in script.scenes] == [
+        "日落时，一只猫在巨浪上冲浪",
+        "2. 海滩上的人群在欢呼",
+    ]
+    assert script.scenes[0].motifs == ("setting_sun", "clouds", "sea", "wave", "cat")
+
+
+def test_an_arabic_prompt_makes_an_arabic_script() -> None:
+    script = plan_script(_params(ARABIC, duration=10))
+
+    assert script.sentences == [
+        "قطة تركب موجة عملاقة عند غروب الشمس.",
+        "الجمهور على الشاطئ يهتف!",
+        "كل شيء يبدو هادئ هنا.",
+        "تنساب الألوان في الأفق.",
+        "يتجمع الضوء في كل مكان.",
+    ]
+    assert script.scenes[0].caption == "قطة تركب موجة عملاقة عند غروب الشمس"
+    assert script.scenes[0].motifs == ("setting_sun", "clouds", "sea", "wave", "cat")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "light", "place", "subjects"),
+    [
+        (PROMPT, "sunset", "sea", ("cat", "wave")),
+        ("A robot walks through a neon city at night.", "night", "city", ("robot",)),
+        (
+            "Snowy mountains with a little house and a red car.",
+            "snow",
+            "mountains",
+            ("house", "car"),
+        ),
+        ("Un chat dans la forêt sous la lune.", "night", "forest", ("cat",)),
+        ("沙漠里的火箭", "space", "desert", ("rocket",)),
+        ("غابة في الليل", "night", "forest", ()),
+    ],
+)
+def test_the_look_follows_the_words_of_the_prompt(
+    prompt: str, light: str, place: str, subjects: tuple[str, ...]
+) -> None:
+    look = read_look(prompt, random.Random(0))
+
+    assert (look.light, look.place, look.subjects) == (light, place, subjects)
+
+
+def test_a_prompt_naming_nothing_still_gets_a_light_and_a_place() -> None:
+    looks = {read_look("Anything at all.", random.Random(seed)) for seed in range(20)}
+
+    assert all(look.light in LIGHTS and look.place in PLACES for look in looks)
+    assert all(look.subjects == () for look in looks)
+    assert len({(look.light, look.place) for look in looks}) > 1
+
+
+def test_subjects_match_whole_words_in_spaced_scripts() -> None:
+    assert named_subjects("A catalogue of cars") == ("car",)
+    assert named_subjects("Cats, dogs and birds") == ("cat", "dog", "bird")
+    assert set(SUBJECTS) >= {"cat", "bird", "car", "house", "tree"}

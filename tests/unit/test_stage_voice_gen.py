@@ -1,11 +1,18 @@
 """voice_gen's pure parts: which voices exist, how speech is fitted into a
 scene's window, and the subtitles cut from where it was placed."""
 
+# Full-width punctuation and letters that look Latin are what these tests are about.
+# ruff: noqa: RUF001, RUF003
+
 from array import array
+from pathlib import Path
 
 import pytest
+import structlog
 
 from vidop_stages.errors import InvalidInput
+from vidop_stages.params import JobParams
+from vidop_stages.script_gen.planner import plan_script
 from vidop_stages.voice_gen.fitting import (
     MAX_RATE,
     NATURAL_MAX_RATE,
@@ -16,7 +23,8 @@ from vidop_stages.voice_gen.fitting import (
     speedup_needed,
     trim_silence,
 )
-from vidop_stages.voice_gen.subtitles import Cue, format_srt, format_timestamp
+from vidop_stages.voice_gen.main import narrate
+from vidop_stages.voice_gen.subtitles import Cue, format_srt, format_timestamp, wrap
 from vidop_stages.voice_gen.voices import InstalledVoices, check_voice, parse_voice_list
 
 RATE = 1000  # samples per second: keeps the arithmetic readable
@@ -131,3 +139,53 @@ def test_srt_has_one_numbered_cue_per_sentence_at_its_timing() -> None:
         "\n"
         "2\n00:00:03,500 --> 00:00:05,000\nThe crowd cheers!\n"
     )
+
+
+def test_long_lines_wrap_at_spaces_into_even_lines() -> None:
+    text = "A cat surfing a giant wave at sunset while the whole crowd on the beach cheers loudly."
+
+    assert wrap(text) == [
+        "A cat surfing a giant wave at",
+        "sunset while the whole crowd",
+        "on the beach cheers loudly.",
+    ]
+    assert wrap("Short enough.") == ["Short enough."]
+
+
+def test_chinese_wraps_between_characters_by_width_never_before_a_closing_mark() -> None:
+    # 34 characters, 68 columns: two lines of at most 21 characters.
+    text = "日落时，一只猫在巨浪上冲浪，海滩上的人群在欢呼，大家都看得目不转睛。"
+
+    assert wrap(text) == [
+        "日落时，一只猫在巨浪上冲浪，海滩上",
+        "的人群在欢呼，大家都看得目不转睛。",
+    ]
+    # The break that would start a line with "，" moves before the character.
+    assert wrap("一二三四五六七八九十一二三四五六七八九十一，二三四") == [
+        "一二三四五六七八九十一二三",
+        "四五六七八九十一，二三四",
+    ]
+
+
+def _subtitles(prompt: str, voice: str, workdir: Path) -> list[str]:
+    """The text lines of the SRT voice_gen makes for a 10 s job: espeak-ng
+    speaks, the cues come from where the sentences were placed."""
+    script = plan_script(JobParams(prompt, 10, 320, 180, 24, voice))
+    srt = format_srt(narrate(script, voice, workdir, structlog.get_logger()).cues)
+    return [line for line in srt.splitlines() if line and "-->" not in line and not line.isdigit()]
+
+
+def test_chinese_subtitles_keep_their_own_punctuation(tmp_path: Path) -> None:
+    assert _subtitles("日落时，一只猫在巨浪上冲浪。海滩上的人群在欢呼", "cmn", tmp_path) == [
+        "日落时，一只猫在巨浪上冲浪。",
+        "海滩上的人群在欢呼。",
+    ]
+
+
+def test_arabic_subtitles_keep_their_own_punctuation(tmp_path: Path) -> None:
+    prompt = "هل ترى القطة على الموجة عند غروب الشمس؟ الجمهور على الشاطئ يهتف"
+
+    assert _subtitles(prompt, "ar", tmp_path)[:2] == [
+        "هل ترى القطة على الموجة عند غروب الشمس؟",
+        "الجمهور على الشاطئ يهتف.",
+    ]

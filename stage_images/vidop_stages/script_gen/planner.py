@@ -3,15 +3,20 @@
 Called by :mod:`vidop_stages.script_gen.main`. Every choice (extra narration
 lines, palettes, motifs, camera moves) comes from a random generator seeded
 with the SHA-256 of the prompt, so the same job parameters give the same
-script, byte for byte, on any machine.
+script, byte for byte, on any machine. What the pictures show (light, place,
+subjects) is read from the prompt by :mod:`vidop_stages.script_gen.looks`.
 
 How the timeline is planned (voice_gen and video_gen run in parallel and rely
 on it, see :mod:`vidop_stages.scenescript`):
 
 1. The narration gets a word budget of :data:`WORDS_PER_SECOND` times the
    duration: a little slower than espeak-ng's default rate, which leaves room
-   for pauses. The prompt's own sentences (split by pysbd's rules) come first;
-   generated lines about the prompt's keywords fill the rest of the budget.
+   for pauses; in Chinese and Japanese, written without spaces, each
+   character counts as a word (espeak-ng speaks a syllable a character, at
+   about its pace for English words). The prompt's own sentences (cut at every
+   sentence end, full-width or Arabic ones too, then by pysbd's rules) come
+   first; generated lines, in English, Chinese or Arabic after the prompt's
+   script, fill the rest of the budget.
 2. The sentences are grouped, in order, into scenes of about
    :data:`SCENE_SECONDS` each, balancing words between scenes.
 3. The job's frames (``durationSeconds * fps``) are shared out between scenes
@@ -22,45 +27,36 @@ on it, see :mod:`vidop_stages.scenescript`):
 
 from __future__ import annotations
 
-import colorsys
 import hashlib
 import itertools
 import math
 import random
 import re
-from typing import TypeVar
 
 import pysbd
 
 from vidop_stages.params import WORD, JobParams, check_prompt
 from vidop_stages.scenescript import Motion, Scene, SceneScript
+from vidop_stages.script_gen.looks import named_subjects, read_look, vary
+from vidop_stages.writing import (
+    CLAUSE_MARKS,
+    FULL_STOPS,
+    SENTENCE_ENDS,
+    UNSPACED_RANGES,
+    ends_sentence,
+    full_stop_for,
+    is_unspaced,
+    shorten,
+    split_at_sentence_ends,
+)
 
 WORDS_PER_SECOND = 2.6
 SCENE_SECONDS = 5.0
 PAUSE_WORDS_PER_SENTENCE = 1.5
 """The pause after a sentence, counted in words when sizing a scene's window."""
-MAX_CAPTION_CHARACTERS = 48
+MAX_CAPTION_COLUMNS = 48
+"""A caption's length, a Chinese character counting as two."""
 
-MOTIFS = ("circles", "stripes", "triangles", "stars", "waves", "grid")
-
-# Words that suggest a colour or a shape; the first keyword found sets the
-# video's base hue (a fraction of the colour wheel) and its main motif.
-_HUE_WORDS = {
-    "sunset": 0.07, "sunrise": 0.09, "fire": 0.02, "autumn": 0.06, "desert": 0.11,
-    "sand": 0.12, "gold": 0.13, "forest": 0.33, "tree": 0.31, "garden": 0.28,
-    "grass": 0.27, "ocean": 0.55, "sea": 0.54, "wave": 0.53, "water": 0.52,
-    "river": 0.5, "ice": 0.5, "snow": 0.58, "sky": 0.58, "night": 0.66,
-    "space": 0.7, "galaxy": 0.75, "city": 0.72, "neon": 0.85, "flower": 0.9,
-    "rose": 0.95,
-}  # fmt: skip
-_MOTIF_WORDS = {
-    "wave": "waves", "ocean": "waves", "sea": "waves", "water": "waves", "surf": "waves",
-    "river": "waves", "star": "stars", "night": "stars", "space": "stars", "galaxy": "stars",
-    "sky": "stars", "city": "grid", "building": "grid", "street": "grid", "robot": "grid",
-    "rain": "stripes", "storm": "stripes", "road": "stripes", "forest": "triangles",
-    "tree": "triangles", "mountain": "triangles", "sun": "circles", "planet": "circles",
-    "bubble": "circles", "ball": "circles", "moon": "circles",
-}  # fmt: skip
 _STOPWORDS = frozenset({
     "the", "and", "for", "with", "from", "into", "onto", "over", "under", "that", "this",
     "these", "those", "then", "than", "there", "their", "they", "them", "you", "your", "our",
@@ -71,9 +67,11 @@ _STOPWORDS = frozenset({
     "own", "same", "both", "out", "off", "down", "here", "make", "makes", "made", "show",
     "shows", "video", "clip", "scene",
 })  # fmt: skip
-# Generated narration; {a} and {b} are keywords of the prompt, {mood} a word of
-# atmosphere. Each is one sentence.
-_LINES = (
+# Generated narration, by the prompt's language as its script tells it; {a}
+# and {b} are keywords of the prompt, {mood} a word of atmosphere. Each is one
+# sentence. Chinese and Arabic keywords are not words to put in a sentence
+# (Chinese has no spaces to cut them by), so those lines name none.
+_ENGLISH_LINES = (
     "The {a} comes into view.",
     "Light gathers around the {a}.",
     "For a moment, the {a} and the {b} share the frame.",
@@ -91,14 +89,45 @@ _LINES = (
     "It is a {mood} sight.",
     "The story of the {a} goes on.",
 )
-_MOODS = ("calm", "bright", "gentle", "vivid", "dreamy", "bold", "soft", "warm", "cool")
+_ENGLISH_MOODS = ("calm", "bright", "gentle", "vivid", "dreamy", "bold", "soft", "warm", "cool")
+_CHINESE_LINES = (
+    "画面慢慢展开。",
+    "光线在四周聚拢。",
+    "一切都显得那么{mood}。",
+    "颜色在远处缓缓流动。",
+    "时间仿佛停了下来。",
+    "空气变得{mood}起来。",
+    "再靠近一点看看。",
+    "故事还在继续。",
+)
+_CHINESE_MOODS = ("安静", "明亮", "温柔", "生动", "梦幻", "柔和", "温暖", "清凉")
+_ARABIC_LINES = (
+    "يظهر المشهد ببطء.",
+    "يتجمع الضوء في كل مكان.",
+    "كل شيء يبدو {mood} هنا.",
+    "تنساب الألوان في الأفق.",
+    "يتوقف الزمن للحظة.",
+    "انظر عن قرب.",
+    "تستمر الحكاية.",
+    "يا له من منظر {mood}!",
+)
+_ARABIC_MOODS = ("هادئ", "مشرق", "لطيف", "حالم", "دافئ", "ناعم")
+_LANGUAGES = {
+    "en": (_ENGLISH_LINES, _ENGLISH_MOODS),
+    "zh": (_CHINESE_LINES, _CHINESE_MOODS),
+    "ar": (_ARABIC_LINES, _ARABIC_MOODS),
+}
+_KANA = re.compile("[\u3040-\u30ff]")
+_ARABIC_LETTER = re.compile("[\u0600-\u06ff]")
 
 _SPACE = re.compile(r"\s+")
-# Commas, colons and dashes (hyphen, en and em) that would dangle at a cut.
-_TRAILING_PUNCTUATION = re.compile(r"[\s,;:\-\u2013\u2014]+$")
+# Commas, colons and dashes (hyphen, en and em), Latin, full-width and
+# Arabic, that would dangle at a cut.
+_TRAILING_PUNCTUATION = re.compile(f"[\\s{re.escape(CLAUSE_MARKS)}\\-\u2013\u2014]+$")
+# What a sentence is cut short by: spaces, single characters of scripts
+# written without them (Han, kana, full-width forms), other runs.
+_CUT_TOKEN = re.compile(f"\\s+|[{UNSPACED_RANGES}]|[^\\s{UNSPACED_RANGES}]+")
 _SEGMENTER = pysbd.Segmenter(language="en", clean=False)
-
-_Found = TypeVar("_Found")
 
 
 def plan_script(params: JobParams) -> SceneScript:
@@ -107,16 +136,13 @@ def plan_script(params: JobParams) -> SceneScript:
     rng = random.Random(int(digest[:16], 16))
     keywords = prompt_keywords(prompt)
     budget = max(1, math.floor(params.duration_seconds * WORDS_PER_SECOND))
+    look = read_look(prompt, rng)
     sentences = narration(prompt, keywords, budget, rng)
     total_frames = params.total_frames
     groups = group_sentences(
         sentences, min(round(params.duration_seconds / SCENE_SECONDS) or 1, total_frames)
     )
     frames = apportion(total_frames, [_spoken_weight(group) for group in groups])
-    base_hue = _look_up(_HUE_WORDS, keywords)
-    base_motif = _look_up(_MOTIF_WORDS, keywords)
-    hue = rng.random() if base_hue is None else base_hue
-    motif = rng.choice(MOTIFS) if base_motif is None else base_motif
     scenes = []
     start_frame = 0
     for index, (group, scene_frames) in enumerate(zip(groups, frames, strict=True)):
@@ -127,9 +153,9 @@ def plan_script(params: JobParams) -> SceneScript:
                 duration_seconds=scene_frames / params.fps,
                 narration=tuple(group),
                 caption=caption(index, group, keywords),
-                palette=palette((hue + rng.uniform(-0.06, 0.06)) % 1.0),
-                # Half the scenes keep the prompt's motif, the rest vary it.
-                motif=motif if rng.random() < 0.5 else rng.choice(MOTIFS),
+                palette=vary(look.palette, rng),
+                # The subjects this scene's narration names, else the prompt's.
+                motifs=look.motifs_with(named_subjects(" ".join(group)) or look.subjects),
                 motion=_motion(rng),
                 seed=rng.getrandbits(32),
             )
@@ -146,19 +172,26 @@ def plan_script(params: JobParams) -> SceneScript:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences by pysbd's rules (abbreviations, decimals, initials), with
-    spacing normalised, wordless fragments dropped and a full stop added where
-    the text just stops."""
+    """Sentences cut after every sentence end of any script (``。``, ``؟``,
+    ``।`` need no space after them), then by pysbd's rules (abbreviations,
+    decimals, initials), with spacing normalised, wordless fragments dropped
+    and a full stop of the sentence's script added where the text just stops."""
     sentences = []
-    for segment in _SEGMENTER.segment(text):
-        sentence = _SPACE.sub(" ", segment).strip()
-        if WORD.search(sentence):
-            sentences.append(_end_sentence(sentence))
+    for piece in split_at_sentence_ends(text):
+        for segment in _SEGMENTER.segment(piece):
+            sentence = _SPACE.sub(" ", segment).strip()
+            if WORD.search(sentence):
+                sentences.append(_end_sentence(sentence))
     return sentences
 
 
 def word_count(text: str) -> int:
-    return len(WORD.findall(text))
+    """Words as speech takes time: runs of letters or digits, where each
+    character of a script written without spaces (Chinese, Japanese) counts
+    as one word."""
+    unspaced = sum(1 for character in text if is_unspaced(character) and WORD.match(character))
+    spaced = "".join(" " if is_unspaced(character) else character for character in text)
+    return len(WORD.findall(spaced)) + unspaced
 
 
 def prompt_keywords(prompt: str) -> list[str]:
@@ -184,12 +217,13 @@ def narration(prompt: str, keywords: list[str], budget: int, rng: random.Random)
             break
         sentences.append(sentence)
         words += count
-    lines = list(_LINES)
+    templates, moods = _LANGUAGES[language_of(prompt)]
+    lines = list(templates)
     rng.shuffle(lines)
     # Ends: every line has words, so the budget runs out.
     for template in itertools.cycle(lines):
         line = template.format(
-            a=rng.choice(keywords), b=rng.choice(keywords), mood=rng.choice(_MOODS)
+            a=rng.choice(keywords), b=rng.choice(keywords), mood=rng.choice(moods)
         )
         count = word_count(line)
         if words + count > budget:
@@ -197,6 +231,20 @@ def narration(prompt: str, keywords: list[str], budget: int, rng: random.Random)
         sentences.append(line)
         words += count
     return sentences
+
+
+def language_of(prompt: str) -> str:
+    """``zh`` for a prompt in Han characters without kana, ``ar`` for one
+    mostly in Arabic letters, ``en`` otherwise (Japanese too: English lines
+    beat Chinese ones there)."""
+    letters = [character for character in prompt if WORD.match(character)]
+    if _KANA.search(prompt):
+        return "en"
+    if sum(map(is_unspaced, letters)) * 2 > len(letters):
+        return "zh"
+    if sum(bool(_ARABIC_LETTER.match(c)) for c in letters) * 2 > len(letters):
+        return "ar"
+    return "en"
 
 
 def group_sentences(sentences: list[str], scene_count: int) -> list[list[str]]:
@@ -237,16 +285,10 @@ def caption(index: int, sentences: list[str], keywords: list[str]) -> str:
     """The first scene shows its first sentence (the prompt's); the others a
     chapter title from the first keyword their narration mentions."""
     if index == 0:
-        return _shorten(sentences[0].rstrip("."))
+        return shorten(sentences[0].rstrip(FULL_STOPS), MAX_CAPTION_COLUMNS)
     spoken = {word.lower() for word in WORD.findall(" ".join(sentences))}
     keyword = next((k for k in keywords if k in spoken), keywords[index % len(keywords)])
-    return _shorten(f"{index + 1}. {keyword.capitalize()}")
-
-
-def palette(hue: float) -> tuple[str, ...]:
-    """Dark background, mid tone and a light complementary accent."""
-    tones = ((hue, 0.16, 0.55), ((hue + 0.04) % 1.0, 0.42, 0.6), ((hue + 0.5) % 1.0, 0.78, 0.7))
-    return tuple(_hex(colorsys.hls_to_rgb(h, lightness, s)) for h, lightness, s in tones)
+    return shorten(f"{index + 1}. {keyword.capitalize()}", MAX_CAPTION_COLUMNS)
 
 
 def _motion(rng: random.Random) -> Motion:
@@ -260,39 +302,27 @@ def _motion(rng: random.Random) -> Motion:
     )
 
 
-def _look_up(table: dict[str, _Found], keywords: list[str]) -> _Found | None:
-    """The entry of the first keyword in ``table``, plurals included."""
-    for keyword in keywords:
-        for form in (keyword, keyword.removesuffix("s")):
-            if form in table:
-                return table[form]
-    return None
-
-
 def _spoken_weight(sentences: list[str]) -> float:
     return sum(word_count(s) + PAUSE_WORDS_PER_SENTENCE for s in sentences)
 
 
 def _end_sentence(sentence: str) -> str:
-    return sentence if sentence[-1] in ".!?…" else _TRAILING_PUNCTUATION.sub("", sentence) + "."
+    if ends_sentence(sentence):
+        return sentence
+    kept = _TRAILING_PUNCTUATION.sub("", sentence)
+    return kept + full_stop_for(kept)
 
 
 def _truncate_words(sentence: str, budget: int) -> str:
-    kept: list[str] = []
-    for token in sentence.split(" "):
-        if word_count(" ".join([*kept, token])) > budget:
+    """The longest start of ``sentence`` that is at most ``budget`` words,
+    cut at a space or between two characters of a script without spaces."""
+    text = ""
+    for token in _CUT_TOKEN.findall(sentence):
+        if word_count(text + token) > budget:
             break
-        kept.append(token)
+        text += token
     # A first token that is itself too many words ("sea-to-sky-...") is cut by word.
-    text = " ".join(kept) if kept else " ".join(WORD.findall(sentence)[:budget])
-    return _TRAILING_PUNCTUATION.sub("", text).rstrip(".!?…") + "."
-
-
-def _shorten(text: str) -> str:
-    if len(text) <= MAX_CAPTION_CHARACTERS:
-        return text
-    return text[: MAX_CAPTION_CHARACTERS - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
-
-
-def _hex(rgb: tuple[float, float, float]) -> str:
-    return "#" + "".join(f"{round(channel * 255):02x}" for channel in rgb)
+    if not text:
+        text = " ".join(WORD.findall(sentence)[:budget])
+    text = _TRAILING_PUNCTUATION.sub("", text).rstrip(SENTENCE_ENDS)
+    return text + full_stop_for(text)

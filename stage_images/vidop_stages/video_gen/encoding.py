@@ -3,9 +3,14 @@ of encoder. Pure: argument lists in, nothing run.
 
 Called by :mod:`vidop_stages.video_gen.main`. One ffmpeg run encodes the
 whole video: each scene's keyframe is an input, ``zoompan`` turns it into
-exactly the scene's frame count with a Ken Burns move, and ``concat`` joins
-the scenes, so the frame count is ``durationSeconds * fps`` by construction
-(the scene windows come from the script, :meth:`SceneScript.windows`).
+exactly the scene's frame count with a Ken Burns move, ``fade`` dips it in
+from black and out to black again (:func:`scene_filter`), and ``concat``
+joins the scenes, so the frame count is ``durationSeconds * fps`` by
+construction (the scene windows come from the script,
+:meth:`SceneScript.windows`). Each scene's chain stands alone (its fades are
+inside its own frames, never a crossfade with its neighbour), so a scene
+rendered as a clip of its own (``render_command`` with one clip) joins the
+others by stream copy and the video looks the same.
 
 The encoder is NVIDIA's ``h264_nvenc`` only when ffmpeg lists it *and* a tiny
 encode with it succeeds (ffmpeg builds list it on machines without a GPU);
@@ -25,6 +30,8 @@ NVENC = "h264_nvenc"
 X264 = "libx264"
 GOP_SECONDS = 2
 """A keyframe every two seconds: seekable without bloating the file."""
+FADE_SECONDS = 0.3
+"""Each scene fades in from black and out to black over this long."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,24 @@ def zoompan_filter(motion: Motion, frames: int, width: int, height: int, fps: in
     return f"zoompan=z='{zoom}':x='{x}':y='{y}':d={frames}:s={width}x{height}:fps={fps}"
 
 
+def fade_frames(frames: int, fps: int) -> int:
+    """Frames of each fade: :data:`FADE_SECONDS`, at most a quarter of the
+    scene each way so its middle stays in full view; 0 for a scene too short
+    to fade."""
+    return min(round(FADE_SECONDS * fps), frames // 4)
+
+
+def scene_filter(clip: SceneClip, width: int, height: int, fps: int) -> str:
+    """The filters that turn a scene's keyframe into exactly its frames: the
+    Ken Burns move, then a fade in over the first frames and out over the
+    last (``fade`` counts frames, so the count is unchanged)."""
+    chain = [zoompan_filter(clip.motion, clip.frames, width, height, fps)]
+    fade = fade_frames(clip.frames, fps)
+    if fade:
+        chain += [f"fade=t=in:s=0:n={fade}", f"fade=t=out:s={clip.frames - fade}:n={fade}"]
+    return ",".join([*chain, "setsar=1"])
+
+
 def render_command(
     clips: Sequence[SceneClip], width: int, height: int, fps: int, encoder: str, output: Path
 ) -> list[str]:
@@ -94,8 +119,7 @@ def render_command(
     chains: list[str] = []
     for index, clip in enumerate(clips):
         inputs += ["-i", str(clip.keyframe)]
-        zoompan = zoompan_filter(clip.motion, clip.frames, width, height, fps)
-        chains.append(f"[{index}:v]{zoompan},setsar=1[scene{index}]")
+        chains.append(f"[{index}:v]{scene_filter(clip, width, height, fps)}[scene{index}]")
     joined = "".join(f"[scene{index}]" for index in range(len(clips)))
     graph = ";".join([*chains, f"{joined}concat=n={len(clips)}:v=1:a=0,format=yuv420p[video]"])
     total = sum(clip.frames for clip in clips)
