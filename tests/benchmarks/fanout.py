@@ -15,8 +15,10 @@ GPUs: scenes wait). It prints, per round, video_gen's wall time (its Job
 created to its last pod finished, by watch arrival times) against the ideal
 ``ceil(scenes / free GPUs) x scene seconds`` (target: at most 1.2 x), and for
 the batch the GPU utilisation while scenes wait (target: at least 0.9) and
-the makespan. Results go to ``bench-results/fanout-<time>.json``.
-Development tooling: nothing here is shipped.
+the makespan, and the VideoJobs' writes (a status patch per stage every few
+seconds at most: scenes that finish together share one). Results go to
+``bench-results/fanout-<time>.json``. Development tooling: nothing here is
+shipped.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 from kubernetes import client
 
 from tests.benchmarks.queueing import GpuWork, _namespace, _table, figures
-from tests.support import Cluster, Operator, kwok_videojob, wait_until
+from tests.support import Cluster, Operator, WatchThread, kwok_videojob, wait_until
 from vidop_devcluster import DevCluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +76,22 @@ def _round(
 ) -> dict[str, float]:
     custom = client.CustomObjectsApi(cluster.api)
     prefix = f"r{count}"
-    with GpuWork(cluster.api, namespace) as work:
+    versions: dict[str, set[str]] = {}
+
+    def written(_: str, videojob: Any, __: float) -> None:
+        name = videojob["metadata"]["name"]
+        if name.startswith(prefix):
+            versions.setdefault(name, set()).add(videojob["metadata"]["resourceVersion"])
+
+    watched = WatchThread(
+        written,
+        custom.list_namespaced_custom_object,
+        "vidop.io",
+        "v1alpha1",
+        namespace,
+        "videojobs",
+    )
+    with watched, GpuWork(cluster.api, namespace) as work:
         began = time.monotonic()
         for index in range(count):
             _submit(custom, namespace, f"{prefix}-{index:03d}", mode, args)
@@ -100,6 +117,11 @@ def _round(
         "ideal_seconds": round(ideal, 2),
         "wall_over_ideal": round(max(walls) / ideal, 3),
         "makespan_seconds": round(makespan, 1),
+        # Every version the watch saw but the first (the create): the
+        # operator's writes, the status patches for progress among them.
+        "videojob_writes_mean": round(
+            sum(len(v) - 1 for v in versions.values()) / max(len(versions), 1), 1
+        ),
     }
     if count > 1:
         result.update(figures(work, args.gpus))
