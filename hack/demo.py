@@ -71,7 +71,7 @@ from kubernetes import client, config
 from vid_operator import contract
 from vid_operator.api.models import STAGE_NAMES
 from vidop_devcluster import ClusterError, DevCluster, localnode, localpod, processes, realnode
-from vidop_devcluster.s3 import LOOPBACK, S3Server
+from vidop_devcluster.s3 import LOOPBACK, S3Server, S3ServerError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -660,7 +660,6 @@ def run(root: Path, manifest: dict[str, Any], keep: bool, node_choice: str) -> i
     with contextlib.ExitStack() as cleanup:
         if state is not None:
             _say(f"using the demo kept in {_shown(root)} ({state.ran_on})")
-            submit(state.kubectl_argv(), manifest, dry_run=True)
         else:
             root.mkdir(parents=True, exist_ok=True)
             cleanup.callback(down, root)
@@ -723,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         raise SystemExit(main())
-    except DemoError as error:
+    except (DemoError, ClusterError, S3ServerError) as error:
         print(f"demo: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
