@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 # Where `make cluster-up` keeps the development cluster (kubeconfig, logs, PKI).
 export VIDOP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv tools system-deps images cluster-up cluster-down cluster-status demo test test-unit \
-        test-integration lint crds chart controlplane-gomod clean bench bench-queueing bench-fanout bench-realtime chaos
+.PHONY: help venv tools system-deps images cluster-up cluster-down cluster-status demo demo-down fetch test \
+        test-unit test-integration lint crds chart controlplane-gomod clean bench bench-queueing \
+        bench-fanout bench-realtime chaos
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,8 +41,33 @@ cluster-down: venv ## Stop the development control plane (only the processes it 
 cluster-status: venv ## Tell whether the development control plane runs
 	$(BIN)/python -m vidop_devcluster status
 
-demo: venv tools system-deps ## The main job: examples/videojob.yaml -> operator -> Jobs -> real node (containers) or local node -> MP4 in .demo/output
-	$(BIN)/python hack/demo.py
+# What `make demo` and `make fetch` take from the command line, handed to
+# hack/demo.py as arguments: each value quoted for bash as $'...' with its
+# backslashes, quotes and newlines escaped, so that nothing in a prompt ($,
+# backticks, quotes) is interpreted by make or the shell. Only values given on
+# the command line count (a stray NAME or PROMPT in the environment does not),
+# and none is exported to the recipes' environment, where make would expand
+# the $ in it.
+define newline
+
+
+endef
+shell_quote = $$'$(subst $(newline),\n,$(subst ',\',$(subst \,\\,$(1))))'
+from_command_line = $(if $(findstring command line,$(origin $(1))),--$(2)=$(call shell_quote,$(value $(1))))
+unexport PROMPT DURATION RESOLUTION VJ NS KEEP
+DEMO_ARGS = $(call from_command_line,PROMPT,prompt) $(call from_command_line,DURATION,duration) \
+            $(call from_command_line,RESOLUTION,resolution) $(call from_command_line,VJ,name) \
+            $(if $(filter 1,$(KEEP)),--keep)
+
+demo: venv tools system-deps ## The main job: a VideoJob -> operator -> Jobs -> real or local node -> MP4 in .demo/output (PROMPT="..." DURATION=s RESOLUTION=WxH VJ=name; KEEP=1: stays up)
+	$(BIN)/python hack/demo.py run $(DEMO_ARGS)
+
+fetch: venv ## Download a Succeeded VideoJob's MP4 and thumbnail from the running demo into .demo/output (VJ=name, NS=namespace)
+	$(if $(findstring command line,$(origin VJ)),,$(error make fetch VJ=<videojob name> [NS=<namespace>]))
+	$(BIN)/python hack/demo.py fetch $(call shell_quote,$(value VJ)) $(call from_command_line,NS,namespace)
+
+demo-down: venv ## Stop everything `make demo KEEP=1` left running (or a crashed demo left behind)
+	$(BIN)/python hack/demo.py down
 
 test: venv tools system-deps ## Run every test: unit, then integration on a fresh real control plane
 	$(BIN)/pytest tests

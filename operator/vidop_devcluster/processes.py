@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +44,18 @@ def die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def start(name: str, argv: list[str], log_file: Path, *, detach: bool) -> Started:
-    """Start ``argv`` with stdout and stderr appended to ``log_file``. Detached,
-    it outlives this process (``make cluster-up``); otherwise it is stopped
-    when this process ends (the test session's cluster)."""
+def start(
+    name: str,
+    argv: list[str],
+    log_file: Path,
+    *,
+    detach: bool,
+    env: Mapping[str, str] | None = None,
+) -> Started:
+    """Start ``argv`` with stdout and stderr appended to ``log_file``, in
+    ``env`` (default: this process's environment). Detached, it outlives this
+    process (``make cluster-up``, ``make demo KEEP=1``); otherwise it is
+    stopped when this process ends (the test session's cluster)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         process = subprocess.Popen(
@@ -55,6 +64,7 @@ def start(name: str, argv: list[str], log_file: Path, *, detach: bool) -> Starte
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
             preexec_fn=None if detach else die_with_parent,
         )
     _children[process.pid] = process
