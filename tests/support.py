@@ -404,22 +404,14 @@ def videojob_manifest(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-KWOK_SCENES = 2
-"""How many scenes kwok's script_gen says the script has (video_gen fans out
-over them), unless a test's own termination message says otherwise."""
-
-
 def kwok_videojob(name: str, run_time: str = "200ms", **spec: Any) -> dict[str, Any]:
     """A VideoJob of the default pipeline whose stages kwok runs for
-    ``run_time`` each, and whose script has :data:`KWOK_SCENES` scenes,
-    unless ``spec``'s stages say otherwise."""
+    ``run_time`` each, unless ``spec``'s stages say otherwise (kwok's
+    script_gen says the script has 2 scenes: see kwok.yaml)."""
     stages = spec.pop("stages", {})
     for stage in STAGE_NAMES:
         annotations = stages.setdefault(stage, {}).setdefault("podAnnotations", {})
         annotations.setdefault("kwok.vidop.io/run-time", run_time)
-    stages["script_gen"]["podAnnotations"].setdefault(
-        "kwok.vidop.io/termination-message", json.dumps({"scenes": KWOK_SCENES})
-    )
     return videojob_manifest(name, stages=stages, **spec)
 
 

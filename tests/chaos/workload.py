@@ -11,7 +11,6 @@ or of the wrong shape (the API server must refuse them at apply time).
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +22,6 @@ RUN_TIME = "kwok.vidop.io/run-time"
 EXIT_CODE = "kwok.vidop.io/exit-code"
 DISRUPTION = "kwok.vidop.io/disruption"
 TERMINATION_MESSAGE = "kwok.vidop.io/termination-message"
-SCENES = 2
-"""Scenes of every script: video_gen runs two pods."""
 TERMINATION_REASON = "kwok.vidop.io/termination-reason"
 OOM_AT_MEMORY = "kwok.vidop.io/oom-at-memory"
 WAITING_REASON = "kwok.vidop.io/waiting-reason"
@@ -93,16 +90,13 @@ def _videojob(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stages(run_time: str, **overrides: dict[str, Any]) -> dict[str, Any]:
-    """Every stage runs ``run_time``, and script_gen's script has
-    ``SCENES`` scenes (video_gen fans out over them); ``overrides`` add to a
-    stage's settings (their pod annotations add to these)."""
+    """Every stage runs ``run_time``; ``overrides`` add to a stage's settings
+    (their pod annotations add to the run time). kwok's script_gen says the
+    script has 2 scenes, which video_gen fans out over (kwok.yaml)."""
     stages: dict[str, Any] = {}
     for stage in STAGE_NAMES:
         settings = dict(overrides.get(stage, {}))
-        annotations = {RUN_TIME: run_time}
-        if stage == "script_gen":
-            annotations[TERMINATION_MESSAGE] = json.dumps({"scenes": SCENES})
-        annotations.update(settings.pop("podAnnotations", {}))
+        annotations = {RUN_TIME: run_time, **settings.pop("podAnnotations", {})}
         stages[stage] = {"podAnnotations": annotations, **settings}
     return stages
 
