@@ -102,11 +102,13 @@ def _environment(
 
 def reports_progress(stage: Stage, config: OperatorConfig) -> bool:
     """The stage's pod gets a progress token: the configuration names the
-    progress ServiceAccount and the pipeline names none of its own for the
-    stage (whose token would carry that account's rights instead)."""
+    progress ServiceAccount, the pipeline names none of its own for the
+    stage (whose token would carry that account's rights instead), and the
+    stage does not fan out (its progress is its items done)."""
     return (
         config.stage_progress.service_account_name is not None
         and stage.service_account_name is None
+        and stage.fan_out is None
     )
 
 
@@ -423,8 +425,9 @@ def build_stage_job(
         "labels": {**queued, **labels, **({naming.RUN_LABEL: str(run)} if run else {})},
         "ownerReferences": [owner_reference(owner)],
     }
-    if queued and items is not None:
+    if queued and items is not None and job_spec["parallelism"] > 1:
         # Kueue may admit a fanned-out stage on fewer GPUs than it has items
-        # (partial admission): its items then take turns on them.
+        # (partial admission): its items then take turns on them. Kueue
+        # refuses the annotation unless it is below the Job's parallelism.
         metadata["annotations"] = {queueing.MIN_PARALLELISM_ANNOTATION: "1"}
     return _job(metadata, job_spec, config)

@@ -140,28 +140,42 @@ def check(spec: VideoPipelineSpec) -> None:
 
 
 def _check_fan_out(name: str, template: StageTemplate) -> None:
-    """InvalidSpec unless the stage fans out over one of its dependencies
-    (the CRD says so too; the operator's own pipeline has no CRD)."""
-    if template.fan_out and template.fan_out.over not in (template.depends_on or []):
+    """InvalidSpec unless the stage fans out over one of its dependencies,
+    and without onOOM (the CRD says so too; the operator's own pipeline has
+    no CRD): an OOM kill is seen on a stage's newest pod, which is any one of
+    an Indexed Job's, and a raise would start every item again."""
+    if template.fan_out is None:
+        return
+    if template.fan_out.over not in (template.depends_on or []):
         raise InvalidSpec(
             f"stage {name}: fanOut.over names {template.fan_out.over}, which is not one of"
             " its dependsOn"
         )
+    if template.on_oom is not None:
+        raise InvalidSpec(f"stage {name}: fanOut and onOOM cannot be used together (yet)")
 
 
-def fan_out_items(stage: Stage, outputs: Mapping[str, Mapping[str, Any] | None]) -> int | None:
+def fan_out_items(
+    stage: Stage,
+    outputs: Mapping[str, Mapping[str, Any] | None],
+    messages: Mapping[str, str | None] | None = None,
+) -> int | None:
     """How many items ``stage`` runs over: the count its upstream stage's
     summary gives (None: it does not fan out); InvalidSpec, in words, when
-    that summary has no whole number from 1 to ``contract.MAX_ITEMS`` there."""
+    that summary has no whole number from 1 to ``contract.MAX_ITEMS`` there
+    (with what the upstream stage's status says, from ``messages``: why its
+    summary was left out, say)."""
     if stage.fan_out is None:
         return None
     over, field_name = stage.fan_out.over, stage.fan_out.count_field
     count = (outputs.get(over) or {}).get(field_name)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_ITEMS:
         said = "has none" if count is None else f"has {str(count)[:40]}"
+        upstream = (messages or {}).get(over)
         raise InvalidSpec(
             f"stage {stage.name} fans out over the {field_name} of {over}'s summary, which"
             f" {said}: it must be a whole number from 1 to {MAX_ITEMS}"
+            + (f" ({over}: {upstream})" if upstream else "")
         )
     return count
 

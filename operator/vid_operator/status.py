@@ -230,8 +230,10 @@ def observe_job(job: Mapping[str, Any]) -> ObservedJob:
         ended=(meta.get("annotations") or {}).get(naming.ENDED_ANNOTATION),
         queue_name=(meta.get("labels") or {}).get(queueing.QUEUE_NAME_LABEL),
         items=int(spec.get("completions") or 1) if indexed else None,
-        succeeded=status.get("succeeded", 0) or 0,
-        active=status.get("active", 0) or 0,
+        # Counted only where they are progress: elsewhere a change of them
+        # alone would be a reconcile that writes nothing.
+        succeeded=(status.get("succeeded", 0) or 0) if indexed else 0,
+        active=(status.get("active", 0) or 0) if indexed else 0,
         cache_key=cache_key,
     )
 

@@ -10,9 +10,10 @@ annotation ``contract.PROGRESS_ANNOTATION`` of the stage's own pod with
 chart's admission policy lets that token do nothing else.
 
 - At most one patch every ``contract.PROGRESS_MIN_INTERVAL_SECONDS``: a call
-  in between is remembered, and the newest value goes out with the first
-  call once that much time has passed; a value the pod already carries is
-  not sent again. No thread: nothing is sent between calls.
+  in between is remembered, and the newest value goes out once that much
+  time has passed, from a timer thread if no call comes first (the report
+  just before a long step, "encoding", must not wait for the step's end); a
+  value the pod already carries is not sent again.
 - The token file is read before each patch: the kubelet replaces it well
   before it expires.
 - Short timeouts and no retries; any failure is logged (never the token)
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -114,9 +116,21 @@ def patch_request(target: ProgressTarget, value: str, token: str) -> PatchReques
     )
 
 
+Later = Callable[[float, Callable[[], None]], None]
+"""Call the second argument once the first's seconds have passed."""
+
+
+def _daemon_timer(delay: float, call: Callable[[], None]) -> None:
+    # A daemon: a report still pending when the stage ends is not worth
+    # keeping the process for.
+    timer = threading.Timer(delay, call)
+    timer.daemon = True
+    timer.start()
+
+
 class ProgressReporter:
     """``reporter(percent, message)``: see the module's docstring. With no
-    target, a no-op."""
+    target, a no-op. Thread-safe: the timer sends under the same lock."""
 
     def __init__(
         self,
@@ -124,10 +138,16 @@ class ProgressReporter:
         log: structlog.typing.FilteringBoundLogger,
         *,
         clock: Callable[[], float] = time.monotonic,
+        later: Later = _daemon_timer,
+        interval: float = contract.PROGRESS_MIN_INTERVAL_SECONDS,
     ) -> None:
         self._target = target
+        self._interval = interval
         self._log = log
         self._clock = clock
+        self._later = later
+        self._lock = threading.Lock()
+        self._timer_set = False
         self._pool = (
             None
             if target is None
@@ -146,16 +166,31 @@ class ProgressReporter:
         if self._target is None:
             return
         value = contract.encode_progress(percent, message)
-        self._pending = None if value == self._sent else value
+        with self._lock:
+            self._pending = None if value == self._sent else value
+            self._send_if_due()
+
+    def _send_if_due(self) -> None:
+        """Send the pending value if the interval has passed, else make sure
+        a timer will. Called with the lock held."""
+        assert self._target is not None
+        if self._pending is None:
+            return
         now = self._clock()
-        due = (
-            self._last_try is None or now - self._last_try >= contract.PROGRESS_MIN_INTERVAL_SECONDS
-        )
-        if self._pending is None or not due:
+        wait = 0.0 if self._last_try is None else self._interval - (now - self._last_try)
+        if wait > 0:
+            if not self._timer_set:
+                self._timer_set = True
+                self._later(wait, self._on_timer)
             return
         self._last_try = now
         if self._send(self._target, self._pending):
             self._sent, self._pending = self._pending, None
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer_set = False
+            self._send_if_due()
 
     def _send(self, target: ProgressTarget, value: str) -> bool:
         """Whether the API server took the patch; failures are logged only."""

@@ -299,3 +299,93 @@ def test_a_pod_reads_its_item_from_the_job_controllers_index() -> None:
         with pytest.raises(ValueError):
             read_item(wrong)
     assert contract.item_folder(7) == "items/0007/"
+
+
+def _queued(items: int, parallelism: int | None = None) -> dict[str, Any]:
+    configured = config.from_mapping(
+        {"queueing": {"kueue": {"enabled": True, "defaultQueueName": "gpus"}}}
+    )
+    stage = STAGES["video_gen"]
+    assert stage.fan_out is not None
+    stage = dataclasses.replace(
+        stage, fan_out=stage.fan_out.model_copy(update={"parallelism": parallelism})
+    )
+    return jobs.build_stage_job(OWNER, SPEC, stage, configured, items=items)
+
+
+def test_kueue_may_admit_a_fan_out_on_fewer_gpus_only_where_it_accepts_that() -> None:
+    partial = "kueue.x-k8s.io/job-min-parallelism"
+    assert _queued(8)["metadata"]["annotations"] == {partial: "1"}
+    assert _queued(8)["spec"]["suspend"] is True
+    # Kueue refuses a minimum that is not below the Job's parallelism.
+    assert "annotations" not in _queued(1)["metadata"]
+    assert "annotations" not in _queued(8, parallelism=1)["metadata"]
+
+
+def test_fan_out_and_on_oom_are_refused_together() -> None:
+    spec = VideoPipelineSpec.model_validate(
+        {
+            "stages": [
+                {"name": "plan", "image": "i"},
+                {
+                    "name": "render",
+                    "image": "i",
+                    "dependsOn": ["plan"],
+                    "fanOut": {"over": "plan"},
+                    "onOOM": {"maxMemory": "8Gi"},
+                },
+            ]
+        }
+    )
+    with pytest.raises(pipeline.InvalidSpec, match="fanOut and onOOM cannot be used together"):
+        pipeline.check(spec)
+
+
+def test_a_refused_upstream_summary_is_named_when_the_count_is_missing() -> None:
+    with pytest.raises(pipeline.InvalidSpec) as refused:
+        pipeline.fan_out_items(
+            STAGES["video_gen"],
+            {"script_gen": None},
+            {"script_gen": "its summary was left out: it is not JSON"},
+        )
+    assert str(refused.value).endswith("(script_gen: its summary was left out: it is not JSON)")
+
+
+def test_a_stage_that_reports_progress_gets_a_pod_bound_token_and_nothing_more() -> None:
+    configured = config.from_mapping({"stageProgress": {"serviceAccountName": "progress"}})
+    voice = {s.name: s for s in pipeline.resolve(SPEC, configured)}
+    job = jobs.build_stage_job(OWNER, SPEC, voice["voice_gen"], configured)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+
+    assert pod["serviceAccountName"] == "progress"
+    assert pod["automountServiceAccountToken"] is False
+    (volume,) = [v for v in pod["volumes"] if v["name"] == contract.PROGRESS_VOLUME]
+    token, ca = volume["projected"]["sources"]
+    assert token == {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+    assert ca["configMap"]["name"] == "kube-root-ca.crt"
+    assert {
+        "name": contract.PROGRESS_VOLUME,
+        "mountPath": contract.PROGRESS_DIR,
+        "readOnly": True,
+    } in container["volumeMounts"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env[contract.ENV_POD_NAME]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env[contract.ENV_PROGRESS_TOKEN_FILE]["value"] == "/var/run/vidop/progress/token"
+    assert contract.ENV_API_SERVER not in env  # the in-cluster address
+
+
+def test_no_progress_token_for_a_fan_out_a_pipelines_own_account_or_when_off() -> None:
+    configured = config.from_mapping({"stageProgress": {"serviceAccountName": "progress"}})
+    stages = {s.name: s for s in pipeline.resolve(SPEC, configured)}
+    own_account = dataclasses.replace(stages["voice_gen"], service_account_name="renderer")
+    for stage, configuration, items in (
+        (stages["video_gen"], configured, 8),
+        (own_account, configured, None),
+        (stages["voice_gen"], CONFIG, None),
+    ):
+        pod = jobs.build_stage_job(OWNER, SPEC, stage, configuration, items=items)["spec"][
+            "template"
+        ]["spec"]
+        assert all(v["name"] != contract.PROGRESS_VOLUME for v in pod["volumes"]), stage.name
+        assert pod.get("serviceAccountName") != "progress"

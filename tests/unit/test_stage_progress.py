@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +18,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from tests.support import wait_until
 from vid_operator import contract
 from vidop_stages.progress import (
     ProgressReporter,
@@ -72,15 +73,28 @@ def _target(server: str, token_file: Path) -> ProgressTarget:
 
 
 class Clock:
+    """Time by hand, and the timers asked for: run them with :meth:`advance`."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self.timers: list[tuple[float, Callable[[], None]]] = []
 
     def __call__(self) -> float:
         return self.now
 
+    def later(self, delay: float, call: Callable[[], None]) -> None:
+        self.timers.append((self.now + delay, call))
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = [t for t in self.timers if t[0] <= self.now]
+        self.timers = [t for t in self.timers if t[0] > self.now]
+        for _, call in due:
+            call()
+
 
 def _reporter(target: ProgressTarget | None, clock: Clock) -> ProgressReporter:
-    return ProgressReporter(target, structlog.get_logger("test"), clock=clock)
+    return ProgressReporter(target, structlog.get_logger("test"), clock=clock, later=clock.later)
 
 
 def _values(recorder: Recorder) -> list[contract.Progress | None]:
@@ -226,3 +240,44 @@ def test_without_a_target_every_call_does_nothing() -> None:
             report(percent, "nowhere to go")
 
     assert logs == []
+
+
+def test_a_report_held_back_goes_out_when_due_without_another_call(
+    server: tuple[str, Recorder], tmp_path: Path
+) -> None:
+    """The report just before a long step (video_gen: "encoding") reaches the
+    pod while the step runs, not after it."""
+    url, recorder = server
+    token = tmp_path / "token"
+    token.write_text("t\n")
+    clock = Clock()
+    report = _reporter(_target(url, token), clock)
+
+    report(0, "drawing scene 1")
+    clock.advance(0.4)
+    report(20, "encoding 480 frames")
+    report(20, "encoding 480 frames")  # one timer, however many calls
+    assert _values(recorder) == [contract.Progress(0, "drawing scene 1")]
+    assert len(clock.timers) == 1
+
+    clock.advance(INTERVAL)
+    assert _values(recorder) == [
+        contract.Progress(0, "drawing scene 1"),
+        contract.Progress(20, "encoding 480 frames"),
+    ]
+    assert clock.timers == []
+
+
+def test_the_real_timer_sends_a_held_back_report(
+    server: tuple[str, Recorder], tmp_path: Path
+) -> None:
+    url, recorder = server
+    token = tmp_path / "token"
+    token.write_text("t\n")
+    report = ProgressReporter(_target(url, token), structlog.get_logger("test"), interval=0.3)
+
+    report(0, "first")
+    report(50, "second")
+
+    wait_until("the timer's report", lambda: len(recorder.requests) == 2, timeout=5)
+    assert _values(recorder)[1] == contract.Progress(50, "second")

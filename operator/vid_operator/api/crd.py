@@ -120,6 +120,10 @@ _PIPELINE_STAGE_RULES: list[dict[str, str]] = [
         "rule": "!has(self.fanOut) || (has(self.dependsOn) && self.fanOut.over in self.dependsOn)",
         "message": "fanOut.over must be one of the stage's dependsOn",
     },
+    {
+        "rule": "!has(self.fanOut) || !has(self.onOOM)",
+        "message": "fanOut and onOOM cannot be used together (yet)",
+    },
 ]
 
 # The VideoPipeline's rules, as above.

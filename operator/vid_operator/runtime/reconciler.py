@@ -213,6 +213,7 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
         by_name = {stage.name: stage for stage in stages}
         # The stages before one that starts have all succeeded: their outputs.
         outputs = {s.name: s.outputs for s in plan.status.stages}
+        messages = {s.name: s.message for s in plan.status.stages}
         try:
             create = tuple(
                 _stage_job(
@@ -224,7 +225,7 @@ def reconcile(snapshot: Snapshot, config: OperatorConfig) -> Outcome:
                         config,
                         start.run,
                         cache_key=cache.stage_key(spec, start.stage, by_name, outputs),
-                        items=pipeline.fan_out_items(start.stage, outputs),
+                        items=pipeline.fan_out_items(start.stage, outputs, messages),
                     ),
                     now,
                 )

@@ -84,5 +84,14 @@ def _scene_video(context: StageContext) -> Path:
     list_file = context.workdir / "clips.txt"
     list_file.write_text(concat_list(clips), encoding="utf-8")
     run_tool(concat_command(list_file, joined))
-    context.log.info("scene clips joined", clips=len(clips))
+    # A clip missing or cut short would otherwise show only as a video a
+    # few frames short, which the final check's tolerance might let pass.
+    video = probe(joined).first("video")
+    expected = context.params.total_frames
+    if video is None or video.frames != expected:
+        frames = video.frames if video else None
+        raise ValueError(
+            f"video_gen's {len(clips)} scene clips hold {frames} frames together, not {expected}"
+        )
+    context.log.info("scene clips joined", clips=len(clips), frames=expected)
     return joined

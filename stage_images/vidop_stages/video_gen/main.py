@@ -95,7 +95,8 @@ def render_video(context: StageContext) -> Summary:
         "fps": params.fps,
         "durationSeconds": frames / params.fps,
         "resolution": params.resolution,
-        "scenes": [scene.index for scene, _ in scenes],
+        "scenes": len(scenes),
+        "sceneIndexes": [scene.index for scene, _ in scenes],
         "encoder": encoder,
     }
 
