@@ -420,7 +420,7 @@ def build_stage_job(
     if stage.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = stage.active_deadline_seconds
     metadata: dict[str, Any] = {
-        "name": naming.stage_job_name(owner.name, stage.name, run),
+        "name": naming.stage_job_name(owner.name, stage.name, run, indexed=items is not None),
         "namespace": owner.namespace,
         "labels": {**queued, **labels, **({naming.RUN_LABEL: str(run)} if run else {})},
         "ownerReferences": [owner_reference(owner)],

@@ -37,19 +37,26 @@ def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LENGTH]
 
 
-def stage_job_name(videojob: str, stage: str, run: int = 0) -> str:
+INDEXED_HOSTNAME_SUFFIX = 3
+"""What the Job controller appends to an Indexed Job's name for each pod's
+hostname (``-<index>``, an index below 100), which must stay a DNS label."""
+
+
+def stage_job_name(videojob: str, stage: str, run: int = 0, *, indexed: bool = False) -> str:
     """``<videojob>-<stage>`` for a stage's first Job, ``<videojob>-<stage>-
     <run+1>-<hash>`` for a later one (the hash of stage and run keeps it apart
     from the first Job of a stage whose own name ends in digits); when that is
-    too long, the VideoJob's name is cut and a hash of the whole name keeps
-    different VideoJobs apart."""
+    too long (for an ``indexed`` Job, leaving room for its pods' hostnames),
+    the VideoJob's name is cut and a hash of the whole name keeps different
+    VideoJobs apart."""
+    longest = MAX_NAME_LENGTH - (INDEXED_HOSTNAME_SUFFIX if indexed else 0)
     suffix = _dns_label(stage)
     if run:
         suffix += f"-{run + 1}-{short_hash(f'{stage}/{run}')[:4]}"
     name = f"{videojob}-{suffix}"
-    if len(name) <= MAX_NAME_LENGTH:
+    if len(name) <= longest:
         return name
-    keep = MAX_NAME_LENGTH - len(suffix) - _HASH_LENGTH - 2
+    keep = longest - len(suffix) - _HASH_LENGTH - 2
     head = videojob[:keep].rstrip("-.")
     return f"{head}-{short_hash(videojob)}-{suffix}"
 

@@ -389,3 +389,15 @@ def test_no_progress_token_for_a_fan_out_a_pipelines_own_account_or_when_off() -
         ]["spec"]
         assert all(v["name"] != contract.PROGRESS_VOLUME for v in pod["volumes"]), stage.name
         assert pod.get("serviceAccountName") != "progress"
+
+
+def test_an_indexed_jobs_name_leaves_room_for_its_pods_hostnames() -> None:
+    long_owner = jobs.Owner(name="a" * 240 + "-long-name", namespace="media", uid="uid-1")
+    job = jobs.build_stage_job(long_owner, SPEC, STAGES["video_gen"], CONFIG, items=64)
+    name = job["metadata"]["name"]
+    # Pods of an Indexed Job are called <job>-<index> as hosts: a DNS label.
+    assert len(f"{name}-{contract.MAX_ITEMS - 1}") <= 63
+    assert (
+        len(jobs.build_stage_job(long_owner, SPEC, STAGES["voice_gen"], CONFIG)["metadata"]["name"])
+        == 63
+    )

@@ -247,6 +247,9 @@ def test_an_arabic_prompt_makes_an_arabic_script() -> None:
         ("Un chat dans la forêt sous la lune.", "night", "forest", ("cat",)),
         ("沙漠里的火箭", "space", "desert", ("rocket",)),
         ("غابة في الليل", "night", "forest", ()),
+        # The time of day wins the sky over weather, which falls over it; a
+        # fox is drawn as the dog.
+        ("A red fox running through snow at night.", "night", "snowfield", ("dog",)),
     ],
 )
 def test_the_look_follows_the_words_of_the_prompt(
@@ -269,3 +272,10 @@ def test_subjects_match_whole_words_in_spaced_scripts() -> None:
     assert named_subjects("A catalogue of cars") == ("car",)
     assert named_subjects("Cats, dogs and birds") == ("cat", "dog", "bird")
     assert set(SUBJECTS) >= {"cat", "bird", "car", "house", "tree"}
+
+
+def test_weather_named_beside_a_time_of_day_falls_over_its_sky() -> None:
+    look = read_look("Snow at night.", random.Random(0))
+    assert look.light == "night" and "snowfall" in look.motifs and "moon" in look.motifs
+    stormy = read_look("A storm at sunset over the sea.", random.Random(0))
+    assert (stormy.light, stormy.place) == ("sunset", "sea") and "rain" in stormy.motifs

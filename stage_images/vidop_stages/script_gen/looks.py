@@ -118,7 +118,9 @@ _PLACE_WORDS = {
 }
 _SUBJECT_WORDS = {
     "cat": "cat kitten kitty gato chat chaton katze 猫 قطة قطط",
-    "dog": "dog puppy perro chien hund 狗 犬 كلب",
+    # Foxes and wolves are drawn as the dog: four legs, a tail, pointed ears.
+    "dog": "dog puppy fox wolf perro zorro lobo chien renard loup hund fuchs "
+    "狗 犬 狐狸 狼 كلب ثعلب ذئب",
     "bird": "bird seagull eagle parrot owl pájaro ave oiseau vogel 鸟 鸥 鹰 طائر طيور عصفور نسر",
     "car": "car automobile truck coche carro voiture auto wagen 车 汽车 سيارة",
     "house": "house home cottage cabin village casa maison haus hütte 房子 房屋 小屋 村庄 بيت منزل",
@@ -133,6 +135,8 @@ _SUBJECT_WORDS = {
 }
 # A place goes with a light when the prompt names no light (a desert is sunny).
 _DEFAULT_LIGHT = {"snowfield": "snow", "city": "night"}
+_WEATHER_LIGHTS = ("storm", "snow")
+"""Lights that are weather: a time of day named beside one wins the sky."""
 _UNNAMED_LIGHTS = ("day", "day", "sunset")
 _UNNAMED_PLACES = ("meadow", "meadow", "sea", "mountains", "forest")
 _MAX_SUBJECTS = 3
@@ -142,8 +146,20 @@ def read_look(prompt: str, rng: random.Random) -> Look:
     """The prompt's light, place and subjects; a light or place it does not
     name is chosen with ``rng`` (seeded by the prompt, so still the same for
     the same prompt)."""
-    light = _first_named(_LIGHT_WORDS, prompt)
+    # The time of day sets the sky; weather named beside it falls over that
+    # sky ("snow at night": a night sky, snowfall).
+    weather = _first_named({k: _LIGHT_WORDS[k] for k in _WEATHER_LIGHTS}, prompt)
+    light = _first_named(
+        {k: w for k, w in _LIGHT_WORDS.items() if k not in _WEATHER_LIGHTS}, prompt
+    )
+    extra_weather: tuple[str, ...] = ()
+    if light is None:
+        light = weather
+    elif weather is not None:
+        extra_weather = LIGHTS[weather].weather_motifs
     place = _first_named(_PLACE_WORDS, prompt)
+    if place is None and "snow" in (light, weather):
+        place = "snowfield"  # snow lies where it falls
     if place is None:
         place = rng.choice(_UNNAMED_PLACES)
     if light is None:
@@ -152,7 +168,7 @@ def read_look(prompt: str, rng: random.Random) -> Look:
     if place == "city" and "house" in subjects:
         subjects = tuple(s for s in subjects if s != "house")  # the skyline has them
     shade = LIGHTS[light]
-    motifs = shade.sky_motifs + PLACES[place].terrain_motifs + shade.weather_motifs
+    motifs = shade.sky_motifs + PLACES[place].terrain_motifs + shade.weather_motifs + extra_weather
     return Look(light, place, palette_for(light, place), motifs, subjects)
 
 
