@@ -644,17 +644,18 @@ HOSTILE_SUMMARIES = {
 def test_a_hostile_stage_summary_is_left_out_and_the_videojob_still_finishes(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
+    # voice_gen's: video_gen fans out over script_gen's scene count.
     for case, (summary, _) in HOSTILE_SUMMARIES.items():
         stages = {
-            "script_gen": {"podAnnotations": {"kwok.vidop.io/termination-message": summary}},
+            "voice_gen": {"podAnnotations": {"kwok.vidop.io/termination-message": summary}},
         }
         _apply(cluster, namespace, kwok_videojob(f"summary-{case}", stages=stages))
 
     for case, (_, words) in HOSTILE_SUMMARIES.items():
         done = _wait_phase(cluster, namespace, f"summary-{case}", "Succeeded", timeout=120)
-        script = _stage_status(done, "script_gen")
-        assert "outputs" not in script
-        assert words in script["message"], case
+        voice = _stage_status(done, "voice_gen")
+        assert "outputs" not in voice
+        assert words in voice["message"], case
 
     # The resync still serves everyone after meeting them: a Job refused by a
     # ResourceQuota is created once the quota is gone.

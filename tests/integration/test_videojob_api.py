@@ -390,7 +390,7 @@ PIPELINE_REJECTIONS: dict[str, tuple[list[dict[str, Any]], str]] = {
     ),
     "volume-named-scratch": (
         [_stage(volumes=[{"name": "scratch", "emptyDir": {}}])],
-        "the volume name scratch is the stage contract's",
+        "the volume names scratch and vidop-progress are the stage contract's",
     ),
     "mount-unknown-volume": (
         [_stage(volumeMounts=[{"name": "models", "mountPath": "/models"}])],
@@ -403,7 +403,7 @@ PIPELINE_REJECTIONS: dict[str, tuple[list[dict[str, Any]], str]] = {
                 volumeMounts=[{"name": "v", "mountPath": "/dev/termination-log"}],
             )
         ],
-        "/scratch and /dev/termination-log are the stage contract's",
+        "/scratch, /dev/termination-log and /var/run/vidop are the stage contract's",
     ),
     "max-gpus-below-gpus": ([_stage(gpus=2, maxGpus=1)], "maxGpus must be at least gpus"),
     "operator-label": (
