@@ -253,15 +253,24 @@ def attempts_started(previous: Mapping[str, Any], current: Mapping[str, Any]) ->
 
 
 def status_written(
-    previous: Mapping[str, Any], current: Mapping[str, Any], now: datetime.datetime
+    previous: Mapping[str, Any],
+    current: Mapping[str, Any],
+    now: datetime.datetime,
+    counted: set[str],
 ) -> None:
     """A VideoJob's status went from ``previous`` to ``current`` on the API
     server: count the tries it shows started and the stage Jobs it shows ended.
     Only written statuses count, so a retried write counts nothing twice, and
-    a restarted operator starts from the status the last one wrote."""
+    a restarted operator starts from the status the last one wrote.
+    ``counted`` holds the Jobs whose end this process counted already for the
+    VideoJob (and gains those counted now): a write built on a status older
+    than the last one written never counts an end twice."""
     for name, count in attempts_started(previous, current).items():
         STAGE_ATTEMPTS.labels(stage_label(name)).inc(count)
     for end in stage_ends(previous, current, now):
+        if end.job_name in counted:
+            continue
+        counted.add(end.job_name)
         stage = stage_label(end.stage)
         outcome = "succeeded" if end.succeeded else "failed"
         if end.seconds is not None:

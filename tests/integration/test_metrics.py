@@ -139,7 +139,14 @@ def test_metrics_move_as_videojobs_succeed_and_fail(
     # the script_gen Jobs of the two that failed.
     assert moved("vidop_api_requests_total", verb="create", resource="jobs", code="201") >= 11
     assert moved("vidop_api_requests_total", verb="patch", resource="videojobs/status", code="200")
-    assert moved("vidop_watch_events_total", resource="videojobs", type="ADDED") >= 4
+    # kopf hands a handler the newest of the events that came while it was
+    # busy: a VideoJob's ADDED may reach it as a MODIFIED.
+    videojob_events = sum(
+        moved("vidop_watch_events_total", resource="videojobs", type=kind)
+        for kind in ("ADDED", "MODIFIED")
+    )
+    assert moved("vidop_watch_events_total", resource="videojobs", type="ADDED") >= 1
+    assert videojob_events >= 4
     assert moved("vidop_watch_events_total", resource="jobs", type="MODIFIED") > 0
 
     # No VideoJob name or prompt in any label value.

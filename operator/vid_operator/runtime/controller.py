@@ -731,7 +731,9 @@ class Controller:
         Nothing for a VideoJob deleted while its reconcile ran, but the
         metrics: what was written was written."""
         if executed.written is not None:
-            metrics.status_written(snapshot.status, executed.written, snapshot.now)
+            metrics.status_written(
+                snapshot.status, executed.written, snapshot.now, record.ended_jobs_counted
+            )
         if record.forgotten:
             return
         for job in executed.created:

@@ -97,6 +97,9 @@ class VideoJobMemory:
     (:class:`~vid_operator.status.ObservedJob`, ``ObservedPod``) as of the last
     reconcile it led to: most events (a pod bound, started, a ready count
     moved) change none of it and need no reconcile."""
+    ended_jobs_counted: set[str] = field(default_factory=set)
+    """The stage Jobs whose end the metrics counted (see
+    ``metrics.status_written``); forgotten with the record."""
     forgotten: bool = False
 
     @property
