@@ -48,16 +48,21 @@ def stage_job_name(videojob: str, stage: str, run: int = 0, *, indexed: bool = F
     from the first Job of a stage whose own name ends in digits); when that is
     too long (for an ``indexed`` Job, leaving room for its pods' hostnames),
     the VideoJob's name is cut and a hash of the whole name keeps different
-    VideoJobs apart."""
+    VideoJobs apart. An ``indexed`` Job's name has no dots either (a
+    VideoJob's may): its pods' hostnames are DNS labels, so the dots become
+    dashes and the hash keeps ``a.b`` and ``a-b`` apart."""
     longest = MAX_NAME_LENGTH - (INDEXED_HOSTNAME_SUFFIX if indexed else 0)
     suffix = _dns_label(stage)
     if run:
         suffix += f"-{run + 1}-{short_hash(f'{stage}/{run}')[:4]}"
     name = f"{videojob}-{suffix}"
-    if len(name) <= longest:
+    dotted = indexed and "." in videojob
+    if len(name) <= longest and not dotted:
         return name
     keep = longest - len(suffix) - _HASH_LENGTH - 2
     head = videojob[:keep].rstrip("-.")
+    if dotted:
+        head = head.replace(".", "-")
     return f"{head}-{short_hash(videojob)}-{suffix}"
 
 

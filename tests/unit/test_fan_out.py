@@ -401,3 +401,17 @@ def test_an_indexed_jobs_name_leaves_room_for_its_pods_hostnames() -> None:
         len(jobs.build_stage_job(long_owner, SPEC, STAGES["voice_gen"], CONFIG)["metadata"]["name"])
         == 63
     )
+
+
+def test_an_indexed_jobs_name_has_no_dots_and_stays_apart_from_the_dashed_one() -> None:
+    dotted = jobs.Owner(name="odd.name", namespace="media", uid="uid-1")
+    dashed = jobs.Owner(name="odd-name", namespace="media", uid="uid-2")
+    names = [
+        jobs.build_stage_job(owner, SPEC, STAGES["video_gen"], CONFIG, items=2)["metadata"]["name"]
+        for owner in (dotted, dashed)
+    ]
+    assert "." not in names[0] and names[0].startswith("odd-name-")
+    assert names[0] != names[1] == "odd-name-video-gen"
+    # A Job that is not indexed keeps the VideoJob's name as it is.
+    plain = jobs.build_stage_job(dotted, SPEC, STAGES["voice_gen"], CONFIG)
+    assert plain["metadata"]["name"] == "odd.name-voice-gen"
