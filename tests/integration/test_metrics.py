@@ -6,15 +6,24 @@ watch events moved, with bounded labels."""
 
 from __future__ import annotations
 
+import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import Cluster, Operator, running_operator, videojob_manifest, wait_for_phase
+from tests.support import (
+    Cluster,
+    Operator,
+    running_operator,
+    videojob_manifest,
+    wait_for_phase,
+    wait_until,
+)
 from vid_operator import config
 
 pytestmark = pytest.mark.cluster
@@ -24,12 +33,31 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def served(cluster: Cluster) -> Iterator[str]:
+    """The one namespace this module's operator serves: the counters it is
+    scraped for are not per namespace, and other modules' VideoJobs (their
+    namespaces still going away) must not move them."""
+    core = client.CoreV1Api(cluster.api)
+    name = f"metrics-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"vidop.io/test": "true"}}})
+    wait_until(
+        f"the default ServiceAccount in {name}",
+        lambda: core.list_namespaced_service_account(name).items,
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Cluster, served: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
     # voice_gen raises its memory after an OOM kill, as in test_failures.
     with running_operator(
         cluster,
         tmp_path_factory.mktemp("operator"),
         {
+            "watchNamespaces": [served],
             "s3": {"credentialsSecret": None, "bucket": "videos"},
             "stages": {"voice_gen": {"onOOM": {"memoryFactor": 1.5, "maxMemory": "4Gi"}}},
             "overridePolicy": {
@@ -63,8 +91,9 @@ def _stage(videojob: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_metrics_move_as_videojobs_succeed_and_fail(
-    cluster: Cluster, namespace: str, operator: Operator
+    cluster: Cluster, served: str, operator: Operator
 ) -> None:
+    namespace = served
     before = _scrape(operator)
 
     cluster.apply(_videojob("fine"), namespace)
