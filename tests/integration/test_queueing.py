@@ -166,6 +166,11 @@ def test_a_namespace_cap_keeps_one_tenants_flood_from_starving_another(
                 flood["spec"]["stages"]["video_gen"]["podAnnotations"]["kwok.vidop.io/run-time"] = (
                     "10s"
                 )
+                # One scene: one pod of 4 GPUs (kwok's script_gen says 2 otherwise).
+                flood["spec"]["stages"]["script_gen"]["podAnnotations"][
+                    "kwok.vidop.io/termination-message"
+                ] = '{"scenes": 1}'
+
                 cluster.apply(flood, namespace)
             wait_until(
                 "the flood to fill its namespace's two slots",
