@@ -33,11 +33,10 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.benchmarks.queueing import GpuWork, _namespace, _table, figures
+from tests.benchmarks.queueing import GpuWork, _namespace, _table, figures, save_results
 from tests.support import Cluster, Operator, WatchThread, kwok_videojob, wait_until
 from vidop_devcluster import DevCluster
 
-REPO = Path(__file__).resolve().parents[2]
 MODES = ("fan-out", "one-job")
 
 
@@ -199,10 +198,7 @@ def main() -> None:
         for round_, figures_ in rounds.items()
     }
     print(_table(flat))
-    out = REPO / "bench-results" / f"fanout-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    print(f"results in {out.relative_to(REPO)}")
+    save_results("fanout", {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -283,10 +284,15 @@ def main() -> None:
             api.close()
             dev.down()
     print(_table(results))
-    out = REPO / "bench-results" / f"queueing-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    save_results("queueing", {"args": vars(args), "results": results})
+
+
+def save_results(benchmark: str, payload: dict[str, Any]) -> None:
+    """``payload`` as ``bench-results/<benchmark>-<time>.json``, and where it went."""
+    out = REPO / "bench-results" / f"{benchmark}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    print(f"results in {out.relative_to(REPO)}")
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"results in {out.relative_to(REPO)} ({os.cpu_count()} cores)")
 
 
 def _table(results: dict[str, dict[str, float]]) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.benchmarks.queueing import _namespace, _table
+from tests.benchmarks.queueing import _namespace, _table, save_results
 from tests.support import (
     Cluster,
     LocalNodeProcess,
@@ -44,7 +43,6 @@ from tests.support import (
 from vidop_devcluster import DevCluster
 from vidop_devcluster.s3 import S3Server
 
-REPO = Path(__file__).resolve().parents[2]
 RUNS = {
     "720p": ("1280x720", True),
     "720p-one-job": ("1280x720", False),
@@ -173,11 +171,7 @@ def main() -> None:
             api.close()
             dev.down()
     print(_table(results))
-    out = REPO / "bench-results" / f"realtime-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.parent.mkdir(exist_ok=True)
-    cores = os.cpu_count()
-    out.write_text(json.dumps({"args": vars(args), "cores": cores, "results": results}, indent=2))
-    print(f"results in {out.relative_to(REPO)} ({cores} cores)")
+    save_results("realtime", {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":
